@@ -1,0 +1,141 @@
+//! Named parameters, the unit of freezing, optimisation and checkpointing.
+//!
+//! Every weight lives in a candle `Var` so it can be updated in place. Freezing
+//! does not move or copy anything: a frozen parameter hands the model a
+//! *detached* view of its storage, so autograd never tracks it, it receives no
+//! gradient and the optimiser never touches it (it stays bit-identical).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use candle_core::{DType, Device, Tensor, Var};
+
+use crate::error::{Error, Result};
+
+#[derive(Clone, Debug)]
+pub struct Param {
+    name: Arc<str>,
+    var: Var,
+    trainable: Arc<AtomicBool>,
+}
+
+impl Param {
+    pub fn new(name: &str, tensor: Tensor) -> Result<Self> {
+        Ok(Self { name: name.into(), var: Var::from_tensor(&tensor)?, trainable: Arc::new(AtomicBool::new(true)) })
+    }
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// The value to compute with: tracked by autograd only when trainable.
+    pub fn tensor(&self) -> Tensor {
+        if self.is_trainable() {
+            self.var.as_tensor().clone()
+        } else {
+            self.var.as_tensor().detach()
+        }
+    }
+    /// The underlying variable; optimisers update it with `set`.
+    pub fn var(&self) -> &Var {
+        &self.var
+    }
+    pub fn is_trainable(&self) -> bool {
+        self.trainable.load(Ordering::Relaxed)
+    }
+    pub fn set_trainable(&self, on: bool) {
+        self.trainable.store(on, Ordering::Relaxed)
+    }
+    pub fn shape(&self) -> Vec<usize> {
+        self.var.dims().to_vec()
+    }
+    pub fn numel(&self) -> usize {
+        self.var.elem_count()
+    }
+    /// Overwrite the value in place (checkpoint loading, resets).
+    pub fn assign(&self, value: &Tensor) -> Result<()> {
+        if value.dims() != self.var.dims() {
+            return Err(Error::msg(format!(
+                "parameter {}: expected shape {:?}, got {:?}",
+                self.name,
+                self.var.dims(),
+                value.dims()
+            )));
+        }
+        self.var.set(&value.to_dtype(self.var.dtype())?.to_device(self.var.device())?)?;
+        Ok(())
+    }
+}
+
+/// An ordered map from HF-style names ("encoder.block.0.layer.0.SelfAttention.q.weight") to parameters.
+#[derive(Clone, Debug, Default)]
+pub struct ParamStore {
+    params: BTreeMap<String, Param>,
+}
+
+impl ParamStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn insert(&mut self, p: Param) {
+        self.params.insert(p.name().to_string(), p);
+    }
+    pub fn get(&self, name: &str) -> Result<&Param> {
+        self.params.get(name).ok_or_else(|| Error::msg(format!("no parameter named '{name}'")))
+    }
+    pub fn contains(&self, name: &str) -> bool {
+        self.params.contains_key(name)
+    }
+    pub fn iter(&self) -> impl Iterator<Item = &Param> {
+        self.params.values()
+    }
+    pub fn names(&self) -> Vec<String> {
+        self.params.keys().cloned().collect()
+    }
+    pub fn len(&self) -> usize {
+        self.params.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.params.is_empty()
+    }
+    pub fn trainable(&self) -> Vec<Param> {
+        self.iter().filter(|p| p.is_trainable()).cloned().collect()
+    }
+    pub fn count(&self) -> usize {
+        self.iter().map(|p| p.numel()).sum()
+    }
+    pub fn trainable_count(&self) -> usize {
+        self.iter().filter(|p| p.is_trainable()).map(|p| p.numel()).sum()
+    }
+    /// Parameters whose name matches a glob ("*", "decoder.block.*.layer.1.*").
+    pub fn matching(&self, pattern: &str) -> Result<Vec<Param>> {
+        let glob = globset::Glob::new(pattern)
+            .map_err(|e| Error::msg(format!("bad parameter pattern '{pattern}': {e}")))?
+            .compile_matcher();
+        Ok(self.iter().filter(|p| glob.is_match(p.name())).cloned().collect())
+    }
+    /// Set trainable on every parameter matching `pattern`; returns how many matched.
+    pub fn set_trainable(&self, pattern: &str, on: bool) -> Result<usize> {
+        let hits = self.matching(pattern)?;
+        if hits.is_empty() {
+            return Err(Error::msg(format!("no parameter matches '{pattern}'")));
+        }
+        for p in &hits {
+            p.set_trainable(on);
+        }
+        Ok(hits.len())
+    }
+    /// A snapshot of every value (for checkpoints and bit-identity checks).
+    pub fn to_tensors(&self) -> Result<BTreeMap<String, Tensor>> {
+        let mut out = BTreeMap::new();
+        for p in self.iter() {
+            out.insert(p.name().to_string(), p.var().as_tensor().copy()?);
+        }
+        Ok(out)
+    }
+    pub fn device(&self) -> Device {
+        self.iter().next().map(|p| p.var().device().clone()).unwrap_or(Device::Cpu)
+    }
+    pub fn dtype(&self) -> DType {
+        self.iter().next().map(|p| p.var().dtype()).unwrap_or(DType::F32)
+    }
+}
