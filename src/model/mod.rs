@@ -1,0 +1,145 @@
+//! Models. Everything above this module (soft prompts, training, evaluation)
+//! talks to a model through `LanguageModel`, so it is not T5-specific: a model
+//! embeds ids, takes input *embeddings* plus a mask (a soft prompt is just more
+//! embeddings in front), returns logits for teacher-forced targets, and
+//! generates.
+
+pub mod generate;
+pub mod layers;
+pub mod loading;
+pub mod loss;
+pub mod t5;
+
+use std::sync::Arc;
+
+use candle_core::{DType, Tensor};
+
+use crate::error::{Error, Result};
+use crate::params::ParamStore;
+pub use generate::GenerateOptions;
+use generate::{beam_search, greedy, Specials, StepDecoder};
+pub use layers::Dropout;
+pub use t5::{T5Config, T5};
+
+/// Logits and the training loss for one batch.
+pub struct Output {
+    pub logits: Tensor,
+    pub loss: Tensor,
+}
+
+pub trait LanguageModel: Send + Sync {
+    /// "t5" (and "mt5") today; decoder-only architectures next.
+    fn arch(&self) -> &str;
+    fn params(&self) -> &ParamStore;
+    fn hidden_size(&self) -> usize;
+    fn vocab_size(&self) -> usize;
+    fn pad_id(&self) -> u32;
+    fn eos_id(&self) -> u32;
+    /// ids (b, n) -> embeddings (b, n, d).
+    fn embed(&self, ids: &Tensor) -> Result<Tensor>;
+    /// Teacher-forced logits (b, t, v) for targets (b, t) given input
+    /// embeddings (b, s, d) with mask (b, s). `train` turns dropout on.
+    fn forward(&self, input_embeds: &Tensor, input_mask: &Tensor, targets: &Tensor, train: bool) -> Result<Tensor>;
+    /// Generated ids per row (up to and including EOS).
+    fn generate(&self, input_embeds: &Tensor, input_mask: &Tensor, opts: &GenerateOptions) -> Result<Vec<Vec<u32>>>;
+    /// The dropout stream (its rate and its seeded state, for checkpoints).
+    fn dropout(&self) -> &Dropout;
+    /// The HF config.json this model saves.
+    fn config_json(&self) -> serde_json::Value;
+
+    /// Logits and the mean token cross-entropy (padding, mask 0, ignored).
+    fn loss(&self, input_embeds: &Tensor, input_mask: &Tensor, targets: &Tensor, target_mask: &Tensor, label_smoothing: f64, train: bool) -> Result<Output> {
+        let logits = self.forward(input_embeds, input_mask, targets, train)?;
+        let loss = loss::cross_entropy(&logits, targets, target_mask, label_smoothing)?;
+        Ok(Output { logits, loss })
+    }
+}
+
+/// A shareable model handle (cheap to clone; scripts pass it around).
+pub type Model = Arc<dyn LanguageModel>;
+
+/// T5 decoding state for one generate call.
+struct T5Steps<'a> {
+    model: &'a T5,
+    enc_mask: Tensor,
+    cache: t5::DecoderCache,
+}
+
+impl StepDecoder for T5Steps<'_> {
+    fn step(&mut self, last: &[u32]) -> Result<Tensor> {
+        let ids = Tensor::from_vec(last.to_vec(), (last.len(), 1), self.enc_mask.device())?;
+        self.model.decode_step(&ids, &self.enc_mask, &mut self.cache)
+    }
+    fn reorder(&mut self, rows: &[u32]) -> Result<()> {
+        let idx = Tensor::from_vec(rows.to_vec(), rows.len(), self.enc_mask.device())?;
+        self.cache = self.cache.select(&idx)?;
+        self.enc_mask = self.enc_mask.index_select(&idx, 0)?;
+        Ok(())
+    }
+}
+
+impl LanguageModel for T5 {
+    fn arch(&self) -> &str {
+        "t5"
+    }
+    fn params(&self) -> &ParamStore {
+        &self.params
+    }
+    fn hidden_size(&self) -> usize {
+        self.cfg.d_model
+    }
+    fn vocab_size(&self) -> usize {
+        self.cfg.vocab_size
+    }
+    fn pad_id(&self) -> u32 {
+        self.cfg.pad_id()
+    }
+    fn eos_id(&self) -> u32 {
+        self.cfg.eos_id()
+    }
+    fn embed(&self, ids: &Tensor) -> Result<Tensor> {
+        T5::embed(self, ids)
+    }
+    fn forward(&self, input_embeds: &Tensor, input_mask: &Tensor, targets: &Tensor, train: bool) -> Result<Tensor> {
+        let enc = self.encode(input_embeds, input_mask, train)?;
+        let dec_in = self.shift_right(targets)?;
+        let hidden = self.decode(&dec_in, &enc, input_mask, train)?;
+        self.logits(&hidden)
+    }
+    fn generate(&self, input_embeds: &Tensor, input_mask: &Tensor, opts: &GenerateOptions) -> Result<Vec<Vec<u32>>> {
+        let b = input_embeds.dim(0)?;
+        let enc = self.encode(input_embeds, input_mask, false)?;
+        let sp = Specials { start: self.cfg.decoder_start_id(), eos: self.eos_id(), pad: self.pad_id() };
+        if opts.num_beams <= 1 {
+            let mut steps = T5Steps { model: self, enc_mask: input_mask.clone(), cache: self.start_decoding(&enc)? };
+            return greedy(&mut steps, b, sp, opts);
+        }
+        let rows: Vec<u32> = (0..b as u32).flat_map(|i| std::iter::repeat_n(i, opts.num_beams)).collect();
+        let idx = Tensor::from_vec(rows, b * opts.num_beams, enc.device())?;
+        let enc = enc.index_select(&idx, 0)?;
+        let mask = input_mask.index_select(&idx, 0)?;
+        let mut steps = T5Steps { model: self, enc_mask: mask, cache: self.start_decoding(&enc)? };
+        beam_search(&mut steps, b, sp, opts)
+    }
+    fn dropout(&self) -> &Dropout {
+        &self.dropout
+    }
+    fn config_json(&self) -> serde_json::Value {
+        serde_json::to_value(&self.cfg).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// Right-pad id sequences into (b, n) ids and a 0/1 mask.
+pub fn pad_batch(seqs: &[Vec<u32>], pad: u32, device: &candle_core::Device) -> Result<(Tensor, Tensor)> {
+    if seqs.is_empty() {
+        return Err(Error::msg("empty batch"));
+    }
+    let n = seqs.iter().map(|s| s.len()).max().unwrap_or(0).max(1);
+    let mut ids = Vec::with_capacity(seqs.len() * n);
+    let mut mask = Vec::with_capacity(seqs.len() * n);
+    for s in seqs {
+        ids.extend(s.iter().copied().chain(std::iter::repeat_n(pad, n - s.len())));
+        mask.extend(std::iter::repeat_n(1f32, s.len()).chain(std::iter::repeat_n(0f32, n - s.len())));
+    }
+    Ok((Tensor::from_vec(ids, (seqs.len(), n), device)?, Tensor::from_vec(mask, (seqs.len(), n), device)?.to_dtype(DType::F32)?))
+}
