@@ -1,0 +1,334 @@
+//! The toy world: a seeded synthetic task suite that mirrors the paper's
+//! evaluation tasks (same template shapes, same metrics) at a size a tiny T5
+//! can learn on a CPU, so the whole ProMoT pipeline can be exercised in
+//! minutes.
+//!
+//! Roles: `rte` and `en_fr` are the fine-tuning targets, the others are
+//! in-context evaluation tasks; `fresh_rule` is solvable only from its
+//! demonstrations and so measures in-context learning directly.
+//!
+//! Splits: every example is assigned to train, dev or test by a stable hash
+//! of its task and input (10% test, 10% dev, 80% train), so a test input
+//! never appears in train or dev (for translation: a test English sentence
+//! appears in no language's train or dev). Knowledge-base facts are shared across
+//! splits on purpose (closed-book QA: the facts are learned in pretraining);
+//! only the question phrasing is held out.
+//!
+//! Prompts: a k-shot prompt is `demo_1 SEP demo_2 SEP ... demo_k SEP query`
+//! where `demo = input + INPUT_TARGET_JOIN + target` and SEP is
+//! `DEMO_SEPARATOR`. Demonstrations always come from the train split.
+
+pub mod tasks;
+pub mod vocab;
+pub mod world;
+
+use std::collections::BTreeSet;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::error::{Error, Result};
+pub use tasks::FreshRule;
+pub use vocab::{build_tokenizer, SEPARATOR_TOKEN};
+pub use world::{World, DEFAULT_WORLD_SEED};
+
+/// Joins a demonstration's input and target.
+pub const INPUT_TARGET_JOIN: &str = " ";
+/// Joins consecutive demonstrations, and the last one to the query. It is a
+/// single token of the toy vocabulary (`SEPARATOR_TOKEN`) with spaces.
+pub const DEMO_SEPARATOR: &str = " <sep> ";
+
+/// Largest number of draws spent looking for an example of a given split
+/// before giving up with an error (a split holds ~10% of draws).
+const MAX_DRAWS: usize = 100_000;
+/// Draws spent looking for a not-yet-used input before allowing repeats.
+const MAX_DISTINCT_DRAWS: usize = 20_000;
+/// Draws spent on one fresh rule before drawing another: a small rule (12
+/// possible inputs) may have none in the test split.
+const MAX_RULE_DRAWS: usize = 300;
+
+/// One example: a prompt in the task's template shape, the expected output
+/// and every acceptable output (the target first).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Example {
+    pub input: String,
+    pub target: String,
+    pub references: Vec<String>,
+}
+
+impl Example {
+    /// An example whose only reference is its target.
+    pub fn new(input: impl Into<String>, target: impl Into<String>) -> Example {
+        let target = target.into();
+        Example { input: input.into(), references: vec![target.clone()], target }
+    }
+
+    /// The demonstration form of this example: input, join, target.
+    pub fn demonstration(&self) -> String {
+        format!("{}{INPUT_TARGET_JOIN}{}", self.input, self.target)
+    }
+}
+
+/// The toy tasks, named like the paper's tasks they stand in for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TaskKind {
+    Rte,
+    Cb,
+    Wic,
+    TriviaQa,
+    WebQuestions,
+    EnFr,
+    EnDe,
+    EnRo,
+    Xsum,
+    FreshRule,
+}
+
+impl TaskKind {
+    /// Every task, in a fixed order.
+    pub fn all() -> [TaskKind; 10] {
+        use TaskKind::*;
+        [Rte, Cb, Wic, TriviaQa, WebQuestions, EnFr, EnDe, EnRo, Xsum, FreshRule]
+    }
+
+    /// The task's name as scripts and files spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            TaskKind::Rte => "rte",
+            TaskKind::Cb => "cb",
+            TaskKind::Wic => "wic",
+            TaskKind::TriviaQa => "triviaqa",
+            TaskKind::WebQuestions => "web_questions",
+            TaskKind::EnFr => "en_fr",
+            TaskKind::EnDe => "en_de",
+            TaskKind::EnRo => "en_ro",
+            TaskKind::Xsum => "xsum",
+            TaskKind::FreshRule => "fresh_rule",
+        }
+    }
+
+    /// Parses a task name (see `name`).
+    pub fn from_name(name: &str) -> Result<TaskKind> {
+        TaskKind::all().into_iter().find(|t| t.name() == name).ok_or_else(|| {
+            let known: Vec<&str> = TaskKind::all().iter().map(|t| t.name()).collect();
+            Error::msg(format!("unknown toy task '{name}' (known: {})", known.join(", ")))
+        })
+    }
+
+    /// The metric the paper reports for the task this one stands in for:
+    /// "accuracy", "exact_match", "bleu" or "rouge2".
+    pub fn metric(self) -> &'static str {
+        match self {
+            TaskKind::Rte | TaskKind::Cb | TaskKind::Wic => "accuracy",
+            TaskKind::TriviaQa | TaskKind::WebQuestions | TaskKind::FreshRule => "exact_match",
+            TaskKind::EnFr | TaskKind::EnDe | TaskKind::EnRo => "bleu",
+            TaskKind::Xsum => "rouge2",
+        }
+    }
+
+    /// The closed label set of a classification task, `None` otherwise.
+    pub fn label_set(self) -> Option<Vec<&'static str>> {
+        match self {
+            TaskKind::Rte | TaskKind::Wic => Some(vec!["True", "False"]),
+            TaskKind::Cb => Some(vec!["True", "False", "Neither"]),
+            _ => None,
+        }
+    }
+}
+
+/// A data split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Split {
+    Train,
+    Dev,
+    Test,
+}
+
+impl Split {
+    /// Parses "train", "dev" (or "validation") or "test".
+    pub fn from_name(name: &str) -> Result<Split> {
+        match name {
+            "train" => Ok(Split::Train),
+            "dev" | "validation" => Ok(Split::Dev),
+            "test" => Ok(Split::Test),
+            _ => Err(Error::msg(format!("unknown split '{name}' (known: train, dev, test)"))),
+        }
+    }
+
+    /// The split an input of `task` belongs to, from a stable hash. The three
+    /// translation tasks hash only the English sentence, so a held-out
+    /// sentence is held out in every language.
+    pub fn of(task: TaskKind, input: &str) -> Split {
+        let (tag, key) = match task {
+            TaskKind::EnFr | TaskKind::EnDe | TaskKind::EnRo => {
+                ("translation", input.split_once(": ").map_or(input, |(_, sentence)| sentence))
+            }
+            _ => (task.name(), input),
+        };
+        match fnv1a(&[tag.as_bytes(), b"\0", key.as_bytes()]) % 100 {
+            0..=9 => Split::Test,
+            10..=19 => Split::Dev,
+            _ => Split::Train,
+        }
+    }
+}
+
+/// 64-bit FNV-1a: a hash that is the same on every platform and Rust version.
+fn fnv1a(parts: &[&[u8]]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for byte in part.iter() {
+            hash ^= u64::from(*byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    hash
+}
+
+/// The rng behind `examples`/`episodes`: one stream per (task, split, seed).
+fn stream_rng(task: TaskKind, split: Split, k: usize, seed: u64) -> ChaCha8Rng {
+    let tag = format!("{}/{split:?}/{k}", task.name());
+    ChaCha8Rng::seed_from_u64(fnv1a(&[tag.as_bytes(), &seed.to_le_bytes()]))
+}
+
+/// Draws from `draw` until an example of `split` (with an input not in
+/// `avoid`) comes up.
+fn draw_in_split<R, F>(
+    task: TaskKind,
+    split: Split,
+    avoid: &BTreeSet<String>,
+    max_draws: usize,
+    rng: &mut R,
+    mut draw: F,
+) -> Result<Example>
+where
+    R: Rng + ?Sized,
+    F: FnMut(&mut R) -> Result<Example>,
+{
+    for _ in 0..max_draws {
+        let example = draw(rng)?;
+        if Split::of(task, &example.input) == split && !avoid.contains(&example.input) {
+            return Ok(example);
+        }
+    }
+    Err(Error::msg(format!("toy {}: no new {split:?} example found in {max_draws} draws", task.name())))
+}
+
+/// Joins demonstrations and a query into one prompt (see the module docs).
+pub fn join_prompt(demonstrations: &[Example], query: &Example) -> Example {
+    let mut parts: Vec<String> = demonstrations.iter().map(|d| d.demonstration()).collect();
+    parts.push(query.input.clone());
+    Example { input: parts.join(DEMO_SEPARATOR), target: query.target.clone(), references: query.references.clone() }
+}
+
+impl World {
+    /// `n` examples of `task` from `split`, deterministic in `seed`. Within one
+    /// call inputs are distinct while the split has enough of them; after that
+    /// (small pools such as test questions) repeats are allowed.
+    ///
+    /// For `fresh_rule` each example has its own freshly drawn rule, so these
+    /// are 0-shot items; build k-shot prompts with `episodes`, not by pairing
+    /// these with other examples.
+    pub fn examples(&self, task: TaskKind, split: &str, n: usize, seed: u64) -> Result<Vec<Example>> {
+        let split = Split::from_name(split)?;
+        let mut rng = stream_rng(task, split, 0, seed);
+        let mut seen = BTreeSet::new();
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let generate = |r: &mut ChaCha8Rng| self.generate(task, r);
+            let example = match draw_in_split(task, split, &seen, MAX_DISTINCT_DRAWS, &mut rng, generate) {
+                Ok(example) => example,
+                Err(_) => {
+                    seen.clear();
+                    draw_in_split(task, split, &seen, MAX_DRAWS, &mut rng, generate)?
+                }
+            };
+            seen.insert(example.input.clone());
+            out.push(example);
+        }
+        Ok(out)
+    }
+
+    /// A k-shot training episode (query and demonstrations from train).
+    pub fn episode<R: Rng + ?Sized>(&self, task: TaskKind, k: usize, rng: &mut R) -> Result<Example> {
+        self.episode_in(task, Split::Train, k, rng)
+    }
+
+    /// A k-shot episode whose query comes from `split` and whose `k`
+    /// demonstrations come from train (distinct, and distinct from the
+    /// query). For `fresh_rule` one rule is drawn for the whole episode.
+    pub fn episode_in<R: Rng + ?Sized>(&self, task: TaskKind, split: Split, k: usize, rng: &mut R) -> Result<Example> {
+        if task == TaskKind::FreshRule {
+            return self.fresh_rule_episode(split, k, rng);
+        }
+        let mut used = BTreeSet::new();
+        let generate = |r: &mut R| self.generate(task, r);
+        let query = draw_in_split(task, split, &used, MAX_DRAWS, rng, generate)?;
+        used.insert(query.input.clone());
+        let mut demos = Vec::with_capacity(k);
+        for _ in 0..k {
+            let demo = match draw_in_split(task, Split::Train, &used, MAX_DISTINCT_DRAWS, rng, generate) {
+                Ok(demo) => demo,
+                Err(_) => draw_in_split(task, Split::Train, &BTreeSet::new(), MAX_DRAWS, rng, generate)?,
+            };
+            used.insert(demo.input.clone());
+            demos.push(demo);
+        }
+        Ok(join_prompt(&demos, &query))
+    }
+
+    /// A fresh-rule episode: one rule for the query and all demonstrations,
+    /// and the demonstrations chosen so that together they reveal what the
+    /// query needs (see `FreshRule::covering_constraint`) once k >= 2.
+    fn fresh_rule_episode<R: Rng + ?Sized>(&self, split: Split, k: usize, rng: &mut R) -> Result<Example> {
+        let task = TaskKind::FreshRule;
+        for _ in 0..1000 {
+            let rule = FreshRule::draw(self, rng)?;
+            let mut used = BTreeSet::new();
+            let Ok(query) = draw_in_split(task, split, &used, MAX_RULE_DRAWS, rng, |r| rule.example(self, r)) else {
+                continue;
+            };
+            used.insert(query.input.clone());
+            let mut demos = Vec::with_capacity(k);
+            for i in 0..k {
+                let constraint = rule.covering_constraint(&query, i);
+                let covering = |r: &mut R| rule.covering_example(self, r, constraint);
+                let any = |r: &mut R| rule.example(self, r);
+                // A small rule may run out of distinct train inputs; then repeat one.
+                let demo = draw_in_split(task, Split::Train, &used, MAX_RULE_DRAWS, rng, covering)
+                    .or_else(|_| draw_in_split(task, Split::Train, &used, MAX_RULE_DRAWS, rng, any))
+                    .or_else(|_| draw_in_split(task, Split::Train, &BTreeSet::new(), MAX_RULE_DRAWS, rng, any));
+                let Ok(demo) = demo else { break };
+                used.insert(demo.input.clone());
+                demos.push(demo);
+            }
+            if demos.len() == k {
+                rand::seq::SliceRandom::shuffle(demos.as_mut_slice(), rng);
+                return Ok(join_prompt(&demos, &query));
+            }
+        }
+        Err(Error::msg(format!("toy fresh_rule: could not build a {split:?} episode")))
+    }
+
+    /// `n` k-shot episodes with queries from `split`, deterministic in `seed`:
+    /// the evaluation sets of the toy suite.
+    pub fn episodes(&self, task: TaskKind, split: &str, k: usize, n: usize, seed: u64) -> Result<Vec<Example>> {
+        let split = Split::from_name(split)?;
+        let mut rng = stream_rng(task, split, k, seed);
+        (0..n).map(|_| self.episode_in(task, split, k, &mut rng)).collect()
+    }
+
+    /// The pretraining mixture: `n` train episodes, each of a task drawn
+    /// uniformly from all tasks (fine-tuning targets included) with k drawn
+    /// uniformly from 0..=k_max.
+    pub fn pretrain_batch_examples<R: Rng + ?Sized>(&self, rng: &mut R, n: usize, k_max: usize) -> Result<Vec<Example>> {
+        let tasks = TaskKind::all();
+        (0..n)
+            .map(|_| {
+                let task = tasks[rng.random_range(0..tasks.len())];
+                let k = rng.random_range(0..=k_max);
+                self.episode(task, k, rng)
+            })
+            .collect()
+    }
+}
