@@ -1,0 +1,346 @@
+//! Optimiser tests: trajectories against PyTorch / transformers references
+//! (tests/fixtures/optim/reference.safetensors, made by
+//! tests/fixtures/make_adafactor_fixture.py), freezing, checkpoint round trips,
+//! schedules and gradient clipping.
+
+use std::collections::{BTreeMap, HashMap};
+
+use candle_core::backprop::GradStore;
+use candle_core::{DType, Device, Tensor};
+use promot::optim::{self, clip_grad_norm, grad_norm, OptimOptions, Optimizer, Schedule};
+use promot::params::Param;
+
+const FIXTURE: &str = "tests/fixtures/optim/reference.safetensors";
+const PARAM_NAMES: [&str; 3] = ["matrix", "vector", "tensor3"];
+const STEPS: usize = 5;
+
+fn reference() -> HashMap<String, Tensor> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(FIXTURE);
+    candle_core::safetensors::load(&path, &Device::Cpu).expect("fixture loads")
+}
+
+fn get<'a>(refs: &'a HashMap<String, Tensor>, key: &str) -> &'a Tensor {
+    refs.get(key).unwrap_or_else(|| panic!("fixture has no tensor {key}"))
+}
+
+fn initial_params(refs: &HashMap<String, Tensor>) -> Vec<Param> {
+    PARAM_NAMES.iter().map(|n| Param::new(n, get(refs, &format!("init/{n}")).copy().unwrap()).unwrap()).collect()
+}
+
+/// The gradients the reference fed at `step` (1-based), keyed to our params.
+fn fixture_grads(refs: &HashMap<String, Tensor>, params: &[Param], step: usize) -> GradStore {
+    let mut grads = GradStore::default();
+    for p in params {
+        grads.insert(p.var().as_tensor(), get(refs, &format!("grad/{step}/{}", p.name())).clone());
+    }
+    grads
+}
+
+fn values(t: &Tensor) -> Vec<f32> {
+    t.flatten_all().unwrap().to_dtype(DType::F32).unwrap().to_vec1::<f32>().unwrap()
+}
+
+fn assert_close(what: &str, ours: &Tensor, want: &Tensor) {
+    assert_eq!(ours.dims(), want.dims(), "{what}: shape");
+    for (i, (a, b)) in values(ours).iter().zip(values(want)).enumerate() {
+        let tol = 1e-6 + 1e-5 * b.abs();
+        assert!((a - b).abs() <= tol, "{what}[{i}]: ours {a}, reference {b}, diff {}", (a - b).abs());
+    }
+}
+
+/// Run `opt` over the fixture's 5 gradients and compare with `case` after every step.
+fn check_against_reference(case: &str, mut opt: Box<dyn Optimizer>) {
+    let refs = reference();
+    let params = initial_params(&refs);
+    for step in 1..=STEPS {
+        let grads = fixture_grads(&refs, &params, step);
+        opt.step(&params, &grads).unwrap();
+        for p in &params {
+            let key = format!("{case}/{step}/{}", p.name());
+            assert_close(&key, p.var().as_tensor(), get(&refs, &key));
+        }
+    }
+}
+
+#[test]
+fn adafactor_matches_transformers_lr_0_2() {
+    check_against_reference("adafactor_lr0.2", optim::by_name("adafactor", 0.2).unwrap());
+}
+
+#[test]
+fn adafactor_matches_transformers_lr_1e_3() {
+    check_against_reference("adafactor_lr0.001", optim::by_name("adafactor", 1e-3).unwrap());
+}
+
+#[test]
+fn adafactor_with_momentum_decay_and_parameter_scale_matches_transformers() {
+    let mut opts = OptimOptions::default();
+    opts.set("beta1", 0.9).unwrap();
+    opts.set("weight_decay", 0.1).unwrap();
+    opts.set("multiply_by_parameter_scale", 1.0).unwrap();
+    check_against_reference("adafactor_extra", optim::build("adafactor", 0.05, &opts).unwrap());
+}
+
+#[test]
+fn adamw_matches_torch() {
+    check_against_reference("adamw", optim::by_name("adamw", 1e-2).unwrap());
+}
+
+#[test]
+fn sgd_with_momentum_matches_torch() {
+    let opts = OptimOptions { momentum: Some(0.9), ..Default::default() };
+    check_against_reference("sgd_momentum", optim::build("sgd", 0.1, &opts).unwrap());
+}
+
+#[test]
+fn plain_sgd_matches_torch() {
+    check_against_reference("sgd_plain", optim::by_name("sgd", 0.1).unwrap());
+}
+
+fn all_optimizers() -> Vec<Box<dyn Optimizer>> {
+    let momentum = OptimOptions { momentum: Some(0.9), ..Default::default() };
+    vec![
+        optim::by_name("adafactor", 0.2).unwrap(),
+        optim::build("adafactor", 0.05, &OptimOptions { weight_decay: Some(0.1), ..momentum.clone() }).unwrap(),
+        optim::by_name("adamw", 1e-2).unwrap(),
+        optim::build("sgd", 0.1, &momentum).unwrap(),
+    ]
+}
+
+fn bits(t: &Tensor) -> Vec<u32> {
+    values(t).iter().map(|v| v.to_bits()).collect()
+}
+
+#[test]
+fn frozen_and_gradless_params_are_untouched_and_get_no_state() {
+    let refs = reference();
+    for mut opt in all_optimizers() {
+        let params = initial_params(&refs);
+        let frozen = &params[0];
+        frozen.set_trainable(false);
+        let before_frozen = bits(frozen.var().as_tensor());
+        let before_gradless = bits(params[2].var().as_tensor());
+        for step in 1..=3 {
+            // The frozen param even has a gradient in the store; the third has none.
+            let mut grads = fixture_grads(&refs, &params, step);
+            grads.remove(params[2].var().as_tensor());
+            opt.step(&params, &grads).unwrap();
+        }
+        assert_eq!(bits(frozen.var().as_tensor()), before_frozen, "{}: frozen param changed", opt.name());
+        assert_eq!(bits(params[2].var().as_tensor()), before_gradless, "{}: gradless param changed", opt.name());
+        assert_ne!(bits(params[1].var().as_tensor()), bits(get(&refs, "init/vector")), "{}: trainable param did not move", opt.name());
+        let (state, steps) = opt.state().unwrap();
+        assert_eq!(steps, 3);
+        assert!(state.keys().any(|k| k.ends_with("/vector")), "{}: no state for the trained param", opt.name());
+        for key in state.keys() {
+            assert!(!key.ends_with("/matrix") && !key.ends_with("/tensor3"), "{}: state {key} for an untouched param", opt.name());
+        }
+    }
+}
+
+#[test]
+fn frozen_param_gets_no_gradient_from_backward() {
+    let w = Param::new("w", Tensor::new(&[1.0f32, -2.0, 3.0], &Device::Cpu).unwrap()).unwrap();
+    let f = Param::new("f", Tensor::new(&[0.5f32, 0.25, -1.0], &Device::Cpu).unwrap()).unwrap();
+    f.set_trainable(false);
+    let before = bits(f.var().as_tensor());
+    let mut opt = optim::by_name("adafactor", 0.1).unwrap();
+    for _ in 0..3 {
+        let loss = w.tensor().mul(&f.tensor()).unwrap().sqr().unwrap().sum_all().unwrap();
+        let grads = loss.backward().unwrap();
+        assert!(grads.get(f.var().as_tensor()).is_none());
+        opt.step(&[w.clone(), f.clone()], &grads).unwrap();
+    }
+    assert_eq!(bits(f.var().as_tensor()), before);
+    // d/dw sum((w f)^2) = 2 w f^2 points away from 0, so |w| shrinks.
+    let w_now = values(w.var().as_tensor());
+    assert!(w_now.iter().zip([1.0f32, -2.0, 3.0]).all(|(a, b)| a.abs() < b.abs()), "{w_now:?}");
+}
+
+#[test]
+fn state_round_trip_resumes_bit_identically() {
+    let refs = reference();
+    let fresh = all_optimizers;
+    let n = fresh().len();
+    for which in 0..n {
+        // Uninterrupted run.
+        let mut straight = fresh().remove(which);
+        let params = initial_params(&refs);
+        for step in 1..=STEPS {
+            straight.step(&params, &fixture_grads(&refs, &params, step)).unwrap();
+        }
+        // Two steps, checkpoint (through a safetensors file), then a new optimizer and new params.
+        let mut first = fresh().remove(which);
+        let early = initial_params(&refs);
+        for step in 1..=2 {
+            first.step(&early, &fixture_grads(&refs, &early, step)).unwrap();
+        }
+        let (state, steps) = first.state().unwrap();
+        let path = std::env::temp_dir().join(format!("promot-optim-state-{}-{which}.safetensors", std::process::id()));
+        let as_map: HashMap<String, Tensor> = state.into_iter().collect();
+        candle_core::safetensors::save(&as_map, &path).unwrap();
+        let loaded: BTreeMap<String, Tensor> =
+            candle_core::safetensors::load(&path, &Device::Cpu).unwrap().into_iter().collect();
+        std::fs::remove_file(&path).ok();
+
+        let mut resumed = fresh().remove(which);
+        resumed.load_state(&loaded, steps).unwrap();
+        let later: Vec<Param> =
+            early.iter().map(|p| Param::new(p.name(), p.var().as_tensor().copy().unwrap()).unwrap()).collect();
+        for step in 3..=STEPS {
+            resumed.step(&later, &fixture_grads(&refs, &later, step)).unwrap();
+        }
+        for (a, b) in params.iter().zip(&later) {
+            assert_eq!(bits(a.var().as_tensor()), bits(b.var().as_tensor()), "{}: {} differs after resume", straight.name(), a.name());
+        }
+        let (s1, n1) = straight.state().unwrap();
+        let (s2, n2) = resumed.state().unwrap();
+        assert_eq!(n1, n2);
+        assert_eq!(s1.keys().collect::<Vec<_>>(), s2.keys().collect::<Vec<_>>());
+        for (k, t) in &s1 {
+            assert_eq!(bits(t), bits(&s2[k]), "{}: state {k} differs", straight.name());
+        }
+    }
+}
+
+#[test]
+fn load_state_rejects_foreign_or_incomplete_state() {
+    let refs = reference();
+    let params = initial_params(&refs);
+    let mut adamw = optim::by_name("adamw", 1e-2).unwrap();
+    adamw.step(&params, &fixture_grads(&refs, &params, 1)).unwrap();
+    let (state, steps) = adamw.state().unwrap();
+
+    let mut adafactor = optim::by_name("adafactor", 0.2).unwrap();
+    assert!(adafactor.load_state(&state, steps).is_err());
+
+    let mut incomplete = state.clone();
+    incomplete.remove("adamw.v/matrix");
+    assert!(optim::by_name("adamw", 1e-2).unwrap().load_state(&incomplete, steps).is_err());
+
+    // State of the wrong shape for a parameter is an error at the step, not a panic.
+    let mut swapped = state.clone();
+    let m_vector = swapped["adamw.m/vector"].clone();
+    let v_vector = swapped["adamw.v/vector"].clone();
+    swapped.insert("adamw.m/matrix".into(), m_vector);
+    swapped.insert("adamw.v/matrix".into(), v_vector);
+    let mut opt = optim::by_name("adamw", 1e-2).unwrap();
+    opt.load_state(&swapped, steps).unwrap();
+    assert!(opt.step(&params, &fixture_grads(&refs, &params, 2)).is_err());
+}
+
+#[test]
+fn names_options_and_learning_rate() {
+    for name in ["adafactor", "adamw", "sgd"] {
+        let mut opt = optim::by_name(name, 0.5).unwrap();
+        assert_eq!(opt.name(), name);
+        assert_eq!(opt.learning_rate(), 0.5);
+        opt.set_learning_rate(0.25);
+        assert_eq!(opt.learning_rate(), 0.25);
+    }
+    assert!(optim::by_name("adam", 0.1).is_err());
+    assert!(optim::by_name("sgd", -1.0).is_err());
+    assert!(optim::by_name("sgd", f64::NAN).is_err());
+    assert!(OptimOptions::default().set("betta", 0.9).is_err());
+    let beta2 = OptimOptions { beta2: Some(0.99), ..Default::default() };
+    assert!(optim::build("adafactor", 0.1, &beta2).is_err());
+    assert!(optim::build("adamw", 0.1, &beta2).is_ok());
+    let bad_momentum = OptimOptions { momentum: Some(1.5), ..Default::default() };
+    assert!(optim::build("sgd", 0.1, &bad_momentum).is_err());
+}
+
+#[test]
+fn step_rejects_a_param_listed_twice() {
+    let p = Param::new("p", Tensor::new(&[1.0f32, 2.0], &Device::Cpu).unwrap()).unwrap();
+    let mut grads = GradStore::default();
+    grads.insert(p.var().as_tensor(), Tensor::new(&[1.0f32, 1.0], &Device::Cpu).unwrap());
+    let mut opt = optim::by_name("sgd", 0.1).unwrap();
+    assert!(opt.step(&[p.clone(), p.clone()], &grads).is_err());
+    assert_eq!(values(p.var().as_tensor()), vec![1.0, 2.0]);
+}
+
+#[test]
+fn bf16_params_are_updated_in_f32_and_keep_their_dtype() {
+    let p = Param::new("p", Tensor::new(&[1.0f32, -1.0], &Device::Cpu).unwrap().to_dtype(DType::BF16).unwrap()).unwrap();
+    let mut grads = GradStore::default();
+    grads.insert(p.var().as_tensor(), Tensor::new(&[0.5f32, -0.5], &Device::Cpu).unwrap().to_dtype(DType::BF16).unwrap());
+    let mut opt = optim::by_name("sgd", 0.5).unwrap();
+    opt.step(&[p.clone()], &grads).unwrap();
+    assert_eq!(p.var().dtype(), DType::BF16);
+    assert_eq!(values(p.var().as_tensor()), vec![0.75, -0.75]);
+}
+
+#[test]
+fn schedule_values() {
+    let base = 0.2;
+    assert_eq!(Schedule::Constant.lr_at(base, 0), base);
+    assert_eq!(Schedule::Constant.lr_at(base, 12345), base);
+
+    let warm = Schedule::LinearWarmup { warmup_steps: 4 };
+    let got: Vec<f64> = (0..6).map(|s| warm.lr_at(base, s)).collect();
+    let want = [0.05, 0.1, 0.15, 0.2, 0.2, 0.2];
+    for (g, w) in got.iter().zip(want) {
+        assert!((g - w).abs() < 1e-12, "{got:?}");
+    }
+    assert_eq!(Schedule::LinearWarmup { warmup_steps: 0 }.lr_at(base, 0), base);
+
+    let decay = Schedule::LinearWarmupDecay { warmup: 2, total: 6 };
+    let got: Vec<f64> = (0..8).map(|s| decay.lr_at(1.0, s)).collect();
+    let want = [0.5, 1.0, 1.0, 0.75, 0.5, 0.25, 0.0, 0.0];
+    for (g, w) in got.iter().zip(want) {
+        assert!((g - w).abs() < 1e-12, "{got:?}");
+    }
+
+    let rsqrt = Schedule::Rsqrt { warmup_steps: 100 };
+    assert!((rsqrt.lr_at(1.0, 0) - 0.1).abs() < 1e-12);
+    assert!((rsqrt.lr_at(1.0, 100) - 0.1).abs() < 1e-12);
+    assert!((rsqrt.lr_at(1.0, 400) - 0.05).abs() < 1e-12);
+    assert!((rsqrt.lr_at(2.0, 10_000) - 0.02).abs() < 1e-12);
+    assert_eq!(Schedule::Rsqrt { warmup_steps: 0 }.lr_at(1.0, 0), 1.0);
+
+    assert_eq!(Schedule::from_name("rsqrt", 10, 0).unwrap(), Schedule::Rsqrt { warmup_steps: 10 });
+    assert!(Schedule::from_name("cosine", 10, 100).is_err());
+    assert!(Schedule::from_name("linear_warmup_decay", 10, 10).is_err());
+}
+
+#[test]
+fn clip_grad_norm_uses_the_global_norm_of_trainable_grads() {
+    let dev = Device::Cpu;
+    let a = Param::new("a", Tensor::new(&[3.0f32, 4.0], &dev).unwrap()).unwrap();
+    let b = Param::new("b", Tensor::new(&[[1.0f32]], &dev).unwrap()).unwrap();
+    let frozen = Param::new("frozen", Tensor::new(&[1.0f32], &dev).unwrap()).unwrap();
+    let gradless = Param::new("gradless", Tensor::new(&[1.0f32], &dev).unwrap()).unwrap();
+    frozen.set_trainable(false);
+    let params = [a.clone(), b.clone(), frozen.clone(), gradless.clone()];
+    let make = || {
+        let mut g = GradStore::default();
+        g.insert(a.var().as_tensor(), Tensor::new(&[3.0f32, 4.0], &dev).unwrap());
+        g.insert(b.var().as_tensor(), Tensor::new(&[[12.0f32]], &dev).unwrap());
+        g.insert(frozen.var().as_tensor(), Tensor::new(&[100.0f32], &dev).unwrap());
+        g
+    };
+    // sqrt(3² + 4² + 12²) = 13; the frozen param's gradient does not count.
+    assert!((grad_norm(&params, &make()).unwrap() - 13.0).abs() < 1e-9);
+
+    let (norm, clipped) = clip_grad_norm(&params, make(), 6.5).unwrap();
+    assert!((norm - 13.0).abs() < 1e-9);
+    let coef = (6.5 / (13.0 + 1e-6)) as f32;
+    let ga = values(clipped.get(a.var().as_tensor()).unwrap());
+    let gb = values(clipped.get(b.var().as_tensor()).unwrap());
+    assert!((ga[0] - 3.0 * coef).abs() < 1e-6 && (ga[1] - 4.0 * coef).abs() < 1e-6, "{ga:?}");
+    assert!((gb[0] - 12.0 * coef).abs() < 1e-6, "{gb:?}");
+    assert_eq!(values(clipped.get(frozen.var().as_tensor()).unwrap()), vec![100.0]);
+    assert!((grad_norm(&params, &clipped).unwrap() - 6.5).abs() < 1e-5);
+
+    // Under the limit: untouched.
+    let (norm, same) = clip_grad_norm(&params, make(), 100.0).unwrap();
+    assert!((norm - 13.0).abs() < 1e-9);
+    assert_eq!(values(same.get(b.var().as_tensor()).unwrap()), vec![12.0]);
+
+    // A param listed twice counts once.
+    let twice = [a.clone(), a.clone()];
+    assert!((grad_norm(&twice, &make()).unwrap() - 5.0).abs() < 1e-9);
+
+    assert!(clip_grad_norm(&params, make(), 0.0).is_err());
+    assert_eq!(grad_norm(&[frozen.clone()], &make()).unwrap(), 0.0);
+}
