@@ -1,0 +1,168 @@
+//! Soft prompts: a few trainable embedding rows prepended to the model's input
+//! (the encoder's input for T5; the sequence's start for a decoder-only model).
+//! ProMoT's stage 1 trains one so the target task's *format* lands in it.
+//!
+//! Shape legend: p prompt length, d model width, b batch, s input positions.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{DType, Tensor};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::error::{Error, Result};
+use crate::fsio;
+use crate::model::LanguageModel;
+use crate::params::Param;
+
+/// How to initialise a prompt's rows.
+#[derive(Clone, Debug)]
+pub enum Init {
+    /// Uniform in [-0.5, 0.5], as the prompt-tuning code's default.
+    Uniform,
+    /// Embeddings of tokens drawn from the `top` most frequent ids
+    /// (SentencePiece ids are ordered by frequency, specials skipped).
+    Vocab { top: usize },
+    /// Embeddings of a text's tokens, repeated or cut to the prompt length.
+    Ids(Vec<u32>),
+    /// Given values (p, d).
+    Tensor(Tensor),
+}
+
+#[derive(Clone, Debug)]
+pub struct SoftPrompt {
+    pub name: String,
+    param: Param,
+}
+
+impl SoftPrompt {
+    pub fn new(name: &str, model: &dyn LanguageModel, length: usize, init: Init, seed: u64) -> Result<Self> {
+        if length == 0 {
+            return Err(Error::msg("soft_prompt: length must be at least 1"));
+        }
+        let d = model.hidden_size();
+        let device = model.params().device();
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let values = match init {
+            Init::Uniform => {
+                let v: Vec<f32> = (0..length * d).map(|_| rng.random_range(-0.5f32..=0.5)).collect();
+                Tensor::from_vec(v, (length, d), &device)?
+            }
+            Init::Vocab { top } => {
+                // Skip the three specials (pad, eos, unk) at the front of T5 vocabularies.
+                let hi = top.min(model.vocab_size()).max(4);
+                let ids: Vec<u32> = (0..length).map(|_| rng.random_range(3..hi as u32)).collect();
+                Self::embed_rows(model, &ids)?
+            }
+            Init::Ids(ids) => {
+                if ids.is_empty() {
+                    return Err(Error::msg("soft_prompt: the init text has no tokens"));
+                }
+                let rows: Vec<u32> = ids.iter().copied().cycle().take(length).collect();
+                Self::embed_rows(model, &rows)?
+            }
+            Init::Tensor(t) => {
+                if t.dims() != [length, d] {
+                    return Err(Error::msg(format!("soft_prompt: init tensor must be [{length}, {d}], got {:?}", t.dims())));
+                }
+                t.to_device(&device)?
+            }
+        };
+        let values = values.to_dtype(model.params().dtype())?;
+        Ok(Self { name: name.to_string(), param: Param::new(&format!("prompt.{name}"), values)? })
+    }
+
+    fn embed_rows(model: &dyn LanguageModel, ids: &[u32]) -> Result<Tensor> {
+        let idx = Tensor::from_vec(ids.to_vec(), (1, ids.len()), &model.params().device())?;
+        Ok(model.embed(&idx)?.squeeze(0)?.detach())
+    }
+
+    pub fn len(&self) -> usize {
+        self.param.shape()[0]
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    pub fn width(&self) -> usize {
+        self.param.shape()[1]
+    }
+    pub fn param(&self) -> &Param {
+        &self.param
+    }
+    /// The prompt's values (p, d); tracked by autograd only while trainable.
+    pub fn tensor(&self) -> Tensor {
+        self.param.tensor()
+    }
+    pub fn freeze(&self) {
+        self.param.set_trainable(false)
+    }
+    pub fn unfreeze(&self) {
+        self.param.set_trainable(true)
+    }
+    pub fn is_trainable(&self) -> bool {
+        self.param.is_trainable()
+    }
+
+    /// Prepend the prompt to every row: embeds (b, s, d) -> (b, p+s, d), mask (b, s) -> (b, p+s).
+    pub fn attach(&self, embeds: &Tensor, mask: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (b, _, d) = embeds.dims3()?;
+        if d != self.width() {
+            return Err(Error::msg(format!("prompt '{}' has width {}, the model's embeddings have {d}", self.name, self.width())));
+        }
+        let p = self.tensor().to_dtype(embeds.dtype())?.unsqueeze(0)?.broadcast_as((b, self.len(), d))?;
+        let ones = Tensor::ones((b, self.len()), mask.dtype(), mask.device())?;
+        Ok((Tensor::cat(&[&p, embeds], 1)?, Tensor::cat(&[&ones, mask], 1)?))
+    }
+
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let mut map = HashMap::new();
+        map.insert("prompt".to_string(), self.param.var().as_tensor().contiguous()?);
+        fsio::save_safetensors(path, &map)
+    }
+
+    /// Load a prompt saved by `save`, or a PEFT adapter directory / file.
+    pub fn load(name: &str, path: &Path, model: &dyn LanguageModel) -> Result<Self> {
+        let file = if path.is_dir() { path.join("adapter_model.safetensors") } else { path.to_path_buf() };
+        let mut tensors = fsio::load_safetensors(&file, &model.params().device())?;
+        let t = tensors
+            .remove("prompt")
+            .or_else(|| tensors.remove("prompt_embeddings"))
+            .ok_or_else(|| Error::file(&file, "no 'prompt' or 'prompt_embeddings' tensor"))?;
+        let (_, d) = t.dims2().map_err(|_| Error::file(&file, format!("prompt must be 2-D, got {:?}", t.dims())))?;
+        if d != model.hidden_size() {
+            return Err(Error::file(&file, format!("prompt width {d} does not match the model's {}", model.hidden_size())));
+        }
+        let t = t.to_dtype(model.params().dtype())?;
+        Ok(Self { name: name.to_string(), param: Param::new(&format!("prompt.{name}"), t)? })
+    }
+
+    /// Write a PEFT prompt-tuning adapter (adapter_model.safetensors +
+    /// adapter_config.json) that `PeftModel.from_pretrained(base, dir)` loads.
+    pub fn export_peft(&self, dir: &Path, base_model: &str, task_type: &str) -> Result<()> {
+        let mut map = HashMap::new();
+        let values = self.param.var().as_tensor().to_dtype(DType::F32)?.contiguous()?;
+        map.insert("prompt_embeddings".to_string(), values);
+        fsio::save_safetensors(&dir.join("adapter_model.safetensors"), &map)?;
+        let config = serde_json::json!({
+            "peft_type": "PROMPT_TUNING",
+            "task_type": task_type,
+            "base_model_name_or_path": base_model,
+            "num_virtual_tokens": self.len(),
+            "token_dim": self.width(),
+            // Encoder-side prompt only, as ProMoT and prompt tuning use it.
+            "num_transformer_submodules": 1,
+            "prompt_tuning_init": "RANDOM",
+            "inference_mode": true,
+            "revision": null,
+            "tokenizer_name_or_path": null,
+            "prompt_tuning_init_text": null,
+            "tokenizer_kwargs": null,
+            "num_attention_heads": null,
+            "num_layers": null,
+            "modules_to_save": null,
+            "auto_mapping": null,
+        });
+        fsio::write_json(&dir.join("adapter_config.json"), &config)
+    }
+}

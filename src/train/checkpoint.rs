@@ -1,0 +1,123 @@
+//! Training checkpoints: everything needed to continue a run exactly as if it
+//! had never stopped — trainable values (model and prompts), optimiser state,
+//! the step, the dropout stream position and the history so far.
+//!
+//! Layout: DIR/step-000120/{state.safetensors, state.json} and DIR/latest
+//! naming the newest complete one. A step directory is written under a
+//! temporary name and renamed when complete, then `latest` is replaced
+//! atomically, so a crash at any moment leaves the previous checkpoint usable.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use candle_core::Tensor;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::fsio;
+use crate::params::Param;
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Meta {
+    pub step: usize,
+    pub optimizer_steps: Vec<u64>,
+    pub dropout_seed: String,
+    pub dropout_word_pos: String,
+    /// Losses are f32 values; kept as f32 so they survive the JSON round trip bit for bit.
+    pub losses: Vec<f32>,
+    pub evals: Vec<(usize, f64)>,
+    pub best: Option<(usize, f64)>,
+}
+
+pub struct Checkpoint {
+    pub meta: Meta,
+    pub tensors: HashMap<String, Tensor>,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn parse_seed(s: &str) -> Result<[u8; 32]> {
+    let mut out = [0u8; 32];
+    if s.len() != 64 {
+        return Err(Error::msg("checkpoint: bad dropout seed"));
+    }
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| Error::msg("checkpoint: bad dropout seed"))?;
+    }
+    Ok(out)
+}
+
+pub fn seed_hex(seed: &[u8; 32]) -> String {
+    hex(seed)
+}
+
+/// Save trainable values and optimiser state under `dir`, atomically.
+pub fn save(dir: &Path, params: &[Param], optim: &[BTreeMap<String, Tensor>], meta: &Meta) -> Result<PathBuf> {
+    fsio::ensure_dir(dir)?;
+    let name = format!("step-{:06}", meta.step);
+    let tmp = dir.join(format!(".{name}.partial"));
+    let _ = std::fs::remove_dir_all(&tmp);
+    fsio::ensure_dir(&tmp)?;
+    let mut tensors = HashMap::new();
+    for p in params {
+        tensors.insert(format!("param/{}", p.name()), p.var().as_tensor().contiguous()?);
+    }
+    for (i, state) in optim.iter().enumerate() {
+        for (k, v) in state {
+            tensors.insert(format!("optim{i}/{k}"), v.contiguous()?);
+        }
+    }
+    fsio::save_safetensors(&tmp.join("state.safetensors"), &tensors)?;
+    fsio::write_json(&tmp.join("state.json"), &serde_json::to_value(meta)?)?;
+    let final_dir = dir.join(&name);
+    let _ = std::fs::remove_dir_all(&final_dir);
+    std::fs::rename(&tmp, &final_dir).map_err(|e| Error::file(&final_dir, e))?;
+    let previous = latest_name(dir);
+    fsio::write_atomic(&dir.join("latest"), name.as_bytes())?;
+    // Keep only the newest checkpoint (and never the one just written).
+    if let Some(prev) = previous.filter(|p| *p != name) {
+        let _ = std::fs::remove_dir_all(dir.join(prev));
+    }
+    Ok(final_dir)
+}
+
+fn latest_name(dir: &Path) -> Option<String> {
+    std::fs::read_to_string(dir.join("latest")).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+}
+
+/// The newest complete checkpoint under `dir`, if any.
+pub fn load_latest(dir: &Path, device: &candle_core::Device) -> Result<Option<Checkpoint>> {
+    let Some(name) = latest_name(dir) else { return Ok(None) };
+    let step_dir = dir.join(&name);
+    let meta_path = step_dir.join("state.json");
+    let meta: Meta = serde_json::from_value(fsio::read_json(&meta_path)?)
+        .map_err(|e| Error::file(&meta_path, format!("not a promot checkpoint: {e}")))?;
+    let tensors = fsio::load_safetensors(&step_dir.join("state.safetensors"), device)?;
+    Ok(Some(Checkpoint { meta, tensors }))
+}
+
+impl Checkpoint {
+    /// Write the saved values back into the parameters.
+    pub fn restore_params(&self, params: &[Param]) -> Result<()> {
+        for p in params {
+            let key = format!("param/{}", p.name());
+            let t = self
+                .tensors
+                .get(&key)
+                .ok_or_else(|| Error::msg(format!("checkpoint has no value for '{}'; was it made with the same trainable parameters?", p.name())))?;
+            p.assign(t)?;
+        }
+        Ok(())
+    }
+
+    /// The optimiser state of optimiser `i`.
+    pub fn optim_state(&self, i: usize) -> BTreeMap<String, Tensor> {
+        let prefix = format!("optim{i}/");
+        self.tensors
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix(&prefix).map(|k| (k.to_string(), v.clone())))
+            .collect()
+    }
+}

@@ -1,0 +1,173 @@
+//! Training on the fixture mT5: what ProMoT's two stages freeze stays
+//! bit-identical, runs are deterministic and resume exactly, and loss goes
+//! down on a memorisation task.
+
+use std::cell::Cell;
+use std::path::Path;
+
+use candle_core::{DType, Device};
+use promot::model::{loading, Model};
+use promot::prompt::{Init, SoftPrompt};
+use promot::tokenizer::Tokenizer;
+use promot::train::{self, Example, Hooks, TaskData, TrainOptions};
+
+fn fixture() -> (Model, Tokenizer) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-mt5");
+    let (m, dir) = loading::load(dir.to_str().unwrap(), &Device::Cpu, DType::F32, 0).unwrap();
+    (m, Tokenizer::from_dir(&dir).unwrap())
+}
+
+fn data() -> Vec<TaskData> {
+    let pairs = [
+        ("The house is wonderful.", "True"),
+        ("The cat sat on the mat.", "False"),
+        ("Hello world", "True"),
+        ("Pope Benedict leads the Church.", "False"),
+    ];
+    let examples = pairs.iter().map(|(i, t)| Example { input: i.to_string(), target: t.to_string(), task: "default".into() }).collect();
+    vec![TaskData { name: "default".into(), examples, ratio: 1.0 }]
+}
+
+fn opts(steps: usize) -> TrainOptions {
+    let mut o = TrainOptions { steps, quiet: true, ..TrainOptions::default() };
+    o.batch.batch_size = 4;
+    o.batch.seed = 7;
+    o
+}
+
+fn never() -> bool {
+    false
+}
+
+fn run(model: &Model, tok: &Tokenizer, o: &TrainOptions) -> train::History {
+    train::train(model.as_ref(), tok, data(), o, Hooks { evaluate: None, should_stop: &never }).unwrap()
+}
+
+fn bits(t: &candle_core::Tensor) -> Vec<u32> {
+    t.flatten_all().unwrap().to_vec1::<f32>().unwrap().into_iter().map(f32::to_bits).collect()
+}
+
+#[test]
+fn stage_one_changes_only_the_prompt() {
+    let (m, tok) = fixture();
+    let before = m.params().to_tensors().unwrap();
+    let prompt = SoftPrompt::new("rte", m.as_ref(), 5, Init::Vocab { top: 500 }, 0).unwrap();
+    let prompt_before = prompt.param().var().as_tensor().copy().unwrap();
+    m.params().set_trainable("*", false).unwrap();
+    let mut o = opts(3);
+    o.prompt = Some(prompt.clone());
+    run(&m, &tok, &o);
+    for (name, t) in m.params().to_tensors().unwrap() {
+        assert_eq!(bits(&t), bits(&before[&name]), "frozen weight {name} changed in stage 1");
+    }
+    assert_ne!(bits(prompt.param().var().as_tensor()), bits(&prompt_before), "the prompt did not train");
+}
+
+#[test]
+fn stage_two_changes_only_the_model() {
+    let (m, tok) = fixture();
+    let before = m.params().to_tensors().unwrap();
+    let prompt = SoftPrompt::new("rte", m.as_ref(), 5, Init::Uniform, 0).unwrap();
+    prompt.freeze();
+    let prompt_before = prompt.param().var().as_tensor().copy().unwrap();
+    let mut o = opts(3);
+    o.prompt = Some(prompt.clone());
+    run(&m, &tok, &o);
+    assert_eq!(bits(prompt.param().var().as_tensor()), bits(&prompt_before), "the frozen prompt changed in stage 2");
+    let after = m.params().to_tensors().unwrap();
+    let changed = after.iter().filter(|(n, t)| bits(t) != bits(&before[*n])).count();
+    assert_eq!(changed, after.len(), "every model weight should train in stage 2 ({changed} of {} changed)", after.len());
+}
+
+#[test]
+fn partial_freezing_by_glob_leaves_frozen_layers_bit_identical() {
+    let (m, tok) = fixture();
+    let before = m.params().to_tensors().unwrap();
+    m.params().set_trainable("decoder.block.*.layer.2.*", false).unwrap();
+    run(&m, &tok, &opts(2));
+    for (name, t) in m.params().to_tensors().unwrap() {
+        let frozen = name.starts_with("decoder.block.") && name.contains(".layer.2.");
+        assert_eq!(bits(&t) == bits(&before[&name]), frozen, "{name}: frozen={frozen}");
+    }
+}
+
+#[test]
+fn same_seed_same_losses() {
+    let (a, tok) = fixture();
+    let (b, _) = fixture();
+    assert_eq!(run(&a, &tok, &opts(4)).losses, run(&b, &tok, &opts(4)).losses);
+}
+
+#[test]
+fn interrupted_and_resumed_run_matches_an_uninterrupted_one() {
+    let dir = std::env::temp_dir().join(format!("promot-resume-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (m, tok) = fixture();
+    let full = run(&m, &tok, &opts(6)).losses;
+
+    let (m, tok) = fixture();
+    let mut o = opts(6);
+    o.checkpoint_dir = Some(dir.clone());
+    let steps_seen = Cell::new(0);
+    let stop_after_three = || {
+        steps_seen.set(steps_seen.get() + 1);
+        steps_seen.get() > 3
+    };
+    let first = train::train(m.as_ref(), &tok, data(), &o, Hooks { evaluate: None, should_stop: &stop_after_three }).unwrap();
+    assert_eq!(first.losses.len(), 3, "the interruption should stop after three steps");
+    assert!(first.stopped_early.is_some());
+
+    // A fresh process: reload the pretrained model and continue from the checkpoint.
+    let (m, tok) = fixture();
+    let resumed = run(&m, &tok, &o).losses;
+    assert_eq!(resumed, full, "resumed losses differ from the uninterrupted run");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn memorisation_drives_the_loss_down() {
+    let (m, tok) = fixture();
+    let mut o = opts(40);
+    o.lr = 1e-2;
+    o.dropout = 0.0;
+    o.label_smoothing = 0.0;
+    let h = run(&m, &tok, &o);
+    let first = h.losses[0];
+    let last = *h.losses.last().unwrap();
+    assert!(last < first * 0.3, "loss went from {first} to {last}");
+}
+
+#[test]
+fn a_diverging_run_stops_with_a_clear_error_and_keeps_the_last_good_state() {
+    let (m, tok) = fixture();
+    let mut o = opts(20);
+    o.optimizer = "sgd".into();
+    o.lr = 1e30;
+    let err = train::train(m.as_ref(), &tok, data(), &o, Hooks { evaluate: None, should_stop: &never }).unwrap_err().to_string();
+    assert!(err.contains("loss became"), "unexpected error: {err}");
+    for p in m.params().iter() {
+        let v = p.var().as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert!(v.iter().all(|x| x.is_finite()), "{} holds non-finite values", p.name());
+    }
+}
+
+#[test]
+fn keep_best_restores_the_best_evaluated_state() {
+    let (m, tok) = fixture();
+    let mut o = opts(6);
+    o.eval_every = 2;
+    o.keep = train::Keep::Best;
+    let mut snapshots = Vec::new();
+    let scores = [3.0, 1.0, 2.0];
+    let mut calls = 0;
+    let mut eval = |_step: usize| -> promot::Result<f64> {
+        snapshots.push(m.params().to_tensors().unwrap());
+        calls += 1;
+        Ok(scores[calls - 1])
+    };
+    let h = train::train(m.as_ref(), &tok, data(), &o, Hooks { evaluate: Some(&mut eval), should_stop: &never }).unwrap();
+    assert_eq!(h.best, Some((2, 3.0)));
+    for (name, t) in m.params().to_tensors().unwrap() {
+        assert_eq!(bits(&t), bits(&snapshots[0][&name]), "{name} is not the best state's value");
+    }
+}
