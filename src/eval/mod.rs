@@ -1,0 +1,221 @@
+//! In-context evaluation: k-shot prompts for each task, generation, the
+//! paper's post-processing, and the task's metric. Results form a table of
+//! tasks × shots that prints, saves as JSON/markdown, and sits beside other
+//! models' tables in the layout of the paper's Table 2.
+
+pub mod cache;
+pub mod table;
+
+use crate::data::fewshot::{build_prompt, fit_to_budget, sample_demos, DEFAULT_SEPARATOR};
+use crate::data::postprocess::{postprocess, OutputKind};
+use crate::error::{Error, Result};
+use crate::metrics;
+use crate::model::{pad_batch, GenerateOptions, LanguageModel};
+use crate::prompt::SoftPrompt;
+use crate::tokenizer::Tokenizer;
+use crate::train::progress::Progress;
+pub use table::{Cell, ResultTable};
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Metric {
+    Accuracy,
+    ExactMatch,
+    Bleu,
+    Rouge2,
+}
+
+impl Metric {
+    pub fn from_name(name: &str) -> Result<Self> {
+        match name {
+            "accuracy" => Ok(Metric::Accuracy),
+            "exact_match" | "em" => Ok(Metric::ExactMatch),
+            "bleu" => Ok(Metric::Bleu),
+            "rouge2" | "rouge-2" => Ok(Metric::Rouge2),
+            other => Err(Error::msg(format!("unknown metric '{other}' (expected accuracy, exact_match, bleu or rouge2)"))),
+        }
+    }
+    pub fn name(&self) -> &'static str {
+        match self {
+            Metric::Accuracy => "accuracy",
+            Metric::ExactMatch => "exact_match",
+            Metric::Bleu => "bleu",
+            Metric::Rouge2 => "rouge2",
+        }
+    }
+}
+
+/// One evaluation example: the templated query and its acceptable answers.
+#[derive(Clone, Debug)]
+pub struct EvalExample {
+    pub input: String,
+    pub references: Vec<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct EvalTask {
+    pub name: String,
+    pub metric: Metric,
+    pub kind: OutputKind,
+    pub examples: Vec<EvalExample>,
+    /// Demonstrations (input, target). When `pool_is_eval`, a query never sees itself.
+    pub pool: Vec<(String, String)>,
+    pub pool_is_eval: bool,
+    pub max_new_tokens: usize,
+    /// Ready-made k-shot prompts by k (tasks whose demonstrations must share a
+    /// hidden rule with the query, like the toy world's fresh-rule task).
+    pub episodes: std::collections::BTreeMap<usize, Vec<EvalExample>>,
+}
+
+impl EvalTask {
+    /// The examples a k-shot evaluation scores.
+    pub fn examples_for(&self, k: usize) -> &[EvalExample] {
+        self.episodes.get(&k).map(|v| v.as_slice()).unwrap_or(&self.examples)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct EvalOptions {
+    pub shots: Vec<usize>,
+    pub limit: Option<usize>,
+    pub prompt: Option<SoftPrompt>,
+    pub generate: GenerateOptions,
+    pub batch_size: usize,
+    pub seed: u64,
+    /// Token budget of a whole k-shot prompt (demonstrations shrink first).
+    pub max_input_len: usize,
+    /// Labels whose share among outputs is reported (the paper's Fig. 2 probe).
+    pub probe: Option<Vec<String>>,
+    pub quiet: bool,
+    pub use_cache: bool,
+}
+
+impl Default for EvalOptions {
+    fn default() -> Self {
+        Self {
+            shots: vec![1, 4],
+            limit: None,
+            prompt: None,
+            generate: GenerateOptions::default(),
+            batch_size: 8,
+            seed: 0,
+            max_input_len: 1024,
+            probe: None,
+            quiet: false,
+            use_cache: true,
+        }
+    }
+}
+
+/// The k-shot prompt texts of a task's first `n` examples.
+pub fn prompts_for(task: &EvalTask, k: usize, n: usize, seed: u64, budget: usize, tok: &Tokenizer) -> Result<Vec<String>> {
+    let count = |t: &str| tok.encode(t, false).map(|ids| ids.len()).unwrap_or(usize::MAX / 4);
+    let cut = |t: &str, max: usize| -> String {
+        tok.encode(t, false).ok().and_then(|ids| tok.decode(&ids[..max.min(ids.len())], false).ok()).unwrap_or_default()
+    };
+    let mut out = Vec::with_capacity(n);
+    if let Some(prebuilt) = task.episodes.get(&k) {
+        return Ok(prebuilt.iter().take(n).map(|e| e.input.clone()).collect());
+    }
+    for (i, ex) in task.examples.iter().take(n).enumerate() {
+        if k == 0 || task.pool.is_empty() {
+            out.push(ex.input.clone());
+            continue;
+        }
+        let exclude = if task.pool_is_eval { Some(i) } else { None };
+        let idx = sample_demos(task.pool.len(), k, seed.wrapping_add(i as u64), exclude)?;
+        let demos: Vec<(String, String)> = idx.iter().filter_map(|&j| task.pool.get(j).cloned()).collect();
+        let demos = fit_to_budget(&demos, &ex.input, DEFAULT_SEPARATOR, budget, 16, &count, &cut)
+            .map_err(|e| Error::msg(format!("task {} example {i}: {e}", task.name)))?;
+        out.push(build_prompt(&ex.input, &demos, DEFAULT_SEPARATOR));
+    }
+    Ok(out)
+}
+
+/// Score post-processed predictions with the task's metric (0-100 scale).
+pub fn score(metric: &Metric, preds: &[String], refs: &[Vec<String>]) -> Result<f64> {
+    Ok(match metric {
+        Metric::Accuracy => {
+            let labels: Vec<String> = refs.iter().map(|r| r.first().cloned().unwrap_or_default()).collect();
+            metrics::accuracy(preds, &labels)?
+        }
+        Metric::ExactMatch => metrics::exact_match_score(preds, refs)?,
+        Metric::Bleu => metrics::corpus_bleu(preds, refs)?.score,
+        Metric::Rouge2 => {
+            let r: Vec<String> = refs.iter().map(|r| r.first().cloned().unwrap_or_default()).collect();
+            100.0 * metrics::mean_rouge2_f(preds, &r)?
+        }
+    })
+}
+
+/// Generate raw outputs for prompts, in batches, with an optional soft prompt.
+pub fn generate_raw(model: &dyn LanguageModel, tok: &Tokenizer, prompts: &[String], opts: &EvalOptions, max_new: usize, progress: &dyn Fn(usize)) -> Result<Vec<String>> {
+    let device = model.params().device();
+    let gen = GenerateOptions { max_new_tokens: max_new, ..opts.generate.clone() };
+    let mut out = Vec::with_capacity(prompts.len());
+    for chunk in prompts.chunks(opts.batch_size.max(1)) {
+        if crate::script::interrupt::interrupted() {
+            return Err(Error::Interrupted);
+        }
+        let ids = chunk
+            .iter()
+            .map(|p| tok.encode(p, true).map(|ids| crate::train::batch::keep_tail(ids, opts.max_input_len)))
+            .collect::<Result<Vec<_>>>()?;
+        let (ids, mask) = pad_batch(&ids, model.pad_id(), &device)?;
+        let embeds = model.embed(&ids)?;
+        let (embeds, mask) = match &opts.prompt {
+            Some(p) => p.attach(&embeds, &mask)?,
+            None => (embeds, mask),
+        };
+        for g in model.generate(&embeds, &mask, &gen)? {
+            out.push(tok.decode(&g, false)?);
+        }
+        progress(out.len());
+    }
+    Ok(out)
+}
+
+/// Evaluate one task at one shot count.
+pub fn evaluate_cell(model: &dyn LanguageModel, tok: &Tokenizer, task: &EvalTask, k: usize, opts: &EvalOptions) -> Result<Cell> {
+    let examples = task.examples_for(k);
+    let n = opts.limit.unwrap_or(examples.len()).min(examples.len());
+    if n == 0 {
+        return Err(Error::msg(format!("task {} has no evaluation examples", task.name)));
+    }
+    let prompts = prompts_for(task, k, n, opts.seed, opts.max_input_len, tok)?;
+    let bar = Progress::new(&format!("eval {} {k}-shot", task.name), 0, n, opts.quiet);
+    let raw = generate_raw(model, tok, &prompts, opts, task.max_new_tokens, &|done| bar.update(done, f64::NAN, ""))?;
+    bar.finish();
+    let preds: Vec<String> = raw.iter().map(|r| postprocess(r, task.kind)).collect();
+    let refs: Vec<Vec<String>> = examples.iter().take(n).map(|e| e.references.clone()).collect();
+    let value = score(&task.metric, &preds, &refs)?;
+    let share = match &opts.probe {
+        Some(labels) => {
+            let firsts: Vec<String> = raw.iter().map(|r| postprocess(r, OutputKind::Classification)).collect();
+            Some(metrics::label_share(&firsts, labels))
+        }
+        None => None,
+    };
+    let samples = prompts.iter().zip(preds.iter()).zip(refs.iter()).take(3).map(|((p, o), r)| (p.clone(), o.clone(), r.first().cloned().unwrap_or_default())).collect();
+    Ok(Cell { task: task.name.clone(), shots: k, metric: task.metric.name().into(), value, n, label_share: share, samples })
+}
+
+/// Every task at every shot count; cached by (model, prompt, task, options).
+pub fn evaluate(model: &dyn LanguageModel, tok: &Tokenizer, tasks: &[EvalTask], opts: &EvalOptions) -> Result<ResultTable> {
+    let model_hash = if opts.use_cache { Some(cache::model_fingerprint(model, opts.prompt.as_ref())?) } else { None };
+    let mut table = ResultTable::default();
+    for task in tasks {
+        for &k in &opts.shots {
+            let key = model_hash.as_ref().map(|h| cache::cell_key(h, task, k, opts));
+            if let Some(hit) = key.as_ref().and_then(|k| cache::get(k)) {
+                table.cells.push(hit);
+                continue;
+            }
+            let cell = evaluate_cell(model, tok, task, k, opts)?;
+            if let Some(key) = &key {
+                cache::put(key, &cell);
+            }
+            table.cells.push(cell);
+        }
+    }
+    Ok(table)
+}

@@ -1,0 +1,164 @@
+//! Result tables: cells of (task, shots, metric, value) that print for people
+//! (aligned text, markdown) and save for programs (JSON), and several models'
+//! results side by side as in the paper's Table 2.
+
+use std::collections::BTreeSet;
+use std::fmt::Write;
+
+use serde_json::{json, Value};
+
+#[derive(Clone, Debug)]
+pub struct Cell {
+    pub task: String,
+    pub shots: usize,
+    pub metric: String,
+    pub value: f64,
+    pub n: usize,
+    /// Share of outputs whose first word is in the probe label set (0-1).
+    pub label_share: Option<f64>,
+    /// A few (prompt, prediction, reference) triples to look at.
+    pub samples: Vec<(String, String, String)>,
+}
+
+impl Cell {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "task": self.task, "shots": self.shots, "metric": self.metric, "value": self.value, "n": self.n,
+            "label_share": self.label_share,
+            "samples": self.samples.iter().map(|(p, o, r)| json!({"prompt": p, "prediction": o, "reference": r})).collect::<Vec<_>>(),
+        })
+    }
+    pub fn from_json(v: &Value) -> Option<Self> {
+        Some(Self {
+            task: v.get("task")?.as_str()?.to_string(),
+            shots: v.get("shots")?.as_u64()? as usize,
+            metric: v.get("metric")?.as_str()?.to_string(),
+            value: v.get("value")?.as_f64()?,
+            n: v.get("n")?.as_u64()? as usize,
+            label_share: v.get("label_share").and_then(|s| s.as_f64()),
+            samples: v
+                .get("samples")?
+                .as_array()?
+                .iter()
+                .filter_map(|s| Some((s.get("prompt")?.as_str()?.into(), s.get("prediction")?.as_str()?.into(), s.get("reference")?.as_str()?.into())))
+                .collect(),
+        })
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ResultTable {
+    pub cells: Vec<Cell>,
+}
+
+fn tasks_in(cells: &[Cell]) -> Vec<String> {
+    let mut seen = Vec::new();
+    for c in cells {
+        if !seen.contains(&c.task) {
+            seen.push(c.task.clone());
+        }
+    }
+    seen
+}
+
+/// Render rows of strings as an aligned text table or a markdown table.
+pub fn render(header: &[String], rows: &[Vec<String>], markdown: bool) -> String {
+    let cols = header.len();
+    let mut width = vec![0usize; cols];
+    for r in std::iter::once(header).chain(rows.iter().map(|r| r.as_slice())) {
+        for (i, c) in r.iter().enumerate().take(cols) {
+            width[i] = width[i].max(c.chars().count());
+        }
+    }
+    let line = |r: &[String]| -> String {
+        let cells: Vec<String> = (0..cols)
+            .map(|i| {
+                let c = r.get(i).map(String::as_str).unwrap_or("");
+                if i == 0 { format!("{c:<w$}", w = width[i]) } else { format!("{c:>w$}", w = width[i]) }
+            })
+            .collect();
+        if markdown { format!("| {} |", cells.join(" | ")) } else { cells.join("  ") }
+    };
+    let mut out = String::new();
+    let _ = writeln!(out, "{}", line(header));
+    if markdown {
+        let seps: Vec<String> = (0..cols).map(|i| if i == 0 { "-".repeat(width[i].max(3)) } else { format!("{}:", "-".repeat(width[i].max(3) - 1)) }).collect();
+        let _ = writeln!(out, "| {} |", seps.join(" | "));
+    } else {
+        let _ = writeln!(out, "{}", "-".repeat(width.iter().sum::<usize>() + 2 * cols.saturating_sub(1)));
+    }
+    for r in rows {
+        let _ = writeln!(out, "{}", line(r));
+    }
+    out
+}
+
+impl ResultTable {
+    pub fn get(&self, task: &str, shots: usize) -> Option<&Cell> {
+        self.cells.iter().find(|c| c.task == task && c.shots == shots)
+    }
+
+    fn shots(&self) -> Vec<usize> {
+        self.cells.iter().map(|c| c.shots).collect::<BTreeSet<_>>().into_iter().collect()
+    }
+
+    /// Tasks × shots, with the metric named per row.
+    pub fn render(&self, markdown: bool) -> String {
+        let shots = self.shots();
+        let has_share = self.cells.iter().any(|c| c.label_share.is_some());
+        let mut header = vec!["task".to_string(), "metric".to_string()];
+        for k in &shots {
+            header.push(format!("{k}-shot"));
+            if has_share {
+                header.push(format!("{k}-shot share"));
+            }
+        }
+        let rows: Vec<Vec<String>> = tasks_in(&self.cells)
+            .into_iter()
+            .map(|t| {
+                let metric = self.cells.iter().find(|c| c.task == t).map(|c| c.metric.clone()).unwrap_or_default();
+                let mut row = vec![t.clone(), metric];
+                for &k in &shots {
+                    let cell = self.get(&t, k);
+                    row.push(cell.map(|c| format!("{:.2}", c.value)).unwrap_or_else(|| "-".into()));
+                    if has_share {
+                        row.push(cell.and_then(|c| c.label_share).map(|s| format!("{:.2}", s)).unwrap_or_else(|| "-".into()));
+                    }
+                }
+                row
+            })
+            .collect();
+        render(&header, &rows, markdown)
+    }
+
+    pub fn to_json(&self) -> Value {
+        Value::Array(self.cells.iter().map(Cell::to_json).collect())
+    }
+
+    pub fn from_json(v: &Value) -> Option<Self> {
+        Some(Self { cells: v.as_array()?.iter().filter_map(Cell::from_json).collect() })
+    }
+}
+
+/// Several models side by side (columns), tasks × shots as rows: the layout
+/// of the paper's Table 2.
+pub fn compare(tables: &[(String, ResultTable)], markdown: bool) -> String {
+    let mut header = vec!["task".to_string(), "shots".to_string()];
+    header.extend(tables.iter().map(|(name, _)| name.clone()));
+    let all: Vec<Cell> = tables.iter().flat_map(|(_, t)| t.cells.clone()).collect();
+    let shots: Vec<usize> = all.iter().map(|c| c.shots).collect::<BTreeSet<_>>().into_iter().collect();
+    let mut rows = Vec::new();
+    for task in tasks_in(&all) {
+        for &k in &shots {
+            if !all.iter().any(|c| c.task == task && c.shots == k) {
+                continue;
+            }
+            let mut row = vec![task.clone(), k.to_string()];
+            for (_, t) in tables {
+                row.push(t.get(&task, k).map(|c| format!("{:.2}", c.value)).unwrap_or_else(|| "-".into()));
+            }
+            rows.push(row);
+        }
+    }
+    render(&header, &rows, markdown)
+}
