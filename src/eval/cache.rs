@@ -47,24 +47,21 @@ pub fn cell_key(model_hash: &str, task: &EvalTask, shots: usize, opts: &EvalOpti
     h.update(task.name.as_bytes());
     h.update(task.metric.name().as_bytes());
     h.update(format!("{:?}|{}|{}", task.kind, task.max_new_tokens, task.pool_is_eval).as_bytes());
-    for e in &task.examples {
+    let mut example = |e: &super::EvalExample| {
         h.update(e.input.as_bytes());
+        if let Some(f) = &e.fields {
+            h.update(serde_json::Value::Object(f.clone()).to_string().as_bytes());
+        }
         for r in &e.references {
             h.update(r.as_bytes());
         }
-    }
+    };
+    task.examples.iter().for_each(&mut example);
+    task.pool.iter().for_each(&mut example);
+    task.episodes.values().flatten().for_each(&mut example);
+    h.update(format!("{:?}|{:?}", task.template, task.caps).as_bytes());
     for (k, eps) in &task.episodes {
-        h.update(format!("episodes{k}").as_bytes());
-        for e in eps {
-            h.update(e.input.as_bytes());
-            for r in &e.references {
-                h.update(r.as_bytes());
-            }
-        }
-    }
-    for (i, t) in &task.pool {
-        h.update(i.as_bytes());
-        h.update(t.as_bytes());
+        h.update(format!("episodes{k}:{}", eps.len()).as_bytes());
     }
     let g = &opts.generate;
     h.update(

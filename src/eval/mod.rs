@@ -44,11 +44,19 @@ impl Metric {
     }
 }
 
-/// One evaluation example: the templated query and its acceptable answers.
+/// One evaluation example: the templated query (or the fields to fill the
+/// task's template with, capped lazily) and its acceptable answers.
 #[derive(Clone, Debug)]
 pub struct EvalExample {
     pub input: String,
+    pub fields: Option<serde_json::Map<String, serde_json::Value>>,
     pub references: Vec<String>,
+}
+
+impl EvalExample {
+    pub fn new(input: String, references: Vec<String>) -> Self {
+        Self { input, fields: None, references }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -57,8 +65,12 @@ pub struct EvalTask {
     pub metric: Metric,
     pub kind: OutputKind,
     pub examples: Vec<EvalExample>,
-    /// Demonstrations (input, target). When `pool_is_eval`, a query never sees itself.
-    pub pool: Vec<(String, String)>,
+    /// Demonstrations (their first reference is the target shown). When
+    /// `pool_is_eval`, a query never sees itself.
+    pub pool: Vec<EvalExample>,
+    /// Template for examples given as fields, and token caps per field (XSum articles).
+    pub template: Option<String>,
+    pub caps: Vec<(String, usize)>,
     pub pool_is_eval: bool,
     pub max_new_tokens: usize,
     /// Ready-made k-shot prompts by k (tasks whose demonstrations must share a
@@ -67,6 +79,24 @@ pub struct EvalTask {
 }
 
 impl EvalTask {
+    /// An example's input text: its fields are capped and filled only when
+    /// the example is used, so large demonstration pools cost nothing unused.
+    pub fn input_of(&self, ex: &EvalExample, tok: &Tokenizer) -> Result<String> {
+        let Some(fields) = &ex.fields else { return Ok(ex.input.clone()) };
+        let template = self.template.as_deref().ok_or_else(|| Error::msg(format!("task {}: examples given as fields need a template", self.name)))?;
+        let mut fields = fields.clone();
+        for (name, cap) in &self.caps {
+            if let Some(serde_json::Value::String(text)) = fields.get(name) {
+                let ids = tok.encode(text, false)?;
+                if ids.len() > *cap {
+                    let cut = tok.decode(&ids[..*cap], true)?;
+                    fields.insert(name.clone(), serde_json::Value::String(cut));
+                }
+            }
+        }
+        crate::data::template::fill(template, &fields)
+    }
+
     /// The examples a k-shot evaluation scores.
     pub fn examples_for(&self, k: usize) -> &[EvalExample] {
         self.episodes.get(&k).map(|v| v.as_slice()).unwrap_or(&self.examples)
@@ -114,19 +144,25 @@ pub fn prompts_for(task: &EvalTask, k: usize, n: usize, seed: u64, budget: usize
     };
     let mut out = Vec::with_capacity(n);
     if let Some(prebuilt) = task.episodes.get(&k) {
-        return Ok(prebuilt.iter().take(n).map(|e| e.input.clone()).collect());
+        return prebuilt.iter().take(n).map(|e| task.input_of(e, tok)).collect();
     }
     for (i, ex) in task.examples.iter().take(n).enumerate() {
+        let query = task.input_of(ex, tok)?;
         if k == 0 || task.pool.is_empty() {
-            out.push(ex.input.clone());
+            out.push(query);
             continue;
         }
         let exclude = if task.pool_is_eval { Some(i) } else { None };
         let idx = sample_demos(task.pool.len(), k, seed.wrapping_add(i as u64), exclude)?;
-        let demos: Vec<(String, String)> = idx.iter().filter_map(|&j| task.pool.get(j).cloned()).collect();
-        let demos = fit_to_budget(&demos, &ex.input, DEFAULT_SEPARATOR, budget, 16, &count, &cut)
+        let mut demos = Vec::with_capacity(k);
+        for j in idx {
+            if let Some(d) = task.pool.get(j) {
+                demos.push((task.input_of(d, tok)?, d.references.first().cloned().unwrap_or_default()));
+            }
+        }
+        let demos = fit_to_budget(&demos, &query, DEFAULT_SEPARATOR, budget, 16, &count, &cut)
             .map_err(|e| Error::msg(format!("task {} example {i}: {e}", task.name)))?;
-        out.push(build_prompt(&ex.input, &demos, DEFAULT_SEPARATOR));
+        out.push(build_prompt(&query, &demos, DEFAULT_SEPARATOR));
     }
     Ok(out)
 }
