@@ -125,11 +125,14 @@ impl SoftPrompt {
     pub fn load(name: &str, path: &Path, model: &dyn LanguageModel) -> Result<Self> {
         let file = if path.is_dir() { path.join("adapter_model.safetensors") } else { path.to_path_buf() };
         let mut tensors = fsio::load_safetensors(&file, &model.params().device())?;
-        let t = tensors
-            .remove("prompt")
-            .or_else(|| tensors.remove("prompt_embeddings"))
-            .ok_or_else(|| Error::file(&file, "no 'prompt' or 'prompt_embeddings' tensor"))?;
-        let (_, d) = t.dims2().map_err(|_| Error::file(&file, format!("prompt must be 2-D, got {:?}", t.dims())))?;
+        let (t, from_peft) = match tensors.remove("prompt") {
+            Some(t) => (t, false),
+            None => (tensors.remove("prompt_embeddings").ok_or_else(|| Error::file(&file, "no 'prompt' or 'prompt_embeddings' tensor"))?, true),
+        };
+        let (rows, d) = t.dims2().map_err(|_| Error::file(&file, format!("prompt must be 2-D, got {:?}", t.dims())))?;
+        if from_peft {
+            check_peft_config(&file, rows)?;
+        }
         if d != model.hidden_size() {
             return Err(Error::file(&file, format!("prompt width {d} does not match the model's {}", model.hidden_size())));
         }
@@ -165,4 +168,25 @@ impl SoftPrompt {
         });
         fsio::write_json(&dir.join("adapter_config.json"), &config)
     }
+}
+
+/// PEFT's seq2seq default (num_transformer_submodules 2, also when the config
+/// leaves it null) stores an encoder prompt and then a decoder prompt in one
+/// tensor; a soft prompt here is encoder-side only, so such an adapter is
+/// refused rather than read as one prompt twice as long.
+fn check_peft_config(file: &Path, rows: usize) -> Result<()> {
+    let path = file.with_file_name("adapter_config.json");
+    if !path.exists() {
+        return Ok(());
+    }
+    let config = fsio::read_json(&path)?;
+    let seq2seq = config.get("task_type").and_then(|v| v.as_str()) == Some("SEQ_2_SEQ_LM");
+    let submodules = config.get("num_transformer_submodules").and_then(|v| v.as_u64()).unwrap_or(if seq2seq { 2 } else { 1 });
+    if submodules != 1 {
+        return Err(Error::file(&path, format!("num_transformer_submodules is {submodules}: the adapter also prompts the decoder, and soft prompts are encoder-side only (train it with num_transformer_submodules=1)")));
+    }
+    if let Some(n) = config.get("num_virtual_tokens").and_then(|v| v.as_u64()).filter(|&n| n != rows as u64) {
+        return Err(Error::file(&path, format!("num_virtual_tokens is {n}, the adapter's prompt has {rows} rows")));
+    }
+    Ok(())
 }
