@@ -12,6 +12,7 @@ pub mod model;
 pub mod prompt;
 pub mod train;
 pub mod eval;
+pub mod plot;
 pub mod optim;
 pub mod metrics;
 pub mod data;
