@@ -266,6 +266,18 @@ pub fn register(engine: &mut Engine) {
         let v = crate::fsio::read_json(Path::new(p)).map_err(to_rhai)?;
         ResultTable::from_json(&v).ok_or_else(|| to_rhai(format!("{p}: not a saved result table")))
     });
+    reg(engine, "write_text", &["path: &str", "text: &str", "String"], "Write a text file (atomically); returns the path.", |p: &str, t: &str| -> RResult<String> {
+        crate::fsio::write_atomic(Path::new(p), t.as_bytes()).map_err(to_rhai)?;
+        Ok(p.to_string())
+    });
+    reg(engine, "write_json", &["path: &str", "value: Dynamic", "String"], "Write a value as pretty JSON (atomically); returns the path.", |p: &str, v: Dynamic| -> RResult<String> {
+        crate::fsio::write_json(Path::new(p), &dynamic_to_json(&v)).map_err(to_rhai)?;
+        Ok(p.to_string())
+    });
+    reg(engine, "merge", &["a: Results", "b: Results", "Results"], "One table with the cells of both.", |a: &mut ResultTable, b: ResultTable| {
+        ResultTable { cells: a.cells.iter().chain(b.cells.iter()).cloned().collect() }
+    });
+    engine.register_fn("+", |a: &mut ResultTable, b: ResultTable| ResultTable { cells: a.cells.iter().chain(b.cells.iter()).cloned().collect() });
     reg(engine, "compare", &["results: Array", "names: Array", "String"], "Several models' results side by side (the paper's Table 2 layout).", |rs: Array, names: Array| -> RResult<String> {
         compare(rs, names, false)
     });

@@ -1,0 +1,306 @@
+//! Models in scripts: load, tokenize, generate, compute a loss, take
+//! gradients by parameter name, freeze and unfreeze, save.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use candle_core::{DType, Device, Tensor};
+use rhai::{Array, Dynamic, Engine, Map, INT};
+
+use super::tensor::reg;
+use super::{to_rhai, RResult};
+use crate::model::{loading, pad_batch, GenerateOptions, LanguageModel, Model};
+use crate::prompt::SoftPrompt;
+use crate::tokenizer::Tokenizer;
+
+/// A model as scripts see it: the network, its tokenizer, where it came from,
+/// and the soft prompts made for it (one per task, by name).
+#[derive(Clone)]
+pub struct ScriptModel {
+    pub model: Model,
+    pub tokenizer: Arc<Tokenizer>,
+    pub source: String,
+    pub prompts: Arc<Mutex<BTreeMap<String, SoftPrompt>>>,
+}
+
+static DEFAULT_DEVICE: Mutex<Option<String>> = Mutex::new(None);
+
+pub fn default_device() -> RResult<Device> {
+    let name = DEFAULT_DEVICE.lock().ok().and_then(|d| d.clone()).unwrap_or_else(|| "cpu".into());
+    crate::device::device(&name).map_err(to_rhai)
+}
+
+impl ScriptModel {
+    pub fn lm(&self) -> &dyn LanguageModel {
+        self.model.as_ref()
+    }
+    pub fn device(&self) -> Device {
+        self.model.params().device()
+    }
+    pub fn encode_texts(&self, texts: &[String], max_len: usize) -> RResult<Vec<Vec<u32>>> {
+        texts
+            .iter()
+            .map(|t| {
+                let ids = self.tokenizer.encode(t, true).map_err(to_rhai)?;
+                Ok(crate::train::batch::keep_tail(ids, max_len))
+            })
+            .collect()
+    }
+    /// Embeddings and mask of texts, with an optional prompt in front.
+    pub fn embed_texts(&self, texts: &[String], prompt: Option<&SoftPrompt>, max_len: usize) -> RResult<(Tensor, Tensor)> {
+        let ids = self.encode_texts(texts, max_len)?;
+        let (ids, mask) = pad_batch(&ids, self.lm().pad_id(), &self.device()).map_err(to_rhai)?;
+        let embeds = self.lm().embed(&ids).map_err(to_rhai)?;
+        match prompt {
+            Some(p) => p.attach(&embeds, &mask).map_err(to_rhai),
+            None => Ok((embeds, mask)),
+        }
+    }
+    pub fn generate_texts(&self, texts: &[String], prompt: Option<&SoftPrompt>, opts: &GenerateOptions, max_len: usize) -> RResult<Vec<String>> {
+        let (embeds, mask) = self.embed_texts(texts, prompt, max_len)?;
+        let out = self.lm().generate(&embeds, &mask, opts).map_err(to_rhai)?;
+        out.iter().map(|ids| self.tokenizer.decode(ids, true).map_err(to_rhai)).collect()
+    }
+    pub fn summary(&self) -> String {
+        let ps = self.lm().params();
+        format!(
+            "Model({}, d={} from '{}': {} parameters, {} trainable, {} tensors, {} prompt(s))",
+            self.lm().arch(),
+            self.lm().hidden_size(),
+            self.source,
+            human(ps.count()),
+            human(ps.trainable_count()),
+            ps.len(),
+            self.prompts.lock().map(|p| p.len()).unwrap_or(0)
+        )
+    }
+}
+
+pub fn human(n: usize) -> String {
+    match n {
+        n if n >= 1_000_000_000 => format!("{:.2}B", n as f64 / 1e9),
+        n if n >= 1_000_000 => format!("{:.2}M", n as f64 / 1e6),
+        n if n >= 10_000 => format!("{:.1}K", n as f64 / 1e3),
+        n => n.to_string(),
+    }
+}
+
+/// Strings from a Rhai value that is a string or an array of strings.
+pub fn strings(what: &str, v: &Dynamic) -> RResult<Vec<String>> {
+    if let Some(s) = v.read_lock::<rhai::ImmutableString>() {
+        return Ok(vec![s.to_string()]);
+    }
+    let arr = v.read_lock::<Array>().ok_or_else(|| to_rhai(format!("{what}: expected a string or an array of strings")))?;
+    arr.iter()
+        .enumerate()
+        .map(|(i, x)| x.read_lock::<rhai::ImmutableString>().map(|s| s.to_string()).ok_or_else(|| to_rhai(format!("{what}: element {i} is not a string"))))
+        .collect()
+}
+
+pub fn map_int(m: &Map, key: &str, default: i64) -> RResult<i64> {
+    match m.get(key) {
+        None => Ok(default),
+        Some(v) => v.as_int().or_else(|_| v.as_float().map(|f| f as i64)).map_err(|t| to_rhai(format!("option '{key}' must be a number, got {t}"))),
+    }
+}
+pub fn map_float(m: &Map, key: &str, default: f64) -> RResult<f64> {
+    match m.get(key) {
+        None => Ok(default),
+        Some(v) => v.as_float().or_else(|_| v.as_int().map(|i| i as f64)).map_err(|t| to_rhai(format!("option '{key}' must be a number, got {t}"))),
+    }
+}
+pub fn map_bool(m: &Map, key: &str, default: bool) -> RResult<bool> {
+    match m.get(key) {
+        None => Ok(default),
+        Some(v) => v.as_bool().map_err(|t| to_rhai(format!("option '{key}' must be true or false, got {t}"))),
+    }
+}
+pub fn map_str(m: &Map, key: &str, default: &str) -> RResult<String> {
+    match m.get(key) {
+        None => Ok(default.to_string()),
+        Some(v) => v.read_lock::<rhai::ImmutableString>().map(|s| s.to_string()).ok_or_else(|| to_rhai(format!("option '{key}' must be a string"))),
+    }
+}
+/// Reject option keys a function does not know (a typo should not be silently ignored).
+pub fn check_keys(what: &str, m: &Map, known: &[&str]) -> RResult<()> {
+    for k in m.keys() {
+        if !known.contains(&k.as_str()) {
+            return Err(to_rhai(format!("{what}: unknown option '{k}' (known: {})", known.join(", "))));
+        }
+    }
+    Ok(())
+}
+pub fn usize_arg(what: &str, v: i64) -> RResult<usize> {
+    usize::try_from(v).map_err(|_| to_rhai(format!("{what} must be non-negative, got {v}")))
+}
+
+pub fn load(spec: &str, opts: &Map) -> RResult<ScriptModel> {
+    check_keys("load_model", opts, &["device", "dtype", "seed"])?;
+    let device = match opts.get("device") {
+        Some(_) => crate::device::device(&map_str(opts, "device", "cpu")?).map_err(to_rhai)?,
+        None => default_device()?,
+    };
+    let dtype = super::tensor::dtype_arg("load_model", &map_str(opts, "dtype", "f32")?)?;
+    let seed = map_int(opts, "seed", 0)? as u64;
+    let (model, dir): (Model, PathBuf) = loading::load(&builtin_path(spec), &device, dtype, seed).map_err(to_rhai)?;
+    let tokenizer = Tokenizer::from_dir(&dir).map_err(to_rhai)?;
+    Ok(ScriptModel { model, tokenizer: Arc::new(tokenizer), source: spec.to_string(), prompts: Arc::default() })
+}
+
+/// Built-in models ("toy") live in promot's own `models/` directory.
+pub fn builtin_path(spec: &str) -> String {
+    match spec {
+        "toy" => super::paths::stdlib_dir().with_file_name("models").join("toy").display().to_string(),
+        other => other.to_string(),
+    }
+}
+
+fn generate_opts(m: &Map) -> RResult<(GenerateOptions, Option<SoftPrompt>, usize)> {
+    check_keys("generate", m, &["beams", "max_new_tokens", "length_penalty", "early_stopping", "prompt", "max_input_len"])?;
+    let d = GenerateOptions::default();
+    let opts = GenerateOptions {
+        num_beams: usize_arg("beams", map_int(m, "beams", d.num_beams as i64)?)?.max(1),
+        max_new_tokens: usize_arg("max_new_tokens", map_int(m, "max_new_tokens", d.max_new_tokens as i64)?)?,
+        length_penalty: map_float(m, "length_penalty", d.length_penalty)?,
+        early_stopping: map_bool(m, "early_stopping", d.early_stopping)?,
+    };
+    let prompt = match m.get("prompt") {
+        None => None,
+        Some(p) if p.is_unit() => None,
+        Some(p) => Some(p.read_lock::<SoftPrompt>().map(|p| p.clone()).ok_or_else(|| to_rhai("option 'prompt' must be a Prompt (from soft_prompt)"))?),
+    };
+    let max_len = usize_arg("max_input_len", map_int(m, "max_input_len", 1024)?)?;
+    Ok((opts, prompt, max_len))
+}
+
+fn loss(m: &mut ScriptModel, inputs: Dynamic, targets: Dynamic, opts: Map) -> RResult<Tensor> {
+    check_keys("loss", &opts, &["label_smoothing", "train", "prompt"])?;
+    let inputs = strings("loss inputs", &inputs)?;
+    let targets = strings("loss targets", &targets)?;
+    if inputs.len() != targets.len() {
+        return Err(to_rhai(format!("loss: {} inputs but {} targets", inputs.len(), targets.len())));
+    }
+    let prompt = match opts.get("prompt") {
+        Some(p) => Some(p.read_lock::<SoftPrompt>().map(|p| p.clone()).ok_or_else(|| to_rhai("option 'prompt' must be a Prompt"))?),
+        None => None,
+    };
+    let (embeds, mask) = m.embed_texts(&inputs, prompt.as_ref(), usize::MAX)?;
+    let tgt = m.encode_texts(&targets, usize::MAX)?;
+    let (tgt, tmask) = pad_batch(&tgt, m.lm().pad_id(), &m.device()).map_err(to_rhai)?;
+    let out = m
+        .lm()
+        .loss(&embeds, &mask, &tgt, &tmask, map_float(&opts, "label_smoothing", 0.0)?, map_bool(&opts, "train", false)?)
+        .map_err(to_rhai)?;
+    Ok(out.loss)
+}
+
+/// Gradients of a scalar (a loss) for every trainable parameter, by name.
+fn grad(m: &mut ScriptModel, loss: Tensor) -> RResult<Map> {
+    if loss.elem_count() != 1 {
+        return Err(to_rhai(format!("grad: expected a scalar loss, got shape {:?}", loss.dims())));
+    }
+    let grads = loss.backward().map_err(to_rhai)?;
+    let mut out = Map::new();
+    for p in m.lm().params().iter() {
+        if let Some(g) = grads.get(p.var().as_tensor()) {
+            out.insert(p.name().into(), Dynamic::from(g.clone()));
+        }
+    }
+    if let Ok(prompts) = m.prompts.lock() {
+        for p in prompts.values() {
+            if let Some(g) = grads.get(p.param().var().as_tensor()) {
+                out.insert(p.param().name().into(), Dynamic::from(g.clone()));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn params_table(m: &mut ScriptModel) -> Array {
+    m.lm()
+        .params()
+        .iter()
+        .map(|p| {
+            let mut row = Map::new();
+            row.insert("name".into(), p.name().into());
+            row.insert("shape".into(), p.shape().iter().map(|d| Dynamic::from(*d as INT)).collect::<Array>().into());
+            row.insert("numel".into(), (p.numel() as INT).into());
+            row.insert("trainable".into(), p.is_trainable().into());
+            Dynamic::from(row)
+        })
+        .collect()
+}
+
+fn set_trainable(m: &ScriptModel, pattern: &str, on: bool) -> RResult<INT> {
+    m.lm().params().set_trainable(pattern, on).map(|n| n as INT).map_err(to_rhai)
+}
+
+pub fn register(engine: &mut Engine) {
+    engine.register_type_with_name::<ScriptModel>("Model");
+    engine.register_fn("to_string", |m: &mut ScriptModel| m.summary());
+    engine.register_fn("to_debug", |m: &mut ScriptModel| m.summary());
+    reg(engine, "load_model", &["spec: &str", "Model"], "Load a model: \"toy\", a local HF directory, or a hub id from the local HF cache.", |s: &str| load(s, &Map::new()));
+    reg(engine, "load_model", &["spec: &str", "opts: Map", "Model"], "Load a model with options #{device, dtype, seed}.", |s: &str, o: Map| load(s, &o));
+    reg(engine, "device", &["name: &str", "String"], "Set the default device for models loaded next: \"cpu\", \"cuda\" or \"metal\".", |name: &str| -> RResult<String> {
+        crate::device::device(name).map_err(to_rhai)?;
+        if let Ok(mut d) = DEFAULT_DEVICE.lock() {
+            *d = Some(name.to_string());
+        }
+        Ok(name.to_string())
+    });
+    reg(engine, "tokenize", &["m: Model", "text: &str", "Array"], "Token ids of a text (with EOS).", |m: &mut ScriptModel, t: &str| -> RResult<Array> {
+        Ok(m.tokenizer.encode(t, true).map_err(to_rhai)?.into_iter().map(|i| Dynamic::from(i as INT)).collect())
+    });
+    reg(engine, "detokenize", &["m: Model", "ids: Array", "String"], "Text of token ids (special tokens skipped).", |m: &mut ScriptModel, ids: Array| -> RResult<String> {
+        let ids = ids.iter().map(|i| i.as_int().ok().and_then(|i| u32::try_from(i).ok()).ok_or_else(|| to_rhai("detokenize: ids must be non-negative ints"))).collect::<RResult<Vec<u32>>>()?;
+        m.tokenizer.decode(&ids, true).map_err(to_rhai)
+    });
+    reg(engine, "embed", &["m: Model", "text: &str", "Tensor"], "Input embeddings (1, n, d) of a text.", |m: &mut ScriptModel, t: &str| -> RResult<Tensor> {
+        Ok(m.embed_texts(&[t.to_string()], None, usize::MAX)?.0)
+    });
+    reg(engine, "generate", &["m: Model", "input: String|Array", "Dynamic"], "Beam-4 generation for a text (or array of texts).", |m: &mut ScriptModel, x: Dynamic| -> RResult<Dynamic> {
+        gen(m, x, Map::new())
+    });
+    reg(engine, "generate", &["m: Model", "input: String|Array", "opts: Map", "Dynamic"], "Generate with #{beams, max_new_tokens, length_penalty, prompt}.", |m: &mut ScriptModel, x: Dynamic, o: Map| -> RResult<Dynamic> {
+        gen(m, x, o)
+    });
+    reg(engine, "loss", &["m: Model", "inputs: Array", "targets: Array", "Tensor"], "Mean token cross-entropy of targets given inputs (dropout off).", |m: &mut ScriptModel, i: Dynamic, t: Dynamic| loss(m, i, t, Map::new()));
+    reg(engine, "loss", &["m: Model", "inputs: Array", "targets: Array", "opts: Map", "Tensor"], "Loss with #{label_smoothing, train, prompt}.", loss);
+    reg(engine, "logits", &["m: Model", "input: &str", "target: &str", "Tensor"], "Teacher-forced logits (1, t, v) of a target given an input.", |m: &mut ScriptModel, i: &str, t: &str| -> RResult<Tensor> {
+        let (e, mask) = m.embed_texts(&[i.to_string()], None, usize::MAX)?;
+        let tgt = m.encode_texts(&[t.to_string()], usize::MAX)?;
+        let (tgt, _) = pad_batch(&tgt, m.lm().pad_id(), &m.device()).map_err(to_rhai)?;
+        m.lm().forward(&e, &mask, &tgt, false).map_err(to_rhai)
+    });
+    reg(engine, "grad", &["m: Model", "loss: Tensor", "Map"], "Backpropagate a loss: gradients of trainable parameters and prompts, by name.", grad);
+    reg(engine, "params", &["m: Model", "Array"], "Every parameter: #{name, shape, numel, trainable}.", params_table);
+    reg(engine, "param", &["m: Model", "name: &str", "Tensor"], "The value of a named parameter.", |m: &mut ScriptModel, n: &str| -> RResult<Tensor> {
+        Ok(m.lm().params().get(n).map_err(to_rhai)?.var().as_tensor().detach())
+    });
+    reg(engine, "num_params", &["m: Model", "int"], "Total parameter count.", |m: &mut ScriptModel| m.lm().params().count() as INT);
+    reg(engine, "trainable_count", &["m: Model", "int"], "Count of trainable (unfrozen) parameters.", |m: &mut ScriptModel| m.lm().params().trainable_count() as INT);
+    reg(engine, "freeze", &["m: Model", "pattern: &str", "int"], "Freeze parameters whose name matches a glob (\"*\", \"decoder.block.*.layer.1.*\"); returns how many.", |m: &mut ScriptModel, p: &str| set_trainable(m, p, false));
+    reg(engine, "unfreeze", &["m: Model", "pattern: &str", "int"], "Unfreeze parameters matching a glob; returns how many.", |m: &mut ScriptModel, p: &str| set_trainable(m, p, true));
+    reg(engine, "snapshot", &["m: Model", "Map"], "Copies of every parameter value, by name (to compare later).", |m: &mut ScriptModel| -> RResult<Map> {
+        Ok(m.lm().params().to_tensors().map_err(to_rhai)?.into_iter().map(|(k, v)| (k.into(), Dynamic::from(v))).collect())
+    });
+    reg(engine, "save", &["m: Model", "dir: &str", "()"], "Save as HF safetensors + config.json + tokenizer (transformers loads it).", |m: &mut ScriptModel, dir: &str| -> RResult<()> {
+        let dir = std::path::Path::new(dir);
+        loading::save(m.lm(), dir).map_err(to_rhai)?;
+        m.tokenizer.save(dir).map_err(to_rhai)
+    });
+    reg(engine, "dtype_of", &["m: Model", "String"], "The parameters' dtype.", |m: &mut ScriptModel| format!("{:?}", m.lm().params().dtype()).to_lowercase());
+    let _ = DType::F32;
+}
+
+fn gen(m: &mut ScriptModel, x: Dynamic, o: Map) -> RResult<Dynamic> {
+    let single = x.is_string();
+    let texts = strings("generate", &x)?;
+    if texts.is_empty() {
+        return Ok(Dynamic::from(Array::new()));
+    }
+    let (opts, prompt, max_len) = generate_opts(&o)?;
+    let out = m.generate_texts(&texts, prompt.as_ref(), &opts, max_len)?;
+    Ok(if single { out.into_iter().next().map(Dynamic::from).unwrap_or(Dynamic::UNIT) } else { out.into_iter().map(Dynamic::from).collect::<Array>().into() })
+}

@@ -1,0 +1,271 @@
+//! The toy world in scripts: its examples, pretraining episodes, evaluation
+//! tasks, and randomly initialised T5 models that use its tokenizer. This is
+//! what `scripts/pretrain_toy.rhai` builds the built-in `load_model("toy")`
+//! model with.
+//!
+//! Every function uses the canonical world (`DEFAULT_WORLD_SEED`), built once.
+//! Toy evaluation tasks carry ready-made k-shot prompts (`episodes`) joined
+//! with the toy separator, so `evaluate` uses them verbatim instead of
+//! building prompts with the paper's joiner.
+
+use std::sync::{Arc, OnceLock};
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rhai::{Array, Dynamic, Engine, Map, INT};
+
+use super::model::{check_keys, default_device, map_bool, map_float, map_int, map_str, usize_arg, ScriptModel};
+use super::tensor::reg;
+use super::{to_rhai, RResult};
+use crate::model::{Model, T5Config, T5};
+use crate::tokenizer::Tokenizer;
+use crate::toy::vocab::split_words;
+use crate::toy::{build_tokenizer, Example, TaskKind, World};
+
+/// Most examples one call may ask for: far more than any toy run needs, and
+/// small enough that a mistyped count fails fast instead of exhausting memory.
+const MAX_EXAMPLES: usize = 1_000_000;
+/// Largest demonstration count a pretraining episode or a task may use.
+const MAX_SHOTS: usize = 16;
+/// Largest randomly initialised toy model, in parameters.
+const MAX_PARAMS: usize = 100_000_000;
+/// The shot counts `toy_task` builds episodes for unless told otherwise.
+const DEFAULT_SHOTS: [usize; 3] = [0, 1, 4];
+/// Tokens a classification answer may take (the label, then EOS).
+const CLASSIFICATION_NEW_TOKENS: usize = 4;
+/// Tokens a generated answer may take beyond the longest reference.
+const GENERATION_SLACK_TOKENS: usize = 8;
+
+/// The options `new_toy_model` accepts (T5 config.json names).
+const MODEL_KEYS: [&str; 11] = [
+    "d_model",
+    "d_kv",
+    "d_ff",
+    "num_layers",
+    "num_decoder_layers",
+    "num_heads",
+    "feed_forward_proj",
+    "dropout_rate",
+    "tie_word_embeddings",
+    "relative_attention_num_buckets",
+    "relative_attention_max_distance",
+];
+
+/// The canonical world, built on first use.
+fn world() -> RResult<&'static World> {
+    static WORLD: OnceLock<std::result::Result<World, String>> = OnceLock::new();
+    WORLD.get_or_init(|| World::default_world().map_err(|e| e.to_string())).as_ref().map_err(to_rhai)
+}
+
+fn count_arg(what: &str, n: INT) -> RResult<usize> {
+    let n = usize_arg(what, n)?;
+    if n > MAX_EXAMPLES {
+        return Err(to_rhai(format!("{what} must be at most {MAX_EXAMPLES}, got {n}")));
+    }
+    Ok(n)
+}
+
+fn shots_arg(what: &str, k: INT) -> RResult<usize> {
+    let k = usize_arg(what, k)?;
+    if k > MAX_SHOTS {
+        return Err(to_rhai(format!("{what} must be at most {MAX_SHOTS}, got {k}")));
+    }
+    Ok(k)
+}
+
+/// Seeds may be any int; negative ones are reinterpreted, not rejected.
+fn seed_arg(seed: INT) -> u64 {
+    seed as u64
+}
+
+/// An example as a script map #{input, target, references, task}.
+fn example_map(e: &Example, task: TaskKind) -> Dynamic {
+    let mut m = Map::new();
+    m.insert("input".into(), e.input.clone().into());
+    m.insert("target".into(), e.target.clone().into());
+    m.insert("references".into(), e.references.iter().map(|r| Dynamic::from(r.clone())).collect::<Array>().into());
+    m.insert("task".into(), task.name().into());
+    Dynamic::from(m)
+}
+
+fn toy_examples(task: &str, split: &str, n: INT, seed: INT) -> RResult<Array> {
+    let kind = TaskKind::from_name(task).map_err(to_rhai)?;
+    let n = count_arg("toy_examples n", n)?;
+    let examples = world()?.examples(kind, split, n, seed_arg(seed)).map_err(to_rhai)?;
+    Ok(examples.iter().map(|e| example_map(e, kind)).collect())
+}
+
+fn toy_episodes(task: &str, split: &str, k: INT, n: INT, seed: INT) -> RResult<Array> {
+    let kind = TaskKind::from_name(task).map_err(to_rhai)?;
+    let k = shots_arg("toy_episodes k", k)?;
+    let n = count_arg("toy_episodes n", n)?;
+    let episodes = world()?.episodes(kind, split, k, n, seed_arg(seed)).map_err(to_rhai)?;
+    Ok(episodes.iter().map(|e| example_map(e, kind)).collect())
+}
+
+/// `n` train episodes: each of a task drawn uniformly from every task, with
+/// k drawn uniformly from 0..=k_max (the mixture of `World::pretrain_batch_examples`,
+/// keeping each episode's task name).
+fn toy_pretrain_data(n: INT, seed: INT, k_max: INT) -> RResult<Array> {
+    let n = count_arg("toy_pretrain_data n", n)?;
+    let k_max = shots_arg("toy_pretrain_data k_max", k_max)?;
+    let world = world()?;
+    let tasks = TaskKind::all();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed_arg(seed));
+    let mut out = Array::with_capacity(n);
+    for _ in 0..n {
+        if super::interrupt::interrupted() {
+            return Err(to_rhai("toy_pretrain_data: interrupted"));
+        }
+        let task = tasks[rng.random_range(0..tasks.len())];
+        let k = rng.random_range(0..=k_max);
+        let episode = world.episode(task, k, &mut rng).map_err(to_rhai)?;
+        out.push(example_map(&episode, task));
+    }
+    Ok(out)
+}
+
+/// How many tokens a task's answers may take when generated.
+fn max_new_tokens(kind: TaskKind, episodes: &[Vec<Example>]) -> usize {
+    if kind.label_set().is_some() {
+        return CLASSIFICATION_NEW_TOKENS;
+    }
+    let longest = episodes.iter().flatten().flat_map(|e| e.references.iter()).map(|r| split_words(r).len()).max().unwrap_or(0);
+    longest + GENERATION_SLACK_TOKENS
+}
+
+/// An evaluation task map (see `eval::eval_task`) with `n` test episodes for
+/// each shot count in `shots`.
+fn toy_task_with_shots(name: &str, n: INT, seed: INT, shots: &[usize]) -> RResult<Map> {
+    let kind = TaskKind::from_name(name).map_err(to_rhai)?;
+    let n = count_arg("toy_task n", n)?;
+    if n == 0 {
+        return Err(to_rhai("toy_task n must be at least 1"));
+    }
+    let world = world()?;
+    let mut by_shots = Vec::with_capacity(shots.len());
+    for &k in shots {
+        by_shots.push(world.episodes(kind, "test", k, n, seed_arg(seed)).map_err(to_rhai)?);
+    }
+    let max_new = max_new_tokens(kind, &by_shots);
+    let mut episodes = Map::new();
+    for (k, list) in shots.iter().zip(&by_shots) {
+        episodes.insert(k.to_string().into(), list.iter().map(|e| example_map(e, kind)).collect::<Array>().into());
+    }
+    // Plain 0-shot queries as `examples`, for shot counts without episodes;
+    // the pool is train data (fresh_rule's pool is meaningless and unused
+    // as long as its episodes are given).
+    let queries = world.examples(kind, "test", n, seed_arg(seed)).map_err(to_rhai)?;
+    let pool = world.examples(kind, "train", n.max(16), seed_arg(seed)).map_err(to_rhai)?;
+
+    let mut m = Map::new();
+    m.insert("name".into(), kind.name().into());
+    m.insert("metric".into(), kind.metric().into());
+    let output = if kind.label_set().is_some() { "classification" } else { "generation" };
+    m.insert("kind".into(), output.into());
+    let labels: Array = kind.label_set().unwrap_or_default().into_iter().map(|l| Dynamic::from(l.to_string())).collect();
+    m.insert("labels".into(), labels.into());
+    m.insert("max_new_tokens".into(), (max_new as INT).into());
+    m.insert("examples".into(), queries.iter().map(|e| example_map(e, kind)).collect::<Array>().into());
+    m.insert("pool".into(), pool.iter().map(|e| example_map(e, kind)).collect::<Array>().into());
+    m.insert("episodes".into(), episodes.into());
+    Ok(m)
+}
+
+fn shots_list(shots: &Array) -> RResult<Vec<usize>> {
+    if shots.is_empty() {
+        return Err(to_rhai("toy_task shots must list at least one shot count"));
+    }
+    let mut out: Vec<usize> = shots
+        .iter()
+        .map(|k| k.as_int().map_err(|_| to_rhai("toy_task shots must be ints")).and_then(|k| shots_arg("toy_task shot count", k)))
+        .collect::<RResult<_>>()?;
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+fn toy_eval_tasks(n: INT, seed: INT) -> RResult<Array> {
+    TaskKind::all().iter().map(|t| toy_task_with_shots(t.name(), n, seed, &DEFAULT_SHOTS).map(Dynamic::from)).collect()
+}
+
+/// A positive size option, at most `max`.
+fn size_opt(o: &Map, key: &str, default: usize, max: usize) -> RResult<usize> {
+    let v = map_int(o, key, default as i64)?;
+    if v < 1 || v as u64 > max as u64 {
+        return Err(to_rhai(format!("new_toy_model: '{key}' must be in 1..={max}, got {v}")));
+    }
+    Ok(v as usize)
+}
+
+/// The T5 config of a toy model from script options (defaults: the size of
+/// the built-in toy model) and the toy tokenizer's vocabulary size.
+fn toy_config(o: &Map, vocab_size: usize) -> RResult<T5Config> {
+    check_keys("new_toy_model", o, &MODEL_KEYS)?;
+    let d_model = size_opt(o, "d_model", 128, 4096)?;
+    let num_heads = size_opt(o, "num_heads", 4, 64)?;
+    let d_kv = size_opt(o, "d_kv", (d_model / num_heads).max(1), 1024)?;
+    let num_layers = size_opt(o, "num_layers", 3, 48)?;
+    let buckets = size_opt(o, "relative_attention_num_buckets", 32, 1024)?;
+    let max_distance = size_opt(o, "relative_attention_max_distance", 128, 1 << 20)?;
+    if buckets < 4 || max_distance < buckets {
+        return Err(to_rhai(format!(
+            "new_toy_model: need relative_attention_num_buckets >= 4 and relative_attention_max_distance >= it, got {buckets} and {max_distance}"
+        )));
+    }
+    let dropout = map_float(o, "dropout_rate", 0.0)?;
+    if !(0.0..1.0).contains(&dropout) {
+        return Err(to_rhai(format!("new_toy_model: 'dropout_rate' must be in [0, 1), got {dropout}")));
+    }
+    let config = serde_json::json!({
+        "model_type": "t5",
+        "vocab_size": vocab_size,
+        "d_model": d_model,
+        "d_kv": d_kv,
+        "d_ff": size_opt(o, "d_ff", 4 * d_model, 65536)?,
+        "num_layers": num_layers,
+        "num_decoder_layers": size_opt(o, "num_decoder_layers", num_layers, 48)?,
+        "num_heads": num_heads,
+        "relative_attention_num_buckets": buckets,
+        "relative_attention_max_distance": max_distance,
+        "dropout_rate": dropout,
+        "layer_norm_epsilon": 1e-6,
+        "feed_forward_proj": map_str(o, "feed_forward_proj", "gated-gelu")?,
+        "tie_word_embeddings": map_bool(o, "tie_word_embeddings", false)?,
+        "decoder_start_token_id": 0,
+        "pad_token_id": 0,
+        "eos_token_id": 1,
+    });
+    let cfg: T5Config = serde_json::from_value(config).map_err(to_rhai)?;
+    let count: usize = T5::param_shapes(&cfg).iter().map(|(_, s)| s.iter().product::<usize>()).sum();
+    if count > MAX_PARAMS {
+        return Err(to_rhai(format!("new_toy_model: {count} parameters is more than a toy model may have ({MAX_PARAMS})")));
+    }
+    Ok(cfg)
+}
+
+fn new_toy_model(o: Map, seed: INT) -> RResult<ScriptModel> {
+    let tokenizer = Tokenizer::from_tokenizers(build_tokenizer(world()?).map_err(to_rhai)?);
+    let cfg = toy_config(&o, tokenizer.vocab_size())?;
+    let t5 = T5::random(cfg, seed_arg(seed), &default_device()?).map_err(to_rhai)?;
+    let model: Model = Arc::new(t5);
+    Ok(ScriptModel { model, tokenizer: Arc::new(tokenizer), source: "toy (random init)".into(), prompts: Arc::default() })
+}
+
+pub fn register(engine: &mut Engine) {
+    reg(engine, "toy_tasks", &["Array"], "The toy world's task names.", || -> Array {
+        TaskKind::all().iter().map(|t| Dynamic::from(t.name().to_string())).collect()
+    });
+    reg(engine, "toy_examples", &["task: &str", "split: &str", "n: int", "seed: int", "Array"], "n toy examples #{input, target, references, task} of a split (\"train\", \"dev\", \"test\").", toy_examples);
+    reg(engine, "toy_episodes", &["task: &str", "split: &str", "k: int", "n: int", "seed: int", "Array"], "n k-shot toy episodes whose queries come from a split (demonstrations from train).", toy_episodes);
+    reg(engine, "toy_pretrain_data", &["n: int", "seed: int", "Array"], "n toy pretraining episodes #{input, target, task}: any task, k-shot with k uniform in 0..=4.", |n: INT, seed: INT| toy_pretrain_data(n, seed, 4));
+    reg(engine, "toy_pretrain_data", &["n: int", "seed: int", "k_max: int", "Array"], "n toy pretraining episodes with k uniform in 0..=k_max.", toy_pretrain_data);
+    reg(engine, "toy_task", &["name: &str", "n: int", "seed: int", "Map"], "A toy evaluation task with n test episodes at 0, 1 and 4 shots (for evaluate).", |name: &str, n: INT, seed: INT| {
+        toy_task_with_shots(name, n, seed, &DEFAULT_SHOTS)
+    });
+    reg(engine, "toy_task", &["name: &str", "n: int", "seed: int", "shots: Array", "Map"], "A toy evaluation task with n test episodes at each listed shot count.", |name: &str, n: INT, seed: INT, shots: Array| {
+        toy_task_with_shots(name, n, seed, &shots_list(&shots)?)
+    });
+    reg(engine, "toy_eval_tasks", &["n: int", "seed: int", "Array"], "Every toy task (toy_task) with n test episodes at 0, 1 and 4 shots.", toy_eval_tasks);
+    reg(engine, "new_toy_model", &["config: Map", "seed: int", "Model"], "A randomly initialised T5 with the toy tokenizer: #{d_model, d_kv, d_ff, num_layers, num_decoder_layers, num_heads, feed_forward_proj, dropout_rate, tie_word_embeddings, ...}.", new_toy_model);
+}

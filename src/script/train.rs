@@ -1,0 +1,259 @@
+//! Soft prompts, training and gradient probes in scripts.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::Tensor;
+use rhai::{Array, Dynamic, Engine, FnPtr, Map, NativeCallContext, INT};
+
+use super::model::{check_keys, map_bool, map_float, map_int, map_str, strings, usize_arg, ScriptModel};
+use super::tensor::reg;
+use super::{to_rhai, RResult};
+use crate::optim::Schedule;
+use crate::prompt::{Init, SoftPrompt};
+use crate::train::{self, gradients, BatchOptions, Example, Hooks, Keep, TaskData, TrainOptions};
+
+fn make_prompt(m: &mut ScriptModel, length: INT, init: Dynamic, name: &str) -> RResult<SoftPrompt> {
+    let length = usize_arg("soft_prompt length", length)?;
+    let tensor = init.read_lock::<Tensor>().map(|t| t.clone());
+    let init = if let Some(t) = tensor {
+        Init::Tensor(t)
+    } else {
+        let s = init.into_immutable_string().map_err(|t| to_rhai(format!("soft_prompt: init must be a string or a Tensor, got {t}")))?;
+        match s.as_str() {
+            "uniform" => Init::Uniform,
+            "vocab" => Init::Vocab { top: 5000 },
+            text if text.starts_with("text:") => Init::Ids(m.tokenizer.encode(&text[5..], false).map_err(to_rhai)?),
+            other => return Err(to_rhai(format!("soft_prompt: unknown init '{other}' (expected \"uniform\", \"vocab\", \"text:...\" or a Tensor)"))),
+        }
+    };
+    let seed = m.prompts.lock().map(|p| p.len() as u64).unwrap_or(0);
+    let p = SoftPrompt::new(name, m.lm(), length, init, seed).map_err(to_rhai)?;
+    if let Ok(mut prompts) = m.prompts.lock() {
+        prompts.insert(name.to_string(), p.clone());
+    }
+    Ok(p)
+}
+
+/// Examples from an array of #{input, target} maps (task defaults to `task`).
+pub fn examples(what: &str, data: &Array, task: &str) -> RResult<Vec<Example>> {
+    data.iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let m = d.read_lock::<Map>().ok_or_else(|| to_rhai(format!("{what}: item {i} is not a map #{{input, target}}")))?;
+            let field = |k: &str| -> RResult<String> {
+                let v = m.get(k).ok_or_else(|| to_rhai(format!("{what}: item {i} has no '{k}'")))?;
+                if let Some(s) = v.read_lock::<rhai::ImmutableString>() {
+                    return Ok(s.to_string());
+                }
+                // A target may be a list of references; train on the first.
+                strings(what, v)?.into_iter().next().ok_or_else(|| to_rhai(format!("{what}: item {i} has an empty '{k}'")))
+            };
+            let task = match m.get("task") {
+                Some(t) => t.to_string(),
+                None => task.to_string(),
+            };
+            Ok(Example { input: field("input")?, target: field("target")?, task })
+        })
+        .collect()
+}
+
+fn prompt_arg(v: &Dynamic, key: &str) -> RResult<SoftPrompt> {
+    v.read_lock::<SoftPrompt>().map(|p| p.clone()).ok_or_else(|| to_rhai(format!("option '{key}' must be a Prompt (from soft_prompt)")))
+}
+
+const TRAIN_KEYS: [&str; 24] = [
+    "steps", "batch_size", "lr", "prompt_lr", "optimizer", "schedule", "warmup", "clip_norm", "dropout", "label_smoothing",
+    "prompt", "prompts", "shots", "ratios", "evaluate", "eval_every", "keep", "checkpoint_dir", "save_every", "resume", "seed",
+    "max_input_len", "max_target_len", "quiet",
+];
+
+fn train_options(o: &Map) -> RResult<TrainOptions> {
+    let mut keys: Vec<&str> = TRAIN_KEYS.to_vec();
+    keys.extend(["label", "weight_decay", "momentum", "separator"]);
+    check_keys("train", o, &keys)?;
+    let d = TrainOptions::default();
+    let steps = usize_arg("steps", map_int(o, "steps", d.steps as i64)?)?;
+    let warmup = map_int(o, "warmup", 0)?.max(0) as u64;
+    let mut opts = TrainOptions {
+        steps,
+        batch: BatchOptions {
+            batch_size: usize_arg("batch_size", map_int(o, "batch_size", d.batch.batch_size as i64)?)?,
+            max_input_len: usize_arg("max_input_len", map_int(o, "max_input_len", d.batch.max_input_len as i64)?)?,
+            max_target_len: usize_arg("max_target_len", map_int(o, "max_target_len", d.batch.max_target_len as i64)?)?,
+            shots: usize_arg("shots", map_int(o, "shots", 0)?)?,
+            separator: map_str(o, "separator", crate::train::batch::DEMO_SEPARATOR)?,
+            seed: map_int(o, "seed", 0)? as u64,
+        },
+        optimizer: map_str(o, "optimizer", &d.optimizer)?,
+        lr: map_float(o, "lr", d.lr)?,
+        prompt_lr: map_float(o, "prompt_lr", d.prompt_lr)?,
+        schedule: Schedule::from_name(&map_str(o, "schedule", "constant")?, warmup, steps as u64).map_err(to_rhai)?,
+        clip_norm: o.get("clip_norm").map(|_| map_float(o, "clip_norm", 1.0)).transpose()?,
+        dropout: map_float(o, "dropout", d.dropout)?,
+        label_smoothing: map_float(o, "label_smoothing", d.label_smoothing)?,
+        eval_every: usize_arg("eval_every", map_int(o, "eval_every", 0)?)?,
+        keep: match map_str(o, "keep", "last")?.as_str() {
+            "best" => Keep::Best,
+            "last" => Keep::Last,
+            other => return Err(to_rhai(format!("option 'keep' must be \"best\" or \"last\", got \"{other}\""))),
+        },
+        checkpoint_dir: o.get("checkpoint_dir").map(|_| map_str(o, "checkpoint_dir", "")).transpose()?.map(PathBuf::from),
+        save_every: usize_arg("save_every", map_int(o, "save_every", 0)?)?,
+        resume: map_bool(o, "resume", true)?,
+        quiet: map_bool(o, "quiet", false)?,
+        label: map_str(o, "label", "train")?,
+        ..d
+    };
+    for key in ["weight_decay", "momentum"] {
+        if o.contains_key(key) {
+            opts.optim_options.set(key, map_float(o, key, 0.0)?).map_err(to_rhai)?;
+        }
+    }
+    if !(opts.dropout >= 0.0 && opts.dropout < 1.0) {
+        return Err(to_rhai(format!("option 'dropout' must be in [0, 1), got {}", opts.dropout)));
+    }
+    if let Some(p) = o.get("prompt").filter(|p| !p.is_unit()) {
+        opts.prompt = Some(prompt_arg(p, "prompt")?);
+    }
+    if let Some(ps) = o.get("prompts") {
+        let ps = ps.read_lock::<Map>().ok_or_else(|| to_rhai("option 'prompts' must be a map from task name to Prompt"))?;
+        for (task, p) in ps.iter() {
+            opts.task_prompts.insert(task.to_string(), prompt_arg(p, "prompts")?);
+        }
+    }
+    Ok(opts)
+}
+
+/// Training data: an array of examples (one task) or a map task -> array (multi-task).
+fn task_data(data: &Dynamic, o: &Map) -> RResult<Vec<TaskData>> {
+    if let Some(arr) = data.read_lock::<Array>() {
+        return Ok(vec![TaskData { name: "default".into(), examples: examples("train data", &arr, "default")?, ratio: 1.0 }]);
+    }
+    let map = data.read_lock::<Map>().ok_or_else(|| to_rhai("train: data must be an array of #{input, target} or a map from task name to such an array"))?;
+    let ratios = o.get("ratios").and_then(|r| r.read_lock::<Map>().map(|m| m.clone())).unwrap_or_default();
+    let mut out = Vec::new();
+    for (task, arr) in map.iter() {
+        let arr = arr.read_lock::<Array>().ok_or_else(|| to_rhai(format!("train: data for task '{task}' is not an array")))?;
+        let ratio = match ratios.get(task.as_str()) {
+            Some(r) => r.as_float().or_else(|_| r.as_int().map(|i| i as f64)).map_err(|_| to_rhai(format!("ratio of '{task}' must be a number")))?,
+            None => arr.len() as f64,
+        };
+        out.push(TaskData { name: task.to_string(), examples: examples("train data", &arr, task)?, ratio });
+    }
+    Ok(out)
+}
+
+fn history_map(h: &train::History) -> Map {
+    let mut m = Map::new();
+    m.insert("losses".into(), h.losses.iter().map(|l| Dynamic::from(*l)).collect::<Array>().into());
+    m.insert(
+        "evals".into(),
+        h.evals.iter().map(|(s, v)| Dynamic::from(vec![Dynamic::from(*s as INT), Dynamic::from(*v)])).collect::<Array>().into(),
+    );
+    m.insert("best_step".into(), h.best.map(|b| Dynamic::from(b.0 as INT)).unwrap_or(Dynamic::UNIT));
+    m.insert("best_score".into(), h.best.map(|b| Dynamic::from(b.1)).unwrap_or(Dynamic::UNIT));
+    m.insert("steps_per_sec".into(), h.steps_per_sec.into());
+    m.insert("final_loss".into(), h.losses.last().map(|l| Dynamic::from(*l)).unwrap_or(Dynamic::UNIT));
+    m.insert("stopped".into(), h.stopped_early.clone().map(Dynamic::from).unwrap_or(Dynamic::UNIT));
+    m
+}
+
+fn run_train(ctx: NativeCallContext, m: &mut ScriptModel, data: Dynamic, o: Map) -> RResult<Map> {
+    let opts = train_options(&o)?;
+    let tasks = task_data(&data, &o)?;
+    let eval_fn: Option<FnPtr> = match o.get("evaluate") {
+        None => None,
+        Some(f) => Some(f.clone().try_cast::<FnPtr>().ok_or_else(|| to_rhai("option 'evaluate' must be a function (e.g. |step| evaluate(...)) returning a number"))?),
+    };
+    let mut script_error = None;
+    let mut eval_closure = |step: usize| -> crate::Result<f64> {
+        let f = eval_fn.as_ref().ok_or_else(|| crate::Error::msg("no eval function"))?;
+        let r: Dynamic = f.call_within_context(&ctx, (step as INT,)).map_err(|e| {
+            let msg = format!("eval function failed: {e}");
+            script_error = Some(e);
+            crate::Error::msg(msg)
+        })?;
+        r.as_float().or_else(|_| r.as_int().map(|i| i as f64)).map_err(|t| crate::Error::msg(format!("eval function must return a number, got {t}")))
+    };
+    let hooks = Hooks {
+        evaluate: if eval_fn.is_some() { Some(&mut eval_closure) } else { None },
+        should_stop: &super::interrupt::interrupted,
+    };
+    let result = train::train(m.lm(), &m.tokenizer, tasks, &opts, hooks);
+    match result {
+        Ok(h) => Ok(history_map(&h)),
+        Err(e) => Err(script_error.unwrap_or_else(|| to_rhai(e))),
+    }
+}
+
+fn gradients_of(m: &mut ScriptModel, data: Array, o: Map) -> RResult<Map> {
+    let mut opts = train_options(&o)?;
+    opts.label_smoothing = map_float(&o, "label_smoothing", 0.0)?;
+    let exs = examples("gradients", &data, "default")?;
+    let batch = train::Batch {
+        inputs: m.encode_texts(&exs.iter().map(|e| e.input.clone()).collect::<Vec<_>>(), opts.batch.max_input_len)?,
+        targets: m.encode_texts(&exs.iter().map(|e| e.target.clone()).collect::<Vec<_>>(), opts.batch.max_target_len)?,
+        tasks: exs.iter().map(|e| e.task.clone()).collect(),
+    };
+    let g = gradients::batch_gradients(m.lm(), &batch, &opts).map_err(to_rhai)?;
+    Ok(g.into_iter().map(|(k, v)| (k.into(), Dynamic::from(v))).collect())
+}
+
+fn tensor_map(what: &str, m: &Map) -> RResult<BTreeMap<String, Tensor>> {
+    m.iter()
+        .map(|(k, v)| Ok((k.to_string(), v.read_lock::<Tensor>().map(|t| t.clone()).ok_or_else(|| to_rhai(format!("{what}: '{k}' is not a Tensor")))?)))
+        .collect()
+}
+
+pub fn register(engine: &mut Engine) {
+    engine.register_type_with_name::<SoftPrompt>("Prompt");
+    engine.register_fn("to_string", |p: &mut SoftPrompt| format!("Prompt('{}', {} x {}, {})", p.name, p.len(), p.width(), if p.is_trainable() { "trainable" } else { "frozen" }));
+    engine.register_fn("to_debug", |p: &mut SoftPrompt| format!("Prompt('{}', {} x {})", p.name, p.len(), p.width()));
+    reg(engine, "soft_prompt", &["m: Model", "length: int", "init: String|Tensor", "Prompt"], "A trainable soft prompt: init \"uniform\" (±0.5), \"vocab\" (top-5000 token embeddings), \"text:...\" or a Tensor.", |m: &mut ScriptModel, n: INT, init: Dynamic| make_prompt(m, n, init, "default"));
+    reg(engine, "soft_prompt", &["m: Model", "length: int", "init: String|Tensor", "name: &str", "Prompt"], "A named soft prompt (one per task).", |m: &mut ScriptModel, n: INT, init: Dynamic, name: &str| make_prompt(m, n, init, name));
+    reg(engine, "prompt", &["m: Model", "name: &str", "Prompt"], "The model's soft prompt called `name`.", |m: &mut ScriptModel, name: &str| -> RResult<SoftPrompt> {
+        m.prompts.lock().ok().and_then(|p| p.get(name).cloned()).ok_or_else(|| to_rhai(format!("the model has no prompt named '{name}'")))
+    });
+    reg(engine, "freeze", &["p: Prompt", "()"], "Freeze a prompt (it stays attached but no longer trains).", |p: &mut SoftPrompt| p.freeze());
+    reg(engine, "unfreeze", &["p: Prompt", "()"], "Make a prompt trainable.", |p: &mut SoftPrompt| p.unfreeze());
+    reg(engine, "len", &["p: Prompt", "int"], "Prompt length (virtual tokens).", |p: &mut SoftPrompt| p.len() as INT);
+    reg(engine, "values", &["p: Prompt", "Tensor"], "A copy of the prompt's embeddings (p, d).", |p: &mut SoftPrompt| -> RResult<Tensor> { p.param().var().as_tensor().copy().map_err(to_rhai) });
+    reg(engine, "is_trainable", &["p: Prompt", "bool"], "Whether the prompt trains.", |p: &mut SoftPrompt| p.is_trainable());
+    reg(engine, "save", &["p: Prompt", "path: &str", "()"], "Save a prompt as safetensors.", |p: &mut SoftPrompt, path: &str| p.save(Path::new(path)).map_err(to_rhai));
+    reg(engine, "export_peft", &["p: Prompt", "dir: &str", "base_model: &str", "()"], "Write a PEFT prompt-tuning adapter (adapter_model.safetensors + adapter_config.json).", |p: &mut SoftPrompt, dir: &str, base: &str| {
+        p.export_peft(Path::new(dir), base, "SEQ_2_SEQ_LM").map_err(to_rhai)
+    });
+    reg(engine, "load_prompt", &["m: Model", "path: &str", "name: &str", "Prompt"], "Load a saved prompt or a PEFT adapter directory.", |m: &mut ScriptModel, path: &str, name: &str| -> RResult<SoftPrompt> {
+        let p = SoftPrompt::load(name, Path::new(path), m.lm()).map_err(to_rhai)?;
+        if let Ok(mut ps) = m.prompts.lock() {
+            ps.insert(name.to_string(), p.clone());
+        }
+        Ok(p)
+    });
+    reg(engine, "train", &["m: Model", "data: Array|Map", "opts: Map", "Map"], "Train what is trainable (model and attached prompts); returns the history #{losses, evals, best_step, ...}.", run_train);
+    reg(engine, "clear_checkpoints", &["dir: &str", "()"], "Remove the training checkpoints in a directory (only promot's step-* folders and 'latest').", |dir: &str| -> RResult<()> {
+        crate::train::checkpoint::clear(Path::new(dir)).map_err(to_rhai)
+    });
+    reg(engine, "train_option_names", &["Array"], "The option names `train` accepts.", || -> Array {
+        TRAIN_KEYS.iter().chain(["label", "weight_decay", "momentum", "separator"].iter()).map(|k| Dynamic::from(k.to_string())).collect()
+    });
+    reg(engine, "gradients", &["m: Model", "data: Array", "opts: Map", "Map"], "Gradient of the loss on a batch for every model parameter, by name (dropout off).", gradients_of);
+    reg(engine, "grad_cosine", &["a: Map", "b: Map", "names: Array", "float"], "Cosine similarity between two gradient sets over the named parameters.", |a: Map, b: Map, names: Array| -> RResult<f64> {
+        let names = strings("grad_cosine names", &Dynamic::from(names))?;
+        gradients::group_cosine(&tensor_map("grad_cosine", &a)?, &tensor_map("grad_cosine", &b)?, &names).map_err(to_rhai)
+    });
+    reg(engine, "shuffle_labels", &["data: Array", "seed: int", "Array"], "The same examples with targets shuffled across them (\"format only\" data).", |data: Array, seed: INT| -> RResult<Array> {
+        let ex = examples("shuffle_labels", &data, "default")?;
+        Ok(gradients::shuffle_labels(&ex, seed as u64)
+            .into_iter()
+            .map(|e| {
+                let mut m = Map::new();
+                m.insert("input".into(), e.input.into());
+                m.insert("target".into(), e.target.into());
+                m.insert("task".into(), e.task.into());
+                Dynamic::from(m)
+            })
+            .collect())
+    });
+}
