@@ -83,6 +83,20 @@ pub fn save(dir: &Path, params: &[Param], optim: &[BTreeMap<String, Tensor>], me
     Ok(final_dir)
 }
 
+/// Remove every checkpoint under `dir` (a fresh start); other files stay.
+pub fn clear(dir: &Path) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if name.starts_with("step-") || name.starts_with(".step-") {
+            std::fs::remove_dir_all(e.path()).map_err(|err| Error::file(e.path(), err))?;
+        } else if name == "latest" {
+            std::fs::remove_file(e.path()).map_err(|err| Error::file(e.path(), err))?;
+        }
+    }
+    Ok(())
+}
+
 fn latest_name(dir: &Path) -> Option<String> {
     std::fs::read_to_string(dir.join("latest")).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
 }
