@@ -20,31 +20,47 @@ fn reference() -> HashMap<String, Tensor> {
 }
 
 fn get<'a>(refs: &'a HashMap<String, Tensor>, key: &str) -> &'a Tensor {
-    refs.get(key).unwrap_or_else(|| panic!("fixture has no tensor {key}"))
+    refs.get(key)
+        .unwrap_or_else(|| panic!("fixture has no tensor {key}"))
 }
 
 fn initial_params(refs: &HashMap<String, Tensor>) -> Vec<Param> {
-    PARAM_NAMES.iter().map(|n| Param::new(n, get(refs, &format!("init/{n}")).copy().unwrap()).unwrap()).collect()
+    PARAM_NAMES
+        .iter()
+        .map(|n| Param::new(n, get(refs, &format!("init/{n}")).copy().unwrap()).unwrap())
+        .collect()
 }
 
 /// The gradients the reference fed at `step` (1-based), keyed to our params.
 fn fixture_grads(refs: &HashMap<String, Tensor>, params: &[Param], step: usize) -> GradStore {
     let mut grads = GradStore::default();
     for p in params {
-        grads.insert(p.var().as_tensor(), get(refs, &format!("grad/{step}/{}", p.name())).clone());
+        grads.insert(
+            p.var().as_tensor(),
+            get(refs, &format!("grad/{step}/{}", p.name())).clone(),
+        );
     }
     grads
 }
 
 fn values(t: &Tensor) -> Vec<f32> {
-    t.flatten_all().unwrap().to_dtype(DType::F32).unwrap().to_vec1::<f32>().unwrap()
+    t.flatten_all()
+        .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap()
 }
 
 fn assert_close(what: &str, ours: &Tensor, want: &Tensor) {
     assert_eq!(ours.dims(), want.dims(), "{what}: shape");
     for (i, (a, b)) in values(ours).iter().zip(values(want)).enumerate() {
         let tol = 1e-6 + 1e-5 * b.abs();
-        assert!((a - b).abs() <= tol, "{what}[{i}]: ours {a}, reference {b}, diff {}", (a - b).abs());
+        assert!(
+            (a - b).abs() <= tol,
+            "{what}[{i}]: ours {a}, reference {b}, diff {}",
+            (a - b).abs()
+        );
     }
 }
 
@@ -69,7 +85,10 @@ fn adafactor_matches_transformers_lr_0_2() {
 
 #[test]
 fn adafactor_matches_transformers_lr_1e_3() {
-    check_against_reference("adafactor_lr0.001", optim::by_name("adafactor", 1e-3).unwrap());
+    check_against_reference(
+        "adafactor_lr0.001",
+        optim::by_name("adafactor", 1e-3).unwrap(),
+    );
 }
 
 #[test]
@@ -78,7 +97,10 @@ fn adafactor_with_momentum_decay_and_parameter_scale_matches_transformers() {
     opts.set("beta1", 0.9).unwrap();
     opts.set("weight_decay", 0.1).unwrap();
     opts.set("multiply_by_parameter_scale", 1.0).unwrap();
-    check_against_reference("adafactor_extra", optim::build("adafactor", 0.05, &opts).unwrap());
+    check_against_reference(
+        "adafactor_extra",
+        optim::build("adafactor", 0.05, &opts).unwrap(),
+    );
 }
 
 #[test]
@@ -88,7 +110,10 @@ fn adamw_matches_torch() {
 
 #[test]
 fn sgd_with_momentum_matches_torch() {
-    let opts = OptimOptions { momentum: Some(0.9), ..Default::default() };
+    let opts = OptimOptions {
+        momentum: Some(0.9),
+        ..Default::default()
+    };
     check_against_reference("sgd_momentum", optim::build("sgd", 0.1, &opts).unwrap());
 }
 
@@ -98,10 +123,21 @@ fn plain_sgd_matches_torch() {
 }
 
 fn all_optimizers() -> Vec<Box<dyn Optimizer>> {
-    let momentum = OptimOptions { momentum: Some(0.9), ..Default::default() };
+    let momentum = OptimOptions {
+        momentum: Some(0.9),
+        ..Default::default()
+    };
     vec![
         optim::by_name("adafactor", 0.2).unwrap(),
-        optim::build("adafactor", 0.05, &OptimOptions { weight_decay: Some(0.1), ..momentum.clone() }).unwrap(),
+        optim::build(
+            "adafactor",
+            0.05,
+            &OptimOptions {
+                weight_decay: Some(0.1),
+                ..momentum.clone()
+            },
+        )
+        .unwrap(),
         optim::by_name("adamw", 1e-2).unwrap(),
         optim::build("sgd", 0.1, &momentum).unwrap(),
     ]
@@ -126,27 +162,65 @@ fn frozen_and_gradless_params_are_untouched_and_get_no_state() {
             grads.remove(params[2].var().as_tensor());
             opt.step(&params, &grads).unwrap();
         }
-        assert_eq!(bits(frozen.var().as_tensor()), before_frozen, "{}: frozen param changed", opt.name());
-        assert_eq!(bits(params[2].var().as_tensor()), before_gradless, "{}: gradless param changed", opt.name());
-        assert_ne!(bits(params[1].var().as_tensor()), bits(get(&refs, "init/vector")), "{}: trainable param did not move", opt.name());
+        assert_eq!(
+            bits(frozen.var().as_tensor()),
+            before_frozen,
+            "{}: frozen param changed",
+            opt.name()
+        );
+        assert_eq!(
+            bits(params[2].var().as_tensor()),
+            before_gradless,
+            "{}: gradless param changed",
+            opt.name()
+        );
+        assert_ne!(
+            bits(params[1].var().as_tensor()),
+            bits(get(&refs, "init/vector")),
+            "{}: trainable param did not move",
+            opt.name()
+        );
         let (state, steps) = opt.state().unwrap();
         assert_eq!(steps, 3);
-        assert!(state.keys().any(|k| k.ends_with("/vector")), "{}: no state for the trained param", opt.name());
+        assert!(
+            state.keys().any(|k| k.ends_with("/vector")),
+            "{}: no state for the trained param",
+            opt.name()
+        );
         for key in state.keys() {
-            assert!(!key.ends_with("/matrix") && !key.ends_with("/tensor3"), "{}: state {key} for an untouched param", opt.name());
+            assert!(
+                !key.ends_with("/matrix") && !key.ends_with("/tensor3"),
+                "{}: state {key} for an untouched param",
+                opt.name()
+            );
         }
     }
 }
 
 #[test]
 fn frozen_param_gets_no_gradient_from_backward() {
-    let w = Param::new("w", Tensor::new(&[1.0f32, -2.0, 3.0], &Device::Cpu).unwrap()).unwrap();
-    let f = Param::new("f", Tensor::new(&[0.5f32, 0.25, -1.0], &Device::Cpu).unwrap()).unwrap();
+    let w = Param::new(
+        "w",
+        Tensor::new(&[1.0f32, -2.0, 3.0], &Device::Cpu).unwrap(),
+    )
+    .unwrap();
+    let f = Param::new(
+        "f",
+        Tensor::new(&[0.5f32, 0.25, -1.0], &Device::Cpu).unwrap(),
+    )
+    .unwrap();
     f.set_trainable(false);
     let before = bits(f.var().as_tensor());
     let mut opt = optim::by_name("adafactor", 0.1).unwrap();
     for _ in 0..3 {
-        let loss = w.tensor().mul(&f.tensor()).unwrap().sqr().unwrap().sum_all().unwrap();
+        let loss = w
+            .tensor()
+            .mul(&f.tensor())
+            .unwrap()
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap();
         let grads = loss.backward().unwrap();
         assert!(grads.get(f.var().as_tensor()).is_none());
         opt.step(&[w.clone(), f.clone()], &grads).unwrap();
@@ -154,7 +228,13 @@ fn frozen_param_gets_no_gradient_from_backward() {
     assert_eq!(bits(f.var().as_tensor()), before);
     // d/dw sum((w f)^2) = 2 w f^2 points away from 0, so |w| shrinks.
     let w_now = values(w.var().as_tensor());
-    assert!(w_now.iter().zip([1.0f32, -2.0, 3.0]).all(|(a, b)| a.abs() < b.abs()), "{w_now:?}");
+    assert!(
+        w_now
+            .iter()
+            .zip([1.0f32, -2.0, 3.0])
+            .all(|(a, b)| a.abs() < b.abs()),
+        "{w_now:?}"
+    );
 }
 
 #[test]
@@ -167,38 +247,62 @@ fn state_round_trip_resumes_bit_identically() {
         let mut straight = fresh().remove(which);
         let params = initial_params(&refs);
         for step in 1..=STEPS {
-            straight.step(&params, &fixture_grads(&refs, &params, step)).unwrap();
+            straight
+                .step(&params, &fixture_grads(&refs, &params, step))
+                .unwrap();
         }
         // Two steps, checkpoint (through a safetensors file), then a new optimizer and new params.
         let mut first = fresh().remove(which);
         let early = initial_params(&refs);
         for step in 1..=2 {
-            first.step(&early, &fixture_grads(&refs, &early, step)).unwrap();
+            first
+                .step(&early, &fixture_grads(&refs, &early, step))
+                .unwrap();
         }
         let (state, steps) = first.state().unwrap();
-        let path = std::env::temp_dir().join(format!("promot-optim-state-{}-{which}.safetensors", std::process::id()));
+        let path = std::env::temp_dir().join(format!(
+            "promot-optim-state-{}-{which}.safetensors",
+            std::process::id()
+        ));
         let as_map: HashMap<String, Tensor> = state.into_iter().collect();
         candle_core::safetensors::save(&as_map, &path).unwrap();
-        let loaded: BTreeMap<String, Tensor> =
-            candle_core::safetensors::load(&path, &Device::Cpu).unwrap().into_iter().collect();
+        let loaded: BTreeMap<String, Tensor> = candle_core::safetensors::load(&path, &Device::Cpu)
+            .unwrap()
+            .into_iter()
+            .collect();
         std::fs::remove_file(&path).ok();
 
         let mut resumed = fresh().remove(which);
         resumed.load_state(&loaded, steps).unwrap();
-        let later: Vec<Param> =
-            early.iter().map(|p| Param::new(p.name(), p.var().as_tensor().copy().unwrap()).unwrap()).collect();
+        let later: Vec<Param> = early
+            .iter()
+            .map(|p| Param::new(p.name(), p.var().as_tensor().copy().unwrap()).unwrap())
+            .collect();
         for step in 3..=STEPS {
-            resumed.step(&later, &fixture_grads(&refs, &later, step)).unwrap();
+            resumed
+                .step(&later, &fixture_grads(&refs, &later, step))
+                .unwrap();
         }
         for (a, b) in params.iter().zip(&later) {
-            assert_eq!(bits(a.var().as_tensor()), bits(b.var().as_tensor()), "{}: {} differs after resume", straight.name(), a.name());
+            assert_eq!(
+                bits(a.var().as_tensor()),
+                bits(b.var().as_tensor()),
+                "{}: {} differs after resume",
+                straight.name(),
+                a.name()
+            );
         }
         let (s1, n1) = straight.state().unwrap();
         let (s2, n2) = resumed.state().unwrap();
         assert_eq!(n1, n2);
         assert_eq!(s1.keys().collect::<Vec<_>>(), s2.keys().collect::<Vec<_>>());
         for (k, t) in &s1 {
-            assert_eq!(bits(t), bits(&s2[k]), "{}: state {k} differs", straight.name());
+            assert_eq!(
+                bits(t),
+                bits(&s2[k]),
+                "{}: state {k} differs",
+                straight.name()
+            );
         }
     }
 }
@@ -208,7 +312,9 @@ fn load_state_rejects_foreign_or_incomplete_state() {
     let refs = reference();
     let params = initial_params(&refs);
     let mut adamw = optim::by_name("adamw", 1e-2).unwrap();
-    adamw.step(&params, &fixture_grads(&refs, &params, 1)).unwrap();
+    adamw
+        .step(&params, &fixture_grads(&refs, &params, 1))
+        .unwrap();
     let (state, steps) = adamw.state().unwrap();
 
     let mut adafactor = optim::by_name("adafactor", 0.2).unwrap();
@@ -216,7 +322,10 @@ fn load_state_rejects_foreign_or_incomplete_state() {
 
     let mut incomplete = state.clone();
     incomplete.remove("adamw.v/matrix");
-    assert!(optim::by_name("adamw", 1e-2).unwrap().load_state(&incomplete, steps).is_err());
+    assert!(optim::by_name("adamw", 1e-2)
+        .unwrap()
+        .load_state(&incomplete, steps)
+        .is_err());
 
     // State of the wrong shape for a parameter is an error at the step, not a panic.
     let mut swapped = state.clone();
@@ -226,7 +335,9 @@ fn load_state_rejects_foreign_or_incomplete_state() {
     swapped.insert("adamw.v/matrix".into(), v_vector);
     let mut opt = optim::by_name("adamw", 1e-2).unwrap();
     opt.load_state(&swapped, steps).unwrap();
-    assert!(opt.step(&params, &fixture_grads(&refs, &params, 2)).is_err());
+    assert!(opt
+        .step(&params, &fixture_grads(&refs, &params, 2))
+        .is_err());
 }
 
 #[test]
@@ -242,10 +353,16 @@ fn names_options_and_learning_rate() {
     assert!(optim::by_name("sgd", -1.0).is_err());
     assert!(optim::by_name("sgd", f64::NAN).is_err());
     assert!(OptimOptions::default().set("betta", 0.9).is_err());
-    let beta2 = OptimOptions { beta2: Some(0.99), ..Default::default() };
+    let beta2 = OptimOptions {
+        beta2: Some(0.99),
+        ..Default::default()
+    };
     assert!(optim::build("adafactor", 0.1, &beta2).is_err());
     assert!(optim::build("adamw", 0.1, &beta2).is_ok());
-    let bad_momentum = OptimOptions { momentum: Some(1.5), ..Default::default() };
+    let bad_momentum = OptimOptions {
+        momentum: Some(1.5),
+        ..Default::default()
+    };
     assert!(optim::build("sgd", 0.1, &bad_momentum).is_err());
 }
 
@@ -253,7 +370,10 @@ fn names_options_and_learning_rate() {
 fn step_rejects_a_param_listed_twice() {
     let p = Param::new("p", Tensor::new(&[1.0f32, 2.0], &Device::Cpu).unwrap()).unwrap();
     let mut grads = GradStore::default();
-    grads.insert(p.var().as_tensor(), Tensor::new(&[1.0f32, 1.0], &Device::Cpu).unwrap());
+    grads.insert(
+        p.var().as_tensor(),
+        Tensor::new(&[1.0f32, 1.0], &Device::Cpu).unwrap(),
+    );
     let mut opt = optim::by_name("sgd", 0.1).unwrap();
     assert!(opt.step(&[p.clone(), p.clone()], &grads).is_err());
     assert_eq!(values(p.var().as_tensor()), vec![1.0, 2.0]);
@@ -261,11 +381,24 @@ fn step_rejects_a_param_listed_twice() {
 
 #[test]
 fn bf16_params_are_updated_in_f32_and_keep_their_dtype() {
-    let p = Param::new("p", Tensor::new(&[1.0f32, -1.0], &Device::Cpu).unwrap().to_dtype(DType::BF16).unwrap()).unwrap();
+    let p = Param::new(
+        "p",
+        Tensor::new(&[1.0f32, -1.0], &Device::Cpu)
+            .unwrap()
+            .to_dtype(DType::BF16)
+            .unwrap(),
+    )
+    .unwrap();
     let mut grads = GradStore::default();
-    grads.insert(p.var().as_tensor(), Tensor::new(&[0.5f32, -0.5], &Device::Cpu).unwrap().to_dtype(DType::BF16).unwrap());
+    grads.insert(
+        p.var().as_tensor(),
+        Tensor::new(&[0.5f32, -0.5], &Device::Cpu)
+            .unwrap()
+            .to_dtype(DType::BF16)
+            .unwrap(),
+    );
     let mut opt = optim::by_name("sgd", 0.5).unwrap();
-    opt.step(&[p.clone()], &grads).unwrap();
+    opt.step(std::slice::from_ref(&p), &grads).unwrap();
     assert_eq!(p.var().dtype(), DType::BF16);
     assert_eq!(values(p.var().as_tensor()), vec![0.75, -0.75]);
 }
@@ -282,9 +415,15 @@ fn schedule_values() {
     for (g, w) in got.iter().zip(want) {
         assert!((g - w).abs() < 1e-12, "{got:?}");
     }
-    assert_eq!(Schedule::LinearWarmup { warmup_steps: 0 }.lr_at(base, 0), base);
+    assert_eq!(
+        Schedule::LinearWarmup { warmup_steps: 0 }.lr_at(base, 0),
+        base
+    );
 
-    let decay = Schedule::LinearWarmupDecay { warmup: 2, total: 6 };
+    let decay = Schedule::LinearWarmupDecay {
+        warmup: 2,
+        total: 6,
+    };
     let got: Vec<f64> = (0..8).map(|s| decay.lr_at(1.0, s)).collect();
     let want = [0.5, 1.0, 1.0, 0.75, 0.5, 0.25, 0.0, 0.0];
     for (g, w) in got.iter().zip(want) {
@@ -298,7 +437,10 @@ fn schedule_values() {
     assert!((rsqrt.lr_at(2.0, 10_000) - 0.02).abs() < 1e-12);
     assert_eq!(Schedule::Rsqrt { warmup_steps: 0 }.lr_at(1.0, 0), 1.0);
 
-    assert_eq!(Schedule::from_name("rsqrt", 10, 0).unwrap(), Schedule::Rsqrt { warmup_steps: 10 });
+    assert_eq!(
+        Schedule::from_name("rsqrt", 10, 0).unwrap(),
+        Schedule::Rsqrt { warmup_steps: 10 }
+    );
     assert!(Schedule::from_name("cosine", 10, 100).is_err());
     assert!(Schedule::from_name("linear_warmup_decay", 10, 10).is_err());
 }
@@ -314,9 +456,18 @@ fn clip_grad_norm_uses_the_global_norm_of_trainable_grads() {
     let params = [a.clone(), b.clone(), frozen.clone(), gradless.clone()];
     let make = || {
         let mut g = GradStore::default();
-        g.insert(a.var().as_tensor(), Tensor::new(&[3.0f32, 4.0], &dev).unwrap());
-        g.insert(b.var().as_tensor(), Tensor::new(&[[12.0f32]], &dev).unwrap());
-        g.insert(frozen.var().as_tensor(), Tensor::new(&[100.0f32], &dev).unwrap());
+        g.insert(
+            a.var().as_tensor(),
+            Tensor::new(&[3.0f32, 4.0], &dev).unwrap(),
+        );
+        g.insert(
+            b.var().as_tensor(),
+            Tensor::new(&[[12.0f32]], &dev).unwrap(),
+        );
+        g.insert(
+            frozen.var().as_tensor(),
+            Tensor::new(&[100.0f32], &dev).unwrap(),
+        );
         g
     };
     // sqrt(3² + 4² + 12²) = 13; the frozen param's gradient does not count.
@@ -327,9 +478,15 @@ fn clip_grad_norm_uses_the_global_norm_of_trainable_grads() {
     let coef = (6.5 / (13.0 + 1e-6)) as f32;
     let ga = values(clipped.get(a.var().as_tensor()).unwrap());
     let gb = values(clipped.get(b.var().as_tensor()).unwrap());
-    assert!((ga[0] - 3.0 * coef).abs() < 1e-6 && (ga[1] - 4.0 * coef).abs() < 1e-6, "{ga:?}");
+    assert!(
+        (ga[0] - 3.0 * coef).abs() < 1e-6 && (ga[1] - 4.0 * coef).abs() < 1e-6,
+        "{ga:?}"
+    );
     assert!((gb[0] - 12.0 * coef).abs() < 1e-6, "{gb:?}");
-    assert_eq!(values(clipped.get(frozen.var().as_tensor()).unwrap()), vec![100.0]);
+    assert_eq!(
+        values(clipped.get(frozen.var().as_tensor()).unwrap()),
+        vec![100.0]
+    );
     assert!((grad_norm(&params, &clipped).unwrap() - 6.5).abs() < 1e-5);
 
     // Under the limit: untouched.
@@ -342,5 +499,8 @@ fn clip_grad_norm_uses_the_global_norm_of_trainable_grads() {
     assert!((grad_norm(&twice, &make()).unwrap() - 5.0).abs() < 1e-9);
 
     assert!(clip_grad_norm(&params, make(), 0.0).is_err());
-    assert_eq!(grad_norm(&[frozen.clone()], &make()).unwrap(), 0.0);
+    assert_eq!(
+        grad_norm(std::slice::from_ref(&frozen), &make()).unwrap(),
+        0.0
+    );
 }

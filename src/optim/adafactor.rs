@@ -32,7 +32,10 @@ use std::collections::BTreeMap;
 use candle_core::backprop::GradStore;
 use candle_core::{Tensor, D};
 
-use super::{check_distinct, check_lr, check_range, split_state_key, state_tensor, step_from_tensor, step_tensor, value_and_grad, write_back};
+use super::{
+    check_distinct, check_lr, check_range, split_state_key, state_tensor, step_from_tensor,
+    step_tensor, value_and_grad, write_back,
+};
 use crate::error::{Error, Result};
 use crate::params::Param;
 
@@ -98,19 +101,37 @@ impl Adafactor {
     pub fn new(cfg: AdafactorConfig) -> Result<Self> {
         check_lr(cfg.lr)?;
         if !(cfg.decay_rate.is_finite() && cfg.decay_rate < 0.0) {
-            return Err(Error::msg(format!("adafactor decay_rate must be negative, got {}", cfg.decay_rate)));
+            return Err(Error::msg(format!(
+                "adafactor decay_rate must be negative, got {}",
+                cfg.decay_rate
+            )));
         }
         if !(cfg.clip_threshold.is_finite() && cfg.clip_threshold > 0.0) {
-            return Err(Error::msg(format!("adafactor clip_threshold must be > 0, got {}", cfg.clip_threshold)));
+            return Err(Error::msg(format!(
+                "adafactor clip_threshold must be > 0, got {}",
+                cfg.clip_threshold
+            )));
         }
         if !(cfg.eps1.is_finite() && cfg.eps1 >= 0.0 && cfg.eps2.is_finite() && cfg.eps2 >= 0.0) {
-            return Err(Error::msg(format!("adafactor eps1/eps2 must be >= 0, got {}/{}", cfg.eps1, cfg.eps2)));
+            return Err(Error::msg(format!(
+                "adafactor eps1/eps2 must be >= 0, got {}/{}",
+                cfg.eps1, cfg.eps2
+            )));
         }
         if let Some(b1) = cfg.beta1 {
             check_range("adafactor beta1", b1, 0.0, 1.0)?;
         }
-        check_range("adafactor weight_decay", cfg.weight_decay, 0.0, f64::INFINITY)?;
-        Ok(Self { cfg, state: BTreeMap::new(), steps: 0 })
+        check_range(
+            "adafactor weight_decay",
+            cfg.weight_decay,
+            0.0,
+            f64::INFINITY,
+        )?;
+        Ok(Self {
+            cfg,
+            state: BTreeMap::new(),
+            steps: 0,
+        })
     }
 
     pub fn config(&self) -> &AdafactorConfig {
@@ -127,13 +148,25 @@ impl Adafactor {
                 let second = if rank >= 2 {
                     SecondMoment::Factored {
                         row: Tensor::zeros(&dims[..rank - 1], g.dtype(), g.device())?,
-                        col: Tensor::zeros([&dims[..rank - 2], &dims[rank - 1..]].concat(), g.dtype(), g.device())?,
+                        col: Tensor::zeros(
+                            [&dims[..rank - 2], &dims[rank - 1..]].concat(),
+                            g.dtype(),
+                            g.device(),
+                        )?,
                     }
                 } else {
                     SecondMoment::Full(g.zeros_like()?)
                 };
-                let momentum = if cfg.beta1.is_some() { Some(g.zeros_like()?) } else { None };
-                ParamState { step: 0, second, momentum }
+                let momentum = if cfg.beta1.is_some() {
+                    Some(g.zeros_like()?)
+                } else {
+                    None
+                };
+                ParamState {
+                    step: 0,
+                    second,
+                    momentum,
+                }
             }
         };
         let t = st.step + 1;
@@ -144,7 +177,11 @@ impl Adafactor {
             SecondMoment::Factored { row, col } => {
                 let row = ((row * beta2t)? + (g2.mean(D::Minus1)? * (1.0 - beta2t))?)?;
                 let col = ((col * beta2t)? + (g2.mean(D::Minus2)? * (1.0 - beta2t))?)?;
-                let row_factor = row.broadcast_div(&row.mean_keepdim(D::Minus1)?)?.sqrt()?.recip()?.unsqueeze(rank - 1)?;
+                let row_factor = row
+                    .broadcast_div(&row.mean_keepdim(D::Minus1)?)?
+                    .sqrt()?
+                    .recip()?
+                    .unsqueeze(rank - 1)?;
                 let col_factor = col.sqrt()?.recip()?.unsqueeze(rank - 2)?;
                 let inv = row_factor.broadcast_mul(&col_factor)?;
                 (SecondMoment::Factored { row, col }, inv)
@@ -164,11 +201,19 @@ impl Adafactor {
         let (u, x) = if cfg.multiply_by_parameter_scale {
             let alpha = (rms(&x)?.maximum(cfg.eps2)? * cfg.lr)?;
             let u = u.broadcast_mul(&alpha)?;
-            let x = if cfg.weight_decay != 0.0 { x.broadcast_mul(&alpha.affine(-cfg.weight_decay, 1.0)?)? } else { x };
+            let x = if cfg.weight_decay != 0.0 {
+                x.broadcast_mul(&alpha.affine(-cfg.weight_decay, 1.0)?)?
+            } else {
+                x
+            };
             (u, x)
         } else {
             let u = (u * cfg.lr)?;
-            let x = if cfg.weight_decay != 0.0 { (x * (1.0 - cfg.weight_decay * cfg.lr))? } else { x };
+            let x = if cfg.weight_decay != 0.0 {
+                (x * (1.0 - cfg.weight_decay * cfg.lr))?
+            } else {
+                x
+            };
             (u, x)
         };
         let (u, momentum) = match (cfg.beta1, st.momentum) {
@@ -179,7 +224,14 @@ impl Adafactor {
             (_, m) => (u, m),
         };
         write_back(p, &(x - u)?)?;
-        self.state.insert(p.name().to_string(), ParamState { step: t, second, momentum });
+        self.state.insert(
+            p.name().to_string(),
+            ParamState {
+                step: t,
+                second,
+                momentum,
+            },
+        );
         Ok(())
     }
 }
@@ -209,7 +261,11 @@ fn fit_state(name: &str, st: ParamState, g: &Tensor) -> Result<ParamState> {
         Some(m) => Some(state_tensor(&m, dev, dims, &format!("adafactor.m/{name}"))?),
         None => None,
     };
-    Ok(ParamState { step: st.step, second, momentum })
+    Ok(ParamState {
+        step: st.step,
+        second,
+        momentum,
+    })
 }
 
 fn rms(t: &Tensor) -> Result<Tensor> {
@@ -266,19 +322,26 @@ impl super::Optimizer for Adafactor {
         for (key, t) in tensors {
             let (slot, name) = split_state_key("adafactor", key)?;
             if !matches!(slot, "step" | "vr" | "vc" | "v" | "m") {
-                return Err(Error::msg(format!("unknown adafactor state slot in '{key}'")));
+                return Err(Error::msg(format!(
+                    "unknown adafactor state slot in '{key}'"
+                )));
             }
             slots.entry(name).or_default().insert(slot, t);
         }
         let mut state = BTreeMap::new();
         for (name, s) in slots {
             let key = |slot: &str| format!("adafactor.{slot}/{name}");
-            let step_t = s.get("step").ok_or_else(|| Error::msg(format!("missing {}", key("step"))))?;
+            let step_t = s
+                .get("step")
+                .ok_or_else(|| Error::msg(format!("missing {}", key("step"))))?;
             let pstep = step_from_tensor(step_t, &key("step"))?;
             let second = match (s.get("vr"), s.get("vc"), s.get("v")) {
                 (Some(r), Some(c), None) => {
                     let (r, c) = (*r, *c);
-                    if r.rank() < 1 || c.rank() != r.rank() || r.dims()[..r.rank() - 1] != c.dims()[..c.rank() - 1] {
+                    if r.rank() < 1
+                        || c.rank() != r.rank()
+                        || r.dims()[..r.rank() - 1] != c.dims()[..c.rank() - 1]
+                    {
                         return Err(Error::msg(format!(
                             "adafactor state for {name}: row {:?} and column {:?} shapes do not fit together",
                             r.dims(),
@@ -290,7 +353,9 @@ impl super::Optimizer for Adafactor {
                         col: state_tensor(c, c.device(), c.dims(), &key("vc"))?,
                     }
                 }
-                (None, None, Some(v)) => SecondMoment::Full(state_tensor(v, v.device(), v.dims(), &key("v"))?),
+                (None, None, Some(v)) => {
+                    SecondMoment::Full(state_tensor(v, v.device(), v.dims(), &key("v"))?)
+                }
                 _ => {
                     return Err(Error::msg(format!(
                         "adafactor state for {name}: need either vr and vc, or v alone"
@@ -299,11 +364,25 @@ impl super::Optimizer for Adafactor {
             };
             let momentum = match (self.cfg.beta1, s.get("m")) {
                 (Some(_), Some(m)) => Some(state_tensor(m, m.device(), m.dims(), &key("m"))?),
-                (Some(_), None) => return Err(Error::msg(format!("missing {} (beta1 is set)", key("m")))),
-                (None, Some(_)) => return Err(Error::msg(format!("unexpected {} (beta1 is not set)", key("m")))),
+                (Some(_), None) => {
+                    return Err(Error::msg(format!("missing {} (beta1 is set)", key("m"))))
+                }
+                (None, Some(_)) => {
+                    return Err(Error::msg(format!(
+                        "unexpected {} (beta1 is not set)",
+                        key("m")
+                    )))
+                }
                 (None, None) => None,
             };
-            state.insert(name.to_string(), ParamState { step: pstep, second, momentum });
+            state.insert(
+                name.to_string(),
+                ParamState {
+                    step: pstep,
+                    second,
+                    momentum,
+                },
+            );
         }
         self.state = state;
         self.steps = step;

@@ -15,7 +15,10 @@ use std::collections::BTreeMap;
 use candle_core::backprop::GradStore;
 use candle_core::Tensor;
 
-use super::{check_distinct, check_lr, check_range, split_state_key, state_tensor, step_from_tensor, step_tensor, value_and_grad, write_back};
+use super::{
+    check_distinct, check_lr, check_range, split_state_key, state_tensor, step_from_tensor,
+    step_tensor, value_and_grad, write_back,
+};
 use crate::error::{Error, Result};
 use crate::params::Param;
 
@@ -31,7 +34,13 @@ pub struct AdamWConfig {
 
 impl Default for AdamWConfig {
     fn default() -> Self {
-        Self { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01 }
+        Self {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.01,
+        }
     }
 }
 
@@ -56,7 +65,11 @@ impl AdamW {
         check_range("adamw beta2", cfg.beta2, 0.0, 1.0)?;
         check_range("adamw eps", cfg.eps, 0.0, f64::INFINITY)?;
         check_range("adamw weight_decay", cfg.weight_decay, 0.0, f64::INFINITY)?;
-        Ok(Self { cfg, state: BTreeMap::new(), steps: 0 })
+        Ok(Self {
+            cfg,
+            state: BTreeMap::new(),
+            steps: 0,
+        })
     }
 
     pub fn config(&self) -> &AdamWConfig {
@@ -75,7 +88,11 @@ impl AdamW {
             None => (0, g.zeros_like()?, g.zeros_like()?),
         };
         let t = step + 1;
-        let x = if cfg.weight_decay != 0.0 { (x * (1.0 - cfg.lr * cfg.weight_decay))? } else { x };
+        let x = if cfg.weight_decay != 0.0 {
+            (x * (1.0 - cfg.lr * cfg.weight_decay))?
+        } else {
+            x
+        };
         let m = ((m * cfg.beta1)? + (&g * (1.0 - cfg.beta1))?)?;
         let v = ((v * cfg.beta2)? + (g.sqr()? * (1.0 - cfg.beta2))?)?;
         let bias1 = 1.0 - cfg.beta1.powf(t as f64);
@@ -83,7 +100,8 @@ impl AdamW {
         let denom = ((v.sqrt()? / bias2.sqrt())? + cfg.eps)?;
         let update = ((&m / &denom)? * (cfg.lr / bias1))?;
         write_back(p, &(x - update)?)?;
-        self.state.insert(name.to_string(), ParamState { step: t, m, v });
+        self.state
+            .insert(name.to_string(), ParamState { step: t, m, v });
         Ok(())
     }
 }
@@ -134,11 +152,17 @@ impl super::Optimizer for AdamW {
         let mut state = BTreeMap::new();
         for (name, s) in slots {
             let get = |slot: &str| {
-                s.get(slot).copied().ok_or_else(|| Error::msg(format!("missing optimizer state adamw.{slot}/{name}")))
+                s.get(slot).copied().ok_or_else(|| {
+                    Error::msg(format!("missing optimizer state adamw.{slot}/{name}"))
+                })
             };
             let (step_t, m, v) = (get("step")?, get("m")?, get("v")?);
             if m.dims() != v.dims() {
-                return Err(Error::msg(format!("adamw state for {name}: m {:?} and v {:?} differ in shape", m.dims(), v.dims())));
+                return Err(Error::msg(format!(
+                    "adamw state for {name}: m {:?} and v {:?} differ in shape",
+                    m.dims(),
+                    v.dims()
+                )));
             }
             let st = ParamState {
                 step: step_from_tensor(step_t, &format!("adamw.step/{name}"))?,

@@ -11,7 +11,10 @@ use crate::params::Param;
 /// The trainable params, each once even if listed twice (shared weights).
 fn distinct_trainable(params: &[Param]) -> Vec<&Param> {
     let mut seen: HashSet<TensorId> = HashSet::new();
-    params.iter().filter(|p| p.is_trainable() && seen.insert(p.var().as_tensor().id())).collect()
+    params
+        .iter()
+        .filter(|p| p.is_trainable() && seen.insert(p.var().as_tensor().id()))
+        .collect()
 }
 
 /// The global L2 norm of the gradients of the trainable `params` (params that
@@ -21,7 +24,12 @@ pub fn grad_norm(params: &[Param], grads: &GradStore) -> Result<f64> {
     for p in distinct_trainable(params) {
         if let Some(g) = grads.get(p.var().as_tensor()) {
             // Each tensor in f32 (as the optimisers compute), the total in f64.
-            squares.push(g.to_dtype(DType::F32)?.sqr()?.sum_all()?.to_dtype(DType::F64)?);
+            squares.push(
+                g.to_dtype(DType::F32)?
+                    .sqr()?
+                    .sum_all()?
+                    .to_dtype(DType::F64)?,
+            );
         }
     }
     if squares.is_empty() {
@@ -37,9 +45,15 @@ pub fn grad_norm(params: &[Param], grads: &GradStore) -> Result<f64> {
 /// Returns the norm *before* clipping and the (possibly scaled) gradients. A
 /// non-finite norm leaves the gradients as they are: the caller sees the NaN
 /// or infinity and decides (e.g. skip the step).
-pub fn clip_grad_norm(params: &[Param], mut grads: GradStore, max_norm: f64) -> Result<(f64, GradStore)> {
+pub fn clip_grad_norm(
+    params: &[Param],
+    mut grads: GradStore,
+    max_norm: f64,
+) -> Result<(f64, GradStore)> {
     if !(max_norm.is_finite() && max_norm > 0.0) {
-        return Err(Error::msg(format!("clip_grad_norm: max_norm must be a finite number > 0, got {max_norm}")));
+        return Err(Error::msg(format!(
+            "clip_grad_norm: max_norm must be a finite number > 0, got {max_norm}"
+        )));
     }
     let norm = grad_norm(params, &grads)?;
     let coef = max_norm / (norm + 1e-6);

@@ -73,7 +73,9 @@ impl OptimOptions {
     /// nesterov (booleans: non-zero is true).
     pub fn set(&mut self, key: &str, value: f64) -> Result<()> {
         if !value.is_finite() {
-            return Err(Error::msg(format!("optimizer option '{key}' must be a finite number, got {value}")));
+            return Err(Error::msg(format!(
+                "optimizer option '{key}' must be a finite number, got {value}"
+            )));
         }
         match key {
             "weight_decay" => self.weight_decay = Some(value),
@@ -106,7 +108,9 @@ pub fn build(name: &str, lr: f64, opts: &OptimOptions) -> Result<Box<dyn Optimiz
     check_lr(lr)?;
     let reject = |knob: &str, set: bool| -> Result<()> {
         if set {
-            return Err(Error::msg(format!("optimizer '{name}' has no option '{knob}'")));
+            return Err(Error::msg(format!(
+                "optimizer '{name}' has no option '{knob}'"
+            )));
         }
         Ok(())
     };
@@ -122,7 +126,9 @@ pub fn build(name: &str, lr: f64, opts: &OptimOptions) -> Result<Box<dyn Optimiz
                 weight_decay: opts.weight_decay.unwrap_or(d.weight_decay),
                 clip_threshold: opts.clip_threshold.unwrap_or(d.clip_threshold),
                 decay_rate: opts.decay_rate.unwrap_or(d.decay_rate),
-                multiply_by_parameter_scale: opts.multiply_by_parameter_scale.unwrap_or(d.multiply_by_parameter_scale),
+                multiply_by_parameter_scale: opts
+                    .multiply_by_parameter_scale
+                    .unwrap_or(d.multiply_by_parameter_scale),
                 ..d
             };
             Ok(Box::new(Adafactor::new(cfg)?))
@@ -130,7 +136,10 @@ pub fn build(name: &str, lr: f64, opts: &OptimOptions) -> Result<Box<dyn Optimiz
         "adamw" => {
             reject("clip_threshold", opts.clip_threshold.is_some())?;
             reject("decay_rate", opts.decay_rate.is_some())?;
-            reject("multiply_by_parameter_scale", opts.multiply_by_parameter_scale.is_some())?;
+            reject(
+                "multiply_by_parameter_scale",
+                opts.multiply_by_parameter_scale.is_some(),
+            )?;
             reject("nesterov", opts.nesterov.is_some())?;
             let d = AdamWConfig::default();
             let cfg = AdamWConfig {
@@ -147,7 +156,10 @@ pub fn build(name: &str, lr: f64, opts: &OptimOptions) -> Result<Box<dyn Optimiz
             reject("eps", opts.eps.is_some())?;
             reject("clip_threshold", opts.clip_threshold.is_some())?;
             reject("decay_rate", opts.decay_rate.is_some())?;
-            reject("multiply_by_parameter_scale", opts.multiply_by_parameter_scale.is_some())?;
+            reject(
+                "multiply_by_parameter_scale",
+                opts.multiply_by_parameter_scale.is_some(),
+            )?;
             let d = SgdConfig::default();
             let cfg = SgdConfig {
                 lr,
@@ -157,7 +169,9 @@ pub fn build(name: &str, lr: f64, opts: &OptimOptions) -> Result<Box<dyn Optimiz
             };
             Ok(Box::new(Sgd::new(cfg)?))
         }
-        _ => Err(Error::msg(format!("unknown optimizer '{name}' (expected adafactor, adamw or sgd)"))),
+        _ => Err(Error::msg(format!(
+            "unknown optimizer '{name}' (expected adafactor, adamw or sgd)"
+        ))),
     }
 }
 
@@ -166,7 +180,9 @@ pub fn build(name: &str, lr: f64, opts: &OptimOptions) -> Result<Box<dyn Optimiz
 /// A learning rate must be a finite, non-negative number.
 pub(crate) fn check_lr(lr: f64) -> Result<()> {
     if !lr.is_finite() || lr < 0.0 {
-        return Err(Error::msg(format!("learning rate must be a finite number >= 0, got {lr}")));
+        return Err(Error::msg(format!(
+            "learning rate must be a finite number >= 0, got {lr}"
+        )));
     }
     Ok(())
 }
@@ -174,7 +190,9 @@ pub(crate) fn check_lr(lr: f64) -> Result<()> {
 /// `value` must lie in [lo, hi); used to validate betas and momenta.
 pub(crate) fn check_range(what: &str, value: f64, lo: f64, hi: f64) -> Result<()> {
     if !value.is_finite() || value < lo || value >= hi {
-        return Err(Error::msg(format!("{what} must be in [{lo}, {hi}), got {value}")));
+        return Err(Error::msg(format!(
+            "{what} must be in [{lo}, {hi}), got {value}"
+        )));
     }
     Ok(())
 }
@@ -185,7 +203,10 @@ pub(crate) fn check_distinct(params: &[Param]) -> Result<()> {
     let mut seen = std::collections::HashSet::new();
     for p in params {
         if !seen.insert(p.name()) {
-            return Err(Error::msg(format!("parameter {} is listed twice for the optimizer", p.name())));
+            return Err(Error::msg(format!(
+                "parameter {} is listed twice for the optimizer",
+                p.name()
+            )));
         }
     }
     Ok(())
@@ -211,7 +232,10 @@ pub(crate) fn value_and_grad(p: &Param, grads: &GradStore) -> Result<Option<(Ten
         )));
     }
     let value = var.as_tensor().detach().to_dtype(DType::F32)?;
-    let grad = grad.detach().to_dtype(DType::F32)?.to_device(var.device())?;
+    let grad = grad
+        .detach()
+        .to_dtype(DType::F32)?
+        .to_device(var.device())?;
     Ok(Some((value, grad)))
 }
 
@@ -223,9 +247,17 @@ pub(crate) fn write_back(p: &Param, value: &Tensor) -> Result<()> {
 }
 
 /// A state tensor restored from a checkpoint, as f32 on `device`, with a shape check.
-pub(crate) fn state_tensor(t: &Tensor, device: &Device, dims: &[usize], what: &str) -> Result<Tensor> {
+pub(crate) fn state_tensor(
+    t: &Tensor,
+    device: &Device,
+    dims: &[usize],
+    what: &str,
+) -> Result<Tensor> {
     if t.dims() != dims {
-        return Err(Error::msg(format!("optimizer state {what}: expected shape {dims:?}, got {:?}", t.dims())));
+        return Err(Error::msg(format!(
+            "optimizer state {what}: expected shape {dims:?}, got {:?}",
+            t.dims()
+        )));
     }
     Ok(t.to_dtype(DType::F32)?.to_device(device)?)
 }
@@ -238,11 +270,19 @@ pub(crate) fn step_tensor(step: u64) -> Result<Tensor> {
 /// Read back a step count written by [`step_tensor`].
 pub(crate) fn step_from_tensor(t: &Tensor, key: &str) -> Result<u64> {
     if t.rank() != 0 {
-        return Err(Error::msg(format!("optimizer state {key}: expected a scalar step count, got shape {:?}", t.dims())));
+        return Err(Error::msg(format!(
+            "optimizer state {key}: expected a scalar step count, got shape {:?}",
+            t.dims()
+        )));
     }
-    let v = t.to_dtype(DType::F64)?.to_device(&Device::Cpu)?.to_scalar::<f64>()?;
+    let v = t
+        .to_dtype(DType::F64)?
+        .to_device(&Device::Cpu)?
+        .to_scalar::<f64>()?;
     if !(v.is_finite() && v >= 0.0 && v.fract() == 0.0) {
-        return Err(Error::msg(format!("optimizer state {key}: step count must be a whole number >= 0, got {v}")));
+        return Err(Error::msg(format!(
+            "optimizer state {key}: step count must be a whole number >= 0, got {v}"
+        )));
     }
     Ok(v as u64)
 }
@@ -250,9 +290,14 @@ pub(crate) fn step_from_tensor(t: &Tensor, key: &str) -> Result<u64> {
 /// Split a state key "<prefix>.<slot>/<param name>" into (slot, param name),
 /// checking that it belongs to the optimiser with `prefix`.
 pub(crate) fn split_state_key<'a>(prefix: &str, key: &'a str) -> Result<(&'a str, &'a str)> {
-    let bad = || Error::msg(format!("optimizer state key '{key}' does not belong to {prefix} (expected '{prefix}.<slot>/<param>')"));
+    let bad = || {
+        Error::msg(format!("optimizer state key '{key}' does not belong to {prefix} (expected '{prefix}.<slot>/<param>')"))
+    };
     let (head, name) = key.split_once('/').ok_or_else(bad)?;
-    let slot = head.strip_prefix(prefix).and_then(|s| s.strip_prefix('.')).ok_or_else(bad)?;
+    let slot = head
+        .strip_prefix(prefix)
+        .and_then(|s| s.strip_prefix('.'))
+        .ok_or_else(bad)?;
     if name.is_empty() {
         return Err(bad());
     }

@@ -16,7 +16,10 @@ use std::collections::BTreeMap;
 use candle_core::backprop::GradStore;
 use candle_core::Tensor;
 
-use super::{check_distinct, check_lr, check_range, split_state_key, state_tensor, value_and_grad, write_back};
+use super::{
+    check_distinct, check_lr, check_range, split_state_key, state_tensor, value_and_grad,
+    write_back,
+};
 use crate::error::{Error, Result};
 use crate::params::Param;
 
@@ -33,7 +36,12 @@ pub struct SgdConfig {
 
 impl Default for SgdConfig {
     fn default() -> Self {
-        Self { lr: 1e-2, momentum: 0.0, weight_decay: 0.0, nesterov: false }
+        Self {
+            lr: 1e-2,
+            momentum: 0.0,
+            weight_decay: 0.0,
+            nesterov: false,
+        }
     }
 }
 
@@ -53,7 +61,11 @@ impl Sgd {
         if cfg.nesterov && cfg.momentum == 0.0 {
             return Err(Error::msg("sgd: nesterov needs a momentum > 0"));
         }
-        Ok(Self { cfg, buffers: BTreeMap::new(), steps: 0 })
+        Ok(Self {
+            cfg,
+            buffers: BTreeMap::new(),
+            steps: 0,
+        })
     }
 
     pub fn config(&self) -> &SgdConfig {
@@ -62,17 +74,26 @@ impl Sgd {
 
     fn update_one(&mut self, p: &Param, x: Tensor, g: Tensor) -> Result<()> {
         let cfg = &self.cfg;
-        let g = if cfg.weight_decay != 0.0 { (g + (&x * cfg.weight_decay)?)? } else { g };
+        let g = if cfg.weight_decay != 0.0 {
+            (g + (&x * cfg.weight_decay)?)?
+        } else {
+            g
+        };
         let direction = if cfg.momentum != 0.0 {
             let name = p.name();
             let buf = match self.buffers.remove(name) {
                 Some(b) => {
-                    let b = state_tensor(&b, g.device(), g.dims(), &format!("sgd.momentum/{name}"))?;
+                    let b =
+                        state_tensor(&b, g.device(), g.dims(), &format!("sgd.momentum/{name}"))?;
                     ((b * cfg.momentum)? + &g)?
                 }
                 None => g.clone(),
             };
-            let d = if cfg.nesterov { (&g + (&buf * cfg.momentum)?)? } else { buf.clone() };
+            let d = if cfg.nesterov {
+                (&g + (&buf * cfg.momentum)?)?
+            } else {
+                buf.clone()
+            };
             self.buffers.insert(name.to_string(), buf);
             d
         } else {
@@ -107,7 +128,11 @@ impl super::Optimizer for Sgd {
     }
 
     fn state(&self) -> Result<(BTreeMap<String, Tensor>, u64)> {
-        let out = self.buffers.iter().map(|(name, b)| (format!("sgd.momentum/{name}"), b.clone())).collect();
+        let out = self
+            .buffers
+            .iter()
+            .map(|(name, b)| (format!("sgd.momentum/{name}"), b.clone()))
+            .collect();
         Ok((out, self.steps))
     }
 
@@ -119,9 +144,14 @@ impl super::Optimizer for Sgd {
                 return Err(Error::msg(format!("unknown sgd state slot in '{key}'")));
             }
             if self.cfg.momentum == 0.0 {
-                return Err(Error::msg(format!("unexpected optimizer state '{key}': this sgd has no momentum")));
+                return Err(Error::msg(format!(
+                    "unexpected optimizer state '{key}': this sgd has no momentum"
+                )));
             }
-            buffers.insert(name.to_string(), state_tensor(t, t.device(), t.dims(), key)?);
+            buffers.insert(
+                name.to_string(),
+                state_tensor(t, t.device(), t.dims(), key)?,
+            );
         }
         self.buffers = buffers;
         self.steps = step;
