@@ -369,8 +369,12 @@ impl T5 {
             let n: usize = shape.iter().product();
             let std = if name.ends_with("layer_norm.weight") {
                 0.0
-            } else if name == "shared.weight" || name == "lm_head.weight" {
+            } else if name == "shared.weight" {
                 1.0
+            } else if name == "lm_head.weight" {
+                // HF uses 1.0 here; d^-0.5 starts a model trained from scratch
+                // with O(1) logits instead of a loss several times ln(vocab).
+                d.powf(-0.5)
             } else if name.contains("relative_attention_bias") || name.ends_with(".o.weight") {
                 ((cfg.num_heads * cfg.d_kv) as f64).powf(-0.5)
             } else if name.ends_with(".q.weight") {

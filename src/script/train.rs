@@ -70,7 +70,7 @@ const TRAIN_KEYS: [&str; 24] = [
 
 fn train_options(o: &Map) -> RResult<TrainOptions> {
     let mut keys: Vec<&str> = TRAIN_KEYS.to_vec();
-    keys.extend(["label", "weight_decay", "momentum", "separator"]);
+    keys.extend(["label", "weight_decay", "momentum", "separator", "bucket_by_length"]);
     check_keys("train", o, &keys)?;
     let d = TrainOptions::default();
     let steps = usize_arg("steps", map_int(o, "steps", d.steps as i64)?)?;
@@ -83,6 +83,7 @@ fn train_options(o: &Map) -> RResult<TrainOptions> {
             max_target_len: usize_arg("max_target_len", map_int(o, "max_target_len", d.batch.max_target_len as i64)?)?,
             shots: usize_arg("shots", map_int(o, "shots", 0)?)?,
             separator: map_str(o, "separator", crate::train::batch::DEMO_SEPARATOR)?,
+            bucket_by_length: map_bool(o, "bucket_by_length", false)?,
             seed: map_int(o, "seed", 0)? as u64,
         },
         optimizer: map_str(o, "optimizer", &d.optimizer)?,
@@ -236,7 +237,7 @@ pub fn register(engine: &mut Engine) {
         crate::train::checkpoint::clear(Path::new(dir)).map_err(to_rhai)
     });
     reg(engine, "train_option_names", &["Array"], "The option names `train` accepts.", || -> Array {
-        TRAIN_KEYS.iter().chain(["label", "weight_decay", "momentum", "separator"].iter()).map(|k| Dynamic::from(k.to_string())).collect()
+        TRAIN_KEYS.iter().chain(["label", "weight_decay", "momentum", "separator", "bucket_by_length"].iter()).map(|k| Dynamic::from(k.to_string())).collect()
     });
     reg(engine, "gradients", &["m: Model", "data: Array", "opts: Map", "Map"], "Gradient of the loss on a batch for every model parameter, by name (dropout off).", gradients_of);
     reg(engine, "grad_cosine", &["a: Map", "b: Map", "names: Array", "float"], "Cosine similarity between two gradient sets over the named parameters.", |a: Map, b: Map, names: Array| -> RResult<f64> {

@@ -45,13 +45,22 @@ pub struct BatchOptions {
     pub shots: usize,
     /// What joins demonstrations and the query (the evaluation prompts' joiner).
     pub separator: String,
+    /// Group examples of similar length into batches (less padding; the
+    /// batch order is still shuffled). Single-task data only.
+    pub bucket_by_length: bool,
     pub seed: u64,
 }
 
 pub struct Batcher {
     tasks: Vec<TaskData>,
     opts: BatchOptions,
+    /// The current epoch's batches (indices into the single task's examples).
+    epoch_cache: std::sync::Mutex<Option<(usize, Vec<Vec<usize>>)>>,
 }
+
+/// Examples in a window sorted by length before batching: large enough to
+/// find similar lengths, small enough to keep batches varied across the epoch.
+const BUCKET_WINDOW_BATCHES: usize = 64;
 
 /// Demonstrations are joined to the query the way the evaluation prompts join them.
 pub const DEMO_SEPARATOR: &str = "\n\n";
@@ -72,25 +81,50 @@ impl Batcher {
                 return Err(Error::msg(format!("task '{}': mixing ratio must be positive, got {}", t.name, t.ratio)));
             }
         }
-        Ok(Self { tasks, opts })
+        Ok(Self { tasks, opts, epoch_cache: std::sync::Mutex::new(None) })
+    }
+
+    /// The batches of one epoch over a single task: a seeded permutation cut
+    /// into batches (sorted by length within windows when bucketing), in a
+    /// seeded order. Every batch is full; the last rows wrap to the start.
+    fn epoch_batches(&self, epoch: usize) -> Vec<Vec<usize>> {
+        let ex = &self.tasks[0].examples;
+        let (n, bs) = (ex.len(), self.opts.batch_size);
+        let mut rng = ChaCha8Rng::seed_from_u64(self.opts.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut order: Vec<usize> = (0..n).collect();
+        order.shuffle(&mut rng);
+        let count = n.div_ceil(bs);
+        let wrap: Vec<usize> = (0..count * bs - n).map(|i| order[i % n]).collect();
+        order.extend(wrap);
+        if self.opts.bucket_by_length {
+            for window in order.chunks_mut(bs * BUCKET_WINDOW_BATCHES) {
+                window.sort_by_key(|&i| ex[i].input.len() + ex[i].target.len());
+            }
+        }
+        let mut batches: Vec<Vec<usize>> = order.chunks(bs).map(|c| c.to_vec()).collect();
+        if self.opts.bucket_by_length {
+            batches.shuffle(&mut rng);
+        }
+        batches
+    }
+
+    fn single_task_batch(&self, step: usize) -> Vec<usize> {
+        let per_epoch = self.tasks[0].examples.len().div_ceil(self.opts.batch_size);
+        let (epoch, index) = (step / per_epoch, step % per_epoch);
+        let mut cache = self.epoch_cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.as_ref().map(|c| c.0) != Some(epoch) {
+            *cache = Some((epoch, self.epoch_batches(epoch)));
+        }
+        cache.as_ref().and_then(|c| c.1.get(index).cloned()).unwrap_or_default()
     }
 
     /// The examples of step `step` (text, before tokenisation).
     pub fn examples_at(&self, step: usize) -> Vec<Example> {
         let bs = self.opts.batch_size;
         if self.tasks.len() == 1 {
-            // One task: walk seeded permutations epoch by epoch.
+            // One task: seeded epochs of batches.
             let ex = &self.tasks[0].examples;
-            let n = ex.len();
-            (0..bs)
-                .map(|j| {
-                    let global = step * bs + j;
-                    let (epoch, pos) = (global / n, global % n);
-                    let mut order: Vec<usize> = (0..n).collect();
-                    order.shuffle(&mut ChaCha8Rng::seed_from_u64(self.opts.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)));
-                    ex[order[pos]].clone()
-                })
-                .collect()
+            self.single_task_batch(step).into_iter().map(|i| ex[i].clone()).collect()
         } else {
             // Several tasks: each row picks a task by ratio, then an example of it.
             let mut rng = ChaCha8Rng::seed_from_u64(self.opts.seed.wrapping_add((step as u64).wrapping_mul(0x2545_F491_4F6C_DD1D)));

@@ -61,7 +61,7 @@ impl Default for TrainOptions {
     fn default() -> Self {
         Self {
             steps: 100,
-            batch: BatchOptions { batch_size: 8, max_input_len: 512, max_target_len: 128, shots: 0, separator: batch::DEMO_SEPARATOR.into(), seed: 0 },
+            batch: BatchOptions { batch_size: 8, max_input_len: 512, max_target_len: 128, shots: 0, separator: batch::DEMO_SEPARATOR.into(), bucket_by_length: false, seed: 0 },
             optimizer: "adafactor".into(),
             optim_options: OptimOptions::default(),
             lr: 1e-3,
