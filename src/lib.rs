@@ -6,6 +6,7 @@
 pub mod error;
 pub mod params;
 pub mod fsio;
+pub mod interrupt;
 pub mod device;
 pub mod tokenizer;
 pub mod model;

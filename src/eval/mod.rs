@@ -189,7 +189,7 @@ pub fn generate_raw(model: &dyn LanguageModel, tok: &Tokenizer, prompts: &[Strin
     let gen = GenerateOptions { max_new_tokens: max_new, ..opts.generate.clone() };
     let mut out = Vec::with_capacity(prompts.len());
     for chunk in prompts.chunks(opts.batch_size.max(1)) {
-        if crate::script::interrupt::interrupted() {
+        if crate::interrupt::interrupted() {
             return Err(Error::Interrupted);
         }
         let ids = chunk

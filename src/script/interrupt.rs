@@ -7,29 +7,13 @@
 //! A second Ctrl-C while the flag is still set ends the process, so a native
 //! call that never polls cannot trap the user.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Once;
 
 use rhai::{Dynamic, Engine};
 
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+pub use crate::interrupt::{clear_interrupt, interrupted, request_interrupt};
+
 static HANDLER: Once = Once::new();
-
-/// True once the user pressed Ctrl-C and nobody has cleared the flag yet.
-pub fn interrupted() -> bool {
-    INTERRUPTED.load(Ordering::Relaxed)
-}
-
-/// Forget an earlier Ctrl-C (the REPL does this before running each command).
-pub fn clear_interrupt() {
-    INTERRUPTED.store(false, Ordering::Relaxed);
-}
-
-/// Raise the flag as if Ctrl-C had been pressed (used by tests and by code
-/// that wants to stop a running script).
-pub fn request_interrupt() {
-    INTERRUPTED.store(true, Ordering::Relaxed);
-}
 
 /// Install the process-wide Ctrl-C handler (once; later calls do nothing).
 /// Failure to install (e.g. another handler exists) is ignored: scripts still
@@ -37,7 +21,7 @@ pub fn request_interrupt() {
 pub fn install_handler() {
     HANDLER.call_once(|| {
         let _ = ctrlc::set_handler(|| {
-            if INTERRUPTED.swap(true, Ordering::Relaxed) {
+            if request_interrupt() {
                 // Second Ctrl-C before anyone noticed the first: give up.
                 eprintln!("\ninterrupted twice, exiting");
                 std::process::exit(130);

@@ -179,7 +179,7 @@ fn run_train(ctx: NativeCallContext, m: &mut ScriptModel, data: Dynamic, o: Map)
     };
     let hooks = Hooks {
         evaluate: if eval_fn.is_some() { Some(&mut eval_closure) } else { None },
-        should_stop: &super::interrupt::interrupted,
+        should_stop: &crate::interrupt::interrupted,
     };
     let result = train::train(m.lm(), &m.tokenizer, tasks, &opts, hooks);
     match result {
