@@ -165,3 +165,23 @@ fn encoder_states_match_transformers() {
         assert!(e < 1e-4, "{name}: encoder states relative error {e}");
     }
 }
+
+#[test]
+fn frozen_weights_still_pass_the_reference_gradient_to_the_input() {
+    // Stage 1 of ProMoT: every weight frozen, only the input (a prompt) learns.
+    let r = reference("tiny-mt5");
+    let m = model("tiny-mt5");
+    m.params().set_trainable("*", false).unwrap();
+    let ids = r.tensors["input_ids"].to_dtype(DType::U32).unwrap();
+    let mask = r.tensors["attention_mask"].to_dtype(DType::F32).unwrap();
+    let x = Var::from_tensor(&m.embed(&ids).unwrap().detach()).unwrap();
+    let (tgt, tmask) = targets(&r);
+    let logits = m.forward(x.as_tensor(), &mask, &tgt, false).unwrap();
+    assert!(rel_err(&logits, &r.tensors["logits"]) < 1e-4);
+    let grads = cross_entropy(&logits, &tgt, &tmask, 0.0).unwrap().backward().unwrap();
+    let e = rel_err(grads.get(x.as_tensor()).unwrap(), &r.tensors["grad.inputs_embeds"]);
+    assert!(e < 1e-3, "input-embedding gradient through frozen weights: relative error {e}");
+    for p in m.params().iter() {
+        assert!(grads.get(p.var().as_tensor()).is_none(), "frozen {} received a gradient", p.name());
+    }
+}

@@ -15,11 +15,51 @@ use crate::error::{Error, Result};
 use crate::params::Param;
 
 /// x (b, n, d) @ w (o, d)^T -> (b, n, o). No bias: T5 has none.
+///
+/// A frozen weight whose input still needs a gradient (every layer in
+/// ProMoT's stage 1, where only the prompt trains) goes through
+/// `InputGradOnly`: autograd's matmul rule would also compute the weight's
+/// gradient, a third of the layer's backward cost, only to drop it.
 pub fn linear(x: &Tensor, w: &Param) -> Result<Tensor> {
-    let w = w.tensor();
+    let weight = w.tensor();
     let (b, n, d) = x.dims3()?;
-    let y = x.reshape((b * n, d))?.matmul(&w.t()?)?;
-    Ok(y.reshape((b, n, w.dim(0)?))?)
+    let x2 = x.reshape((b * n, d))?;
+    let y = if !w.is_trainable() && x2.track_op() && x2.device().is_cpu() {
+        let y = x2.detach().matmul(&weight.t()?)?.contiguous()?;
+        x2.apply_op2(&y, InputGradOnly { weight: weight.clone() })?
+    } else {
+        x2.matmul(&weight.t()?)?
+    };
+    Ok(y.reshape((b, n, weight.dim(0)?))?)
+}
+
+/// Passes a precomputed x W^T (arg 2, untracked) through as the result while
+/// giving x (arg 1) its gradient, grad W, and W none.
+struct InputGradOnly {
+    weight: Tensor, // (o, d)
+}
+
+impl candle_core::CustomOp2 for InputGradOnly {
+    fn name(&self) -> &'static str {
+        "linear-frozen-weight"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _x: &candle_core::CpuStorage,
+        _x_layout: &candle_core::Layout,
+        y: &candle_core::CpuStorage,
+        y_layout: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        match y_layout.contiguous_offsets() {
+            Some((0, end)) if end == y_layout.shape().elem_count() => Ok((y.clone(), y_layout.shape().clone())),
+            _ => candle_core::bail!("linear-frozen-weight: the product must be contiguous"),
+        }
+    }
+
+    fn bwd(&self, _x: &Tensor, _y: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        Ok((Some(grad.matmul(&self.weight)?), None))
+    }
 }
 
 /// T5's layer norm: scale by the root mean square, no mean subtraction, no
