@@ -31,6 +31,11 @@ struct Cli {
     #[arg(short = 'e', long = "eval", value_name = "EXPR")]
     eval: Option<String>,
 
+    /// CPU threads for tensor work (sets CANDLE_NUM_THREADS). On a busy or
+    /// small machine 1 can be much faster: idle worker threads spin.
+    #[arg(long, global = true, value_name = "N")]
+    threads: Option<usize>,
+
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -53,6 +58,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(n) = cli.threads {
+        // Before any tensor work: candle reads it once, when its pools start.
+        std::env::set_var("CANDLE_NUM_THREADS", n.max(1).to_string());
+    }
     if let Some(expr) = cli.eval {
         return eval_expr(&expr);
     }
