@@ -24,7 +24,6 @@ use promot::script::{help, interrupt};
     name = "promot",
     version,
     about = "ProMoT research environment: a Rhai REPL and script runner for prompt tuning + model tuning",
-    args_conflicts_with_subcommands = true
 )]
 struct Cli {
     /// Evaluate EXPR (a Rhai expression or statements), print the value and exit.
