@@ -171,3 +171,19 @@ fn keep_best_restores_the_best_evaluated_state() {
         assert_eq!(bits(&t), bits(&snapshots[0][&name]), "{name} is not the best state's value");
     }
 }
+
+#[test]
+fn one_shot_training_prepends_a_demonstration_of_the_same_task() {
+    // Examples carry their own task name, which need not match the data's name.
+    let examples: Vec<Example> = (0..4).map(|i| Example { input: format!("q{i}"), target: format!("a{i}"), task: "rte".into() }).collect();
+    let mut o = opts(1).batch;
+    o.shots = 1;
+    o.separator = " <sep> ".into();
+    let b = train::Batcher::new(vec![TaskData { name: "default".into(), examples: examples.clone(), ratio: 1.0 }], o).unwrap();
+    for (row, ex) in examples.iter().enumerate() {
+        let text = b.with_demonstrations(ex, 0, row);
+        let (demo, query) = text.split_once(" <sep> ").unwrap_or_else(|| panic!("no demonstration in {text:?}"));
+        assert_eq!(query, ex.input);
+        assert!(demo.starts_with('q') && !demo.starts_with(&ex.input), "demo {demo:?} for {}", ex.input);
+    }
+}

@@ -54,6 +54,8 @@ pub struct BatchOptions {
 pub struct Batcher {
     tasks: Vec<TaskData>,
     opts: BatchOptions,
+    /// Every example by its own task name: the pool its demonstrations come from.
+    by_task: std::collections::HashMap<String, Vec<Example>>,
     /// The current epoch's batches (indices into the single task's examples).
     epoch_cache: std::sync::Mutex<Option<(usize, Vec<Vec<usize>>)>>,
 }
@@ -81,7 +83,11 @@ impl Batcher {
                 return Err(Error::msg(format!("task '{}': mixing ratio must be positive, got {}", t.name, t.ratio)));
             }
         }
-        Ok(Self { tasks, opts, epoch_cache: std::sync::Mutex::new(None) })
+        let mut by_task: std::collections::HashMap<String, Vec<Example>> = std::collections::HashMap::new();
+        for e in tasks.iter().flat_map(|t| t.examples.iter()) {
+            by_task.entry(e.task.clone()).or_default().push(e.clone());
+        }
+        Ok(Self { tasks, opts, by_task, epoch_cache: std::sync::Mutex::new(None) })
     }
 
     /// The batches of one epoch over a single task: a seeded permutation cut
@@ -144,12 +150,11 @@ impl Batcher {
     }
 
     /// Prepend `shots` demonstrations drawn (seeded by step and row) from the same task.
-    fn with_demonstrations(&self, ex: &Example, step: usize, row: usize) -> String {
+    pub fn with_demonstrations(&self, ex: &Example, step: usize, row: usize) -> String {
         if self.opts.shots == 0 {
             return ex.input.clone();
         }
-        let pool = self.tasks.iter().find(|t| t.name == ex.task).map(|t| &t.examples);
-        let Some(pool) = pool else { return ex.input.clone() };
+        let Some(pool) = self.by_task.get(&ex.task) else { return ex.input.clone() };
         let mut rng = ChaCha8Rng::seed_from_u64(self.opts.seed ^ ((step * 7919 + row) as u64).wrapping_mul(0x9E37_79B9));
         let mut parts = Vec::new();
         for _ in 0..self.opts.shots {
