@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use rhai::{Array, Dynamic, Engine, Map, INT};
 
 use super::tensor::reg;
@@ -291,7 +291,6 @@ pub fn register(engine: &mut Engine) {
         m.tokenizer.save(dir).map_err(to_rhai)
     });
     reg(engine, "dtype_of", &["m: Model", "String"], "The parameters' dtype.", |m: &mut ScriptModel| format!("{:?}", m.lm().params().dtype()).to_lowercase());
-    let _ = DType::F32;
 }
 
 fn gen(m: &mut ScriptModel, x: Dynamic, o: Map) -> RResult<Dynamic> {
