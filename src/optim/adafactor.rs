@@ -29,12 +29,11 @@
 
 use std::collections::BTreeMap;
 
-use candle_core::backprop::GradStore;
 use candle_core::{Tensor, D};
 
 use super::{
-    check_distinct, check_lr, check_range, split_state_key, state_tensor, step_from_tensor,
-    step_tensor, value_and_grad, write_back,
+    check_lr, check_range, split_state_key, state_tensor, step_from_tensor,
+    step_tensor, write_back,
 };
 use crate::error::{Error, Result};
 use crate::params::Param;
@@ -273,15 +272,12 @@ fn rms(t: &Tensor) -> Result<Tensor> {
 }
 
 impl super::Optimizer for Adafactor {
-    fn step(&mut self, params: &[Param], grads: &GradStore) -> Result<()> {
-        check_distinct(params)?;
-        for p in params {
-            if let Some((x, g)) = value_and_grad(p, grads)? {
-                self.update_one(p, x, g)?;
-            }
-        }
+    fn update_param(&mut self, p: &Param, value: Tensor, grad: Tensor) -> Result<()> {
+        self.update_one(p, value, grad)
+    }
+
+    fn count_step(&mut self) {
         self.steps += 1;
-        Ok(())
     }
 
     fn learning_rate(&self) -> f64 {

@@ -29,9 +29,22 @@ pub use sgd::{Sgd, SgdConfig};
 
 /// A first-order optimiser over named parameters.
 pub trait Optimizer: Send {
+    /// The optimiser's rule for one trainable parameter, given its value and gradient.
+    fn update_param(&mut self, p: &Param, value: Tensor, grad: Tensor) -> Result<()>;
+    /// Count one completed step (the count goes into checkpoints).
+    fn count_step(&mut self);
     /// Update every trainable param that has a gradient. Frozen params and
     /// params with no gradient are untouched (no state is created for them).
-    fn step(&mut self, params: &[Param], grads: &GradStore) -> Result<()>;
+    fn step(&mut self, params: &[Param], grads: &GradStore) -> Result<()> {
+        check_distinct(params)?;
+        for p in params {
+            if let Some((value, grad)) = value_and_grad(p, grads)? {
+                self.update_param(p, value, grad)?;
+            }
+        }
+        self.count_step();
+        Ok(())
+    }
     /// The learning rate the next `step` will use.
     fn learning_rate(&self) -> f64;
     /// Change the learning rate (schedules call this before each step).

@@ -13,11 +13,10 @@
 
 use std::collections::BTreeMap;
 
-use candle_core::backprop::GradStore;
 use candle_core::Tensor;
 
 use super::{
-    check_distinct, check_lr, check_range, split_state_key, state_tensor, value_and_grad,
+    check_lr, check_range, split_state_key, state_tensor,
     write_back,
 };
 use crate::error::{Error, Result};
@@ -104,15 +103,12 @@ impl Sgd {
 }
 
 impl super::Optimizer for Sgd {
-    fn step(&mut self, params: &[Param], grads: &GradStore) -> Result<()> {
-        check_distinct(params)?;
-        for p in params {
-            if let Some((x, g)) = value_and_grad(p, grads)? {
-                self.update_one(p, x, g)?;
-            }
-        }
+    fn update_param(&mut self, p: &Param, value: Tensor, grad: Tensor) -> Result<()> {
+        self.update_one(p, value, grad)
+    }
+
+    fn count_step(&mut self) {
         self.steps += 1;
-        Ok(())
     }
 
     fn learning_rate(&self) -> f64 {
