@@ -79,11 +79,7 @@ pub(crate) fn reg<A: 'static, const N: usize, const X: bool, R: Clone + Send + S
     doc: &str,
     f: impl RhaiNativeFunc<A, N, X, R, F> + Send + Sync + 'static,
 ) {
-    FuncRegistration::new(name)
-        .in_global_namespace()
-        .with_params_info(params)
-        .with_comments([format!("/// {doc}")])
-        .register_into_engine(engine, f);
+    registration(name, params, doc, false).register_into_engine(engine, f);
 }
 
 /// Like `reg`, for functions whose result changes from call to call (random
@@ -95,12 +91,15 @@ pub(crate) fn reg_volatile<A: 'static, const N: usize, const X: bool, R: Clone +
     doc: &str,
     f: impl RhaiNativeFunc<A, N, X, R, F> + Send + Sync + 'static,
 ) {
+    registration(name, params, doc, true).register_into_engine(engine, f);
+}
+
+fn registration(name: &str, params: &[&str], doc: &str, volatile: bool) -> FuncRegistration {
     FuncRegistration::new(name)
         .in_global_namespace()
-        .with_volatility(true)
+        .with_volatility(volatile)
         .with_params_info(params)
         .with_comments([format!("/// {doc}")])
-        .register_into_engine(engine, f);
 }
 
 /// `Tensor[2, 3] f32`: how error messages name a tensor argument.
