@@ -58,7 +58,5 @@ pub fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
     write_atomic(path, text.as_bytes())
 }
 
-pub fn read_json(path: &Path) -> Result<serde_json::Value> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, e))?;
-    serde_json::from_str(&text).map_err(|e| Error::data(path, e.line(), format!("invalid JSON: {e}")))
-}
+/// JSON files read with `file:line` errors (one reader for the whole crate).
+pub use crate::data::readers::read_json;

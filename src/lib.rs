@@ -4,6 +4,8 @@
 //! and the `promot` binary sit on top of it.
 
 pub mod error;
+pub mod options;
+pub mod seed;
 pub mod params;
 pub mod fsio;
 pub mod interrupt;

@@ -8,8 +8,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{DType, Tensor};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand::Rng;
 
 use crate::error::{Error, Result};
 use crate::fsio;
@@ -30,6 +29,26 @@ pub enum Init {
     Tensor(Tensor),
 }
 
+/// How many of the most frequent vocabulary ids "vocab" init draws from
+/// (Lester et al. initialise from the 5,000 most common tokens).
+pub const VOCAB_INIT_TOP: usize = 5000;
+
+impl Init {
+    /// An init from its script name: "uniform", "vocab" (the
+    /// [`VOCAB_INIT_TOP`] most frequent tokens) or "text:..." (that text's
+    /// tokens, as `tok` encodes them without EOS).
+    pub fn from_name(spec: &str, tok: &crate::tokenizer::Tokenizer) -> Result<Self> {
+        match spec {
+            "uniform" => Ok(Init::Uniform),
+            "vocab" => Ok(Init::Vocab { top: VOCAB_INIT_TOP }),
+            text if text.starts_with("text:") => Ok(Init::Ids(tok.encode(&text[5..], false)?)),
+            other => Err(Error::msg(format!(
+                "soft_prompt: unknown init '{other}' (expected \"uniform\", \"vocab\", \"text:...\" or a Tensor)"
+            ))),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct SoftPrompt {
     pub name: String,
@@ -37,13 +56,16 @@ pub struct SoftPrompt {
 }
 
 impl SoftPrompt {
+    /// A prompt of `length` rows. Its random init is the stream
+    /// `prompt:{name}` of `seed` (`crate::seed`), so it depends only on the
+    /// seed and the name, never on how many prompts were made before.
     pub fn new(name: &str, model: &dyn LanguageModel, length: usize, init: Init, seed: u64) -> Result<Self> {
         if length == 0 {
             return Err(Error::msg("soft_prompt: length must be at least 1"));
         }
         let d = model.hidden_size();
         let device = model.params().device();
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut rng = crate::seed::rng(seed, &format!("prompt:{name}"));
         let values = match init {
             Init::Uniform => {
                 let v: Vec<f32> = (0..length * d).map(|_| rng.random_range(-0.5f32..=0.5)).collect();
@@ -189,4 +211,44 @@ fn check_peft_config(file: &Path, rows: usize) -> Result<()> {
         return Err(Error::file(&path, format!("num_virtual_tokens is {n}, the adapter's prompt has {rows} rows")));
     }
     Ok(())
+}
+
+/// Pad → embed → attach each row's prompt, the one way inputs reach a model
+/// (training, evaluation and scripts all call it). `inputs` are token ids per
+/// row, `prompts` the soft prompt of each row (or none). Rows sharing one
+/// prompt take the batched path; mixed rows (multi-task) are attached row by
+/// row and re-padded. Returns embeddings (b, s, d) and mask (b, s).
+pub fn embed_inputs(model: &dyn LanguageModel, inputs: &[Vec<u32>], prompts: &[Option<&SoftPrompt>]) -> Result<(Tensor, Tensor)> {
+    if inputs.len() != prompts.len() {
+        return Err(Error::msg(format!("embed_inputs: {} rows but {} prompts", inputs.len(), prompts.len())));
+    }
+    let device = model.params().device();
+    let (ids, mask) = crate::model::pad_batch(inputs, model.pad_id(), &device)?;
+    let embeds = model.embed(&ids)?;
+    let same = prompts.windows(2).all(|w| w[0].map(|p| &p.name) == w[1].map(|p| &p.name));
+    match prompts.first() {
+        None | Some(None) if same => return Ok((embeds, mask)),
+        Some(Some(p)) if same => return p.attach(&embeds, &mask),
+        _ => {}
+    }
+    let d = model.hidden_size();
+    let mut rows = Vec::with_capacity(inputs.len());
+    for (i, p) in prompts.iter().enumerate() {
+        let row = embeds.get(i)?.narrow(0, 0, inputs[i].len())?;
+        rows.push(match p {
+            Some(p) => Tensor::cat(&[&p.tensor().to_dtype(row.dtype())?, &row], 0)?,
+            None => row,
+        });
+    }
+    let len = rows.iter().map(|r| r.dim(0).unwrap_or(0)).max().unwrap_or(1);
+    let mut padded = Vec::with_capacity(rows.len());
+    let mut mask_rows = Vec::with_capacity(rows.len());
+    for r in rows {
+        let n = r.dim(0)?;
+        let pad = Tensor::zeros((len - n, d), r.dtype(), r.device())?;
+        padded.push(Tensor::cat(&[&r, &pad], 0)?);
+        let m: Vec<f32> = (0..len).map(|j| if j < n { 1.0 } else { 0.0 }).collect();
+        mask_rows.push(Tensor::from_vec(m, len, &device)?);
+    }
+    Ok((Tensor::stack(&padded, 0)?, Tensor::stack(&mask_rows, 0)?))
 }

@@ -102,33 +102,11 @@ impl Tokenizer {
         Ok(ids)
     }
 
-    /// `encode` for many texts at once.
-    pub fn encode_batch(&self, texts: &[&str], add_eos: bool) -> Result<Vec<Vec<u32>>> {
-        let eos = if add_eos { Some(self.require_eos()?) } else { None };
-        let encs = self
-            .inner
-            .encode_batch(texts.to_vec(), false)
-            .map_err(|e| Error::msg(format!("tokenizer: encode: {e}")))?;
-        Ok(encs
-            .into_iter()
-            .map(|enc| {
-                let mut ids = enc.get_ids().to_vec();
-                ids.extend(eos);
-                ids
-            })
-            .collect())
-    }
-
     /// Text of `ids`; with `skip_special`, special tokens (pad, eos, unk, sentinels) are dropped first.
     /// Ids past the tokenizer's vocabulary are skipped, as transformers does: T5 models have more output rows
     /// (32128, 250112) than tokens (32100, 250100), so generation can produce them.
     pub fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String> {
         self.inner.decode(ids, skip_special).map_err(|e| Error::msg(format!("tokenizer: decode: {e}")))
-    }
-
-    /// `decode` for many sequences.
-    pub fn decode_batch(&self, seqs: &[Vec<u32>], skip_special: bool) -> Result<Vec<String>> {
-        seqs.iter().map(|ids| self.decode(ids, skip_special)).collect()
     }
 
     /// The padding id (also T5's decoder start id).

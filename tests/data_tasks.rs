@@ -3,15 +3,15 @@
 
 use std::path::PathBuf;
 
-use promot::data::fewshot::{ARTICLE_TOKEN_CAP, DEFAULT_SEPARATOR};
+use promot::data::fewshot::DEFAULT_SEPARATOR;
 use promot::data::template::{
     CB_LABELS, CB_TEMPLATE, QA_TEMPLATE, RTE_LABELS, RTE_TEMPLATE, SUMMARIZATION_TEMPLATE, TRANSLATION_TEMPLATE,
     WIC_LABELS, WIC_TEMPLATE,
 };
 use promot::data::{
-    build_prompt, cap_tokens, cut_at_second_prefix, extract_sentinel, fill, first_word, fit_to_budget, language_name,
+    build_prompt, cut_at_second_prefix, extract_sentinel, fill, first_word, fit_to_budget, language_name,
     map_label, postprocess, read_json_array, read_jsonl, read_lines, read_parallel, sample_demos, template_by_name,
-    triviaqa_question, FewShot, OutputKind, PREFIX_TOKENS,
+    triviaqa_question, OutputKind, PREFIX_TOKENS,
 };
 use serde_json::{json, Map, Value};
 
@@ -274,7 +274,7 @@ fn prompt_joins_demonstrations_then_the_query() {
     ];
     assert_eq!(build_prompt("Q: c? A:", &demos, DEFAULT_SEPARATOR), "Q: a? A: x\n\nQ: b? A: y\n\nQ: c? A:");
     assert_eq!(build_prompt("Q: c? A:", &[], DEFAULT_SEPARATOR), "Q: c? A:");
-    assert_eq!(FewShot::new(1, 0).prompt("q", &demos[..1]), "Q: a? A: x\n\nq");
+    assert_eq!(build_prompt("q", &demos[..1], DEFAULT_SEPARATOR), "Q: a? A: x\n\nq");
 }
 
 #[test]
@@ -298,13 +298,14 @@ fn sampling_is_deterministic_and_never_picks_the_query() {
     assert!(sample_demos(0, 1, 0, None).is_err());
     assert_eq!(sample_demos(0, 0, 0, None).unwrap(), Vec::<usize>::new());
 
-    let shot = FewShot::new(1, 42);
+    // Evaluation draws each query's demonstrations with seed + query index.
+    let draw = |q: usize| sample_demos(32, 1, 42 + q as u64, Some(q)).unwrap();
     let mut differs = false;
     for q in 0..32 {
-        let d = shot.demo_indices(q, 32, true).unwrap();
-        assert_eq!(d, shot.demo_indices(q, 32, true).unwrap());
+        let d = draw(q);
+        assert_eq!(d, draw(q));
         assert!(!d.contains(&q), "query {q} drew itself");
-        differs |= d != shot.demo_indices(0, 32, true).unwrap();
+        differs |= d != draw(0);
     }
     assert!(differs, "queries should get their own draws");
 }
@@ -364,13 +365,6 @@ fn budget_survives_a_truncate_that_cannot_shorten() {
     let demos = vec![(words(20, "a"), "A".to_string())];
     let fitted = fit_to_budget(&demos, "q", " ", 5, 1, &count_words, &stubborn).unwrap();
     assert!(fitted.is_empty());
-}
-
-#[test]
-fn article_cap_cuts_long_fields_only() {
-    let long = words(ARTICLE_TOKEN_CAP + 10, "w");
-    assert_eq!(count_words(&cap_tokens(&long, ARTICLE_TOKEN_CAP, &count_words, &truncate_words)), ARTICLE_TOKEN_CAP);
-    assert_eq!(cap_tokens("short text", ARTICLE_TOKEN_CAP, &count_words, &truncate_words), "short text");
 }
 
 // ---------------------------------------------------------------- post-processing

@@ -28,6 +28,42 @@ fn every_method_runs_and_returns_model_prompt_and_history() {
 }
 
 #[test]
+fn every_method_returns_the_same_shape_and_the_inference_rule_picks_the_prompt() {
+    let methods = [
+        "prompt_tuning", "fine_tuning", "promot", "promot_one_shot", "fine_tuning_one_shot", "joint_tuning",
+        "fine_tuning_fixed_random_prompt", "random_prompt_tuning",
+    ];
+    for method in methods {
+        let r = eval(&format!(
+            "{DATA}\nlet r = {method}(m, data, o + #{{ task: \"rte\" }});
+            [\"prompts\" in r, \"prompt\" in r, r.prompts.len(), type_of(prompt_for(r, \"rte\")), type_of(prompt_for(r, \"cb\"))]"
+        ))
+        .into_array()
+        .unwrap();
+        assert!(r[0].as_bool().unwrap() && r[1].as_bool().unwrap(), "{method}: missing prompts or prompt");
+        let wants_prompt = !matches!(method, "fine_tuning" | "fine_tuning_one_shot");
+        assert_eq!(r[2].as_int().unwrap(), i64::from(wants_prompt), "{method}: prompts map");
+        assert_eq!(r[3].clone().into_string().unwrap() == "Prompt", wants_prompt, "{method}: prompt for its task");
+        assert_eq!(r[4].clone().into_string().unwrap(), "()", "{method}: another task must get no prompt");
+    }
+}
+
+#[test]
+fn prompt_init_depends_on_seed_and_name_only() {
+    let r = eval(
+        "let a = m.soft_prompt(3, \"vocab\", \"rte\", 5).values();
+         m.soft_prompt(3, \"uniform\", \"other\", 1);
+         let b = m.soft_prompt(3, \"vocab\", \"rte\", 5).values();
+         let c = m.soft_prompt(3, \"vocab\", \"rte\", 6).values();
+         [(a - b).abs().sum().item(), (a - c).abs().sum().item()]",
+    )
+    .into_array()
+    .unwrap();
+    assert_eq!(r[0].as_float().unwrap(), 0.0, "same seed and name must give the same prompt");
+    assert!(r[1].as_float().unwrap() > 0.0, "another seed should give another prompt");
+}
+
+#[test]
 fn promot_freezes_the_model_in_stage_one_and_the_prompt_in_stage_two() {
     let r = eval(&format!(
         "{DATA}

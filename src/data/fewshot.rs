@@ -16,46 +16,42 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use std::path::Path;
+
+use super::readers::read_json;
 use crate::error::{Error, Result};
 
 /// The separator between demonstrations and before the query.
 pub const DEFAULT_SEPARATOR: &str = "\n\n";
 
-/// The paper cuts each summarization input to 1024 tokens.
-pub const ARTICLE_TOKEN_CAP: usize = 1024;
+/// The config.json key under which a model directory records the separator
+/// its model was trained with, when it is not [`DEFAULT_SEPARATOR`] (the toy
+/// model's vocabulary has no newline, so its separator is a token of its own).
+pub const SEPARATOR_CONFIG_KEY: &str = "promot_separator";
 
-/// A k-shot setting: how many demonstrations, the seed that picks them, and
-/// the separator that joins them.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FewShot {
-    /// Demonstrations per prompt (the paper uses 1 and 4).
-    pub k: usize,
-    /// Seed for demonstration sampling; with the query index it fixes the draw.
-    pub seed: u64,
-    /// Text between demonstrations and before the query.
-    pub separator: String,
+/// The separator a saved model expects between demonstrations: the one its
+/// config.json records, else [`DEFAULT_SEPARATOR`]. Training ("+1-shot") and
+/// evaluation both take it from here, so they cannot disagree.
+pub fn model_separator(model_dir: &Path) -> Result<String> {
+    let path = model_dir.join("config.json");
+    if !path.exists() {
+        return Ok(DEFAULT_SEPARATOR.to_string());
+    }
+    let config = read_json(&path)?;
+    Ok(config.get(SEPARATOR_CONFIG_KEY).and_then(|v| v.as_str()).unwrap_or(DEFAULT_SEPARATOR).to_string())
 }
 
-impl FewShot {
-    /// A k-shot setting with the default `"\n\n"` separator.
-    pub fn new(k: usize, seed: u64) -> Self {
-        FewShot { k, seed, separator: DEFAULT_SEPARATOR.to_string() }
+/// Records a non-default separator in a saved model's config.json, so that
+/// [`model_separator`] gives it back when the model is loaded again.
+pub fn record_separator(model_dir: &Path, separator: &str) -> Result<()> {
+    if separator == DEFAULT_SEPARATOR {
+        return Ok(());
     }
-
-    /// Demonstration indices for the query at `query_index`, drawn from a
-    /// pool of `pool_len` examples. Each query gets its own draw (as the paper
-    /// samples a demonstration per example), fixed by `(seed, query_index)`.
-    /// `same_split` says the pool is the evaluation set itself, in which case
-    /// the query is never its own demonstration.
-    pub fn demo_indices(&self, query_index: usize, pool_len: usize, same_split: bool) -> Result<Vec<usize>> {
-        let exclude = if same_split { Some(query_index) } else { None };
-        sample_demos_in_stream(pool_len, self.k, self.seed, query_index as u64, exclude)
-    }
-
-    /// Joins demonstrations and the query with this setting's separator.
-    pub fn prompt(&self, query_input: &str, demos: &[(String, String)]) -> String {
-        build_prompt(query_input, demos, &self.separator)
-    }
+    let path = model_dir.join("config.json");
+    let mut config = read_json(&path)?;
+    let obj = config.as_object_mut().ok_or_else(|| Error::file(&path, "config.json is not a JSON object"))?;
+    obj.insert(SEPARATOR_CONFIG_KEY.into(), separator.into());
+    crate::fsio::write_json(&path, &config)
 }
 
 /// Builds a k-shot prompt: each `(input, target)` demonstration written as
@@ -78,18 +74,6 @@ pub fn build_prompt(query_input: &str, demos: &[(String, String)], sep: &str) ->
 /// seed, exclude)` always gives the same indices, in draw order. Asking for
 /// more demonstrations than the pool can supply is an error.
 pub fn sample_demos(pool_len: usize, k: usize, seed: u64, exclude: Option<usize>) -> Result<Vec<usize>> {
-    sample_demos_in_stream(pool_len, k, seed, 0, exclude)
-}
-
-/// [`sample_demos`] on one of ChaCha8's independent streams, so that every
-/// query index has its own reproducible draw under a single seed.
-fn sample_demos_in_stream(
-    pool_len: usize,
-    k: usize,
-    seed: u64,
-    stream: u64,
-    exclude: Option<usize>,
-) -> Result<Vec<usize>> {
     let mut candidates: Vec<usize> = (0..pool_len).filter(|&i| Some(i) != exclude).collect();
     if k > candidates.len() {
         return Err(Error::msg(format!(
@@ -98,7 +82,6 @@ fn sample_demos_in_stream(
         )));
     }
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    rng.set_stream(stream);
     // Partial Fisher-Yates: the first k slots end up a uniform draw without
     // replacement, and only k random numbers are used.
     for i in 0..k {
@@ -107,22 +90,6 @@ fn sample_demos_in_stream(
     }
     candidates.truncate(k);
     Ok(candidates)
-}
-
-/// Caps a text at `max_tokens`: returned as is when it fits, otherwise
-/// `truncate(text, max_tokens)`. Used per field, e.g. XSum articles at
-/// [`ARTICLE_TOKEN_CAP`] before templating.
-pub fn cap_tokens(
-    text: &str,
-    max_tokens: usize,
-    count_tokens: &dyn Fn(&str) -> usize,
-    truncate: &dyn Fn(&str, usize) -> String,
-) -> String {
-    if count_tokens(text) <= max_tokens {
-        text.to_string()
-    } else {
-        truncate(text, max_tokens)
-    }
 }
 
 /// Fits a k-shot prompt into `budget_tokens` and returns the demonstrations to
@@ -137,7 +104,7 @@ pub fn cap_tokens(
 ///
 /// Demonstration targets are never cut, since a cut target would teach the
 /// model a wrong answer format. If the query alone exceeds the budget, that is
-/// an error: cap the query's long fields first (see [`cap_tokens`]).
+/// an error: cap the query's long fields first (an evaluation task's `caps`).
 /// `count_tokens` counts the tokens of a text; `truncate(text, n)` returns the
 /// text cut to at most `n` tokens.
 pub fn fit_to_budget(

@@ -17,10 +17,14 @@ pub mod postprocess;
 pub mod readers;
 pub mod template;
 
-pub use fewshot::{build_prompt, cap_tokens, fit_to_budget, sample_demos, FewShot};
+pub use crate::metrics::first_word;
+pub use fewshot::{build_prompt, fit_to_budget, model_separator, record_separator, sample_demos, DEFAULT_SEPARATOR};
 pub use postprocess::{
-    cut_at_second_prefix, extract_sentinel, first_word, postprocess, strip_special_tokens, OutputKind,
+    cut_at_second_prefix, extract_sentinel, postprocess, strip_special_tokens, OutputKind,
     PREFIX_TOKENS,
 };
 pub use readers::{Record, read_json, read_json_array, read_jsonl, read_lines, read_parallel};
-pub use template::{fill, labels_by_name, language_name, map_label, template_by_name, triviaqa_question};
+pub use template::{
+    fill, fill_named, label_word, label_words, labels_by_name, language_name, map_label, set_template, template_by_name,
+    triviaqa_question,
+};

@@ -11,6 +11,7 @@
 //! for classification [`first_word`]. Each rule returns trimmed text.
 
 use crate::error::{Error, Result};
+use crate::metrics::first_word;
 
 /// The prefix tokens that open a new example in the paper's templates.
 pub const PREFIX_TOKENS: &[&str] = &["Q:", "Translate", "Article:"];
@@ -42,7 +43,7 @@ pub fn postprocess(text: &str, kind: OutputKind) -> String {
     let text = extract_sentinel(&text);
     let text = cut_at_second_prefix(&text, PREFIX_TOKENS);
     match kind {
-        OutputKind::Classification => first_word(&text),
+        OutputKind::Classification => first_word(&text).to_string(),
         OutputKind::Generation => text,
     }
 }
@@ -132,12 +133,3 @@ pub fn cut_at_second_prefix(text: &str, prefixes: &[&str]) -> String {
     }
 }
 
-/// The first whitespace-separated word, with punctuation (any character that
-/// is not a letter or digit) stripped from both of its ends: "True." and
-/// "\"True\"" both give "True". Empty when the text has no word.
-pub fn first_word(text: &str) -> String {
-    text.split_whitespace()
-        .next()
-        .map(|word| word.trim_matches(|c: char| !c.is_alphanumeric()).to_string())
-        .unwrap_or_default()
-}

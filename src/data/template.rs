@@ -2,6 +2,9 @@
 //! templates (appendix A.1), and the label words the classification tasks use
 //! as targets.
 
+use std::collections::BTreeMap;
+use std::sync::RwLock;
+
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
@@ -28,30 +31,111 @@ pub const CB_LABELS: &[(&str, &str)] = &[("entailment", "True"), ("contradiction
 /// WiC labels (JSON booleans in the data) to target words.
 pub const WIC_LABELS: &[(&str, &str)] = &[("true", "True"), ("false", "False")];
 
-/// Looks a Table 5 template up by task name: `rte`, `cb`, `wic`, `qa`,
-/// `translation`, `summarization` (case-insensitive).
-pub fn template_by_name(name: &str) -> Result<&'static str> {
-    match name.to_ascii_lowercase().as_str() {
-        "rte" => Ok(RTE_TEMPLATE),
-        "cb" => Ok(CB_TEMPLATE),
-        "wic" => Ok(WIC_TEMPLATE),
-        "qa" => Ok(QA_TEMPLATE),
-        "translation" => Ok(TRANSLATION_TEMPLATE),
-        "summarization" => Ok(SUMMARIZATION_TEMPLATE),
-        _ => Err(Error::msg(format!(
-            "no template named '{name}' (known: rte, cb, wic, qa, translation, summarization)"
-        ))),
+/// Every template by task name, in one table: stdlib's tasks, the toy world
+/// and the tests all read templates through [`template_by_name`], so a change
+/// here (or a run-time [`set_template`]) reaches training and evaluation alike.
+pub const TEMPLATES: &[(&str, &str)] = &[
+    ("rte", RTE_TEMPLATE),
+    ("cb", CB_TEMPLATE),
+    ("wic", WIC_TEMPLATE),
+    ("qa", QA_TEMPLATE),
+    ("translation", TRANSLATION_TEMPLATE),
+    ("summarization", SUMMARIZATION_TEMPLATE),
+];
+
+/// Label maps by task name.
+pub const LABELS: &[(&str, &[(&str, &str)])] = &[("rte", RTE_LABELS), ("cb", CB_LABELS), ("wic", WIC_LABELS)];
+
+/// Templates a script replaced for this process (see [`set_template`]).
+static OVERRIDES: RwLock<BTreeMap<String, String>> = RwLock::new(BTreeMap::new());
+
+/// The entry of a (name, value) table for `name`, case-insensitively.
+fn lookup<T: Copy>(table: &[(&str, T)], name: &str) -> Option<T> {
+    let key = name.to_ascii_lowercase();
+    table.iter().find(|(n, _)| *n == key).map(|(_, v)| *v)
+}
+
+fn known_names<T>(table: &[(&str, T)]) -> String {
+    table.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+}
+
+/// The template of a task: `rte`, `cb`, `wic`, `qa`, `translation`,
+/// `summarization` (case-insensitive); a replacement set by [`set_template`]
+/// wins over the paper's Table 5 text.
+pub fn template_by_name(name: &str) -> Result<String> {
+    let key = name.to_ascii_lowercase();
+    let builtin = lookup(TEMPLATES, name)
+        .ok_or_else(|| Error::msg(format!("no template named '{name}' (known: {})", known_names(TEMPLATES))))?;
+    let overrides = OVERRIDES.read().unwrap_or_else(|e| e.into_inner());
+    Ok(overrides.get(&key).cloned().unwrap_or_else(|| builtin.to_string()))
+}
+
+/// Replaces a task's template for the rest of the process (every task built
+/// afterwards, for training or evaluation, uses it); `None` restores the
+/// paper's. The text must be a well-formed template.
+pub fn set_template(name: &str, text: Option<&str>) -> Result<()> {
+    template_by_name(name)?;
+    let mut overrides = OVERRIDES.write().unwrap_or_else(|e| e.into_inner());
+    match text {
+        Some(t) => {
+            placeholders(t)?;
+            overrides.insert(name.to_ascii_lowercase(), t.to_string());
+        }
+        None => {
+            overrides.remove(&name.to_ascii_lowercase());
+        }
     }
+    Ok(())
+}
+
+/// Fills the named task's current template from `(field, text)` pairs.
+pub fn fill_named(name: &str, fields: &[(&str, &str)]) -> Result<String> {
+    let map: Map<String, Value> = fields.iter().map(|(k, v)| (k.to_string(), Value::String(v.to_string()))).collect();
+    fill(&template_by_name(name)?, &map)
 }
 
 /// Looks a label map up by task name: `rte`, `cb`, `wic` (case-insensitive).
 pub fn labels_by_name(name: &str) -> Result<&'static [(&'static str, &'static str)]> {
-    match name.to_ascii_lowercase().as_str() {
-        "rte" => Ok(RTE_LABELS),
-        "cb" => Ok(CB_LABELS),
-        "wic" => Ok(WIC_LABELS),
-        _ => Err(Error::msg(format!("no label map named '{name}' (known: rte, cb, wic)"))),
+    lookup(LABELS, name).ok_or_else(|| Error::msg(format!("no label map named '{name}' (known: {})", known_names(LABELS))))
+}
+
+/// The distinct target words of a classification task, in table order
+/// (`cb`: True, False, Neither).
+pub fn label_words(name: &str) -> Result<Vec<&'static str>> {
+    let mut words = Vec::new();
+    for (_, word) in labels_by_name(name)? {
+        if !words.contains(word) {
+            words.push(*word);
+        }
     }
+    Ok(words)
+}
+
+/// The target word of a dataset label of the named task.
+pub fn label_word(name: &str, label: &Value) -> Result<String> {
+    map_label(labels_by_name(name)?, label)
+}
+
+/// The placeholder names of a template, in order; an error for a malformed one.
+pub fn placeholders(template: &str) -> Result<Vec<String>> {
+    Ok(segments(template)?
+        .into_iter()
+        .filter_map(|s| match s {
+            Segment::Field(name) => Some(name),
+            Segment::Text(_) => None,
+        })
+        .collect())
+}
+
+/// The literal text of a template with its placeholders left out.
+pub fn literal_text(template: &str) -> Result<String> {
+    Ok(segments(template)?
+        .into_iter()
+        .map(|s| match s {
+            Segment::Text(t) => t,
+            Segment::Field(_) => " ".to_string(),
+        })
+        .collect())
 }
 
 /// Maps a dataset label (a string, or a JSON boolean as in WiC) to its target
@@ -72,15 +156,13 @@ pub fn map_label(labels: &[(&str, &str)], label: &Value) -> Result<String> {
     }
 }
 
+/// WMT language codes and the English names the translation template uses.
+pub const LANGUAGES: &[(&str, &str)] = &[("en", "English"), ("fr", "French"), ("de", "German"), ("ro", "Romanian")];
+
 /// English name of a WMT language code, as the translation template wants it.
 pub fn language_name(code: &str) -> Result<&'static str> {
-    match code.to_ascii_lowercase().as_str() {
-        "en" => Ok("English"),
-        "fr" => Ok("French"),
-        "de" => Ok("German"),
-        "ro" => Ok("Romanian"),
-        _ => Err(Error::msg(format!("unknown language code '{code}' (known: en, fr, de, ro)"))),
-    }
+    lookup(LANGUAGES, code)
+        .ok_or_else(|| Error::msg(format!("unknown language code '{code}' (known: {})", known_names(LANGUAGES))))
 }
 
 /// The bare question of a TriviaQA sample record, whose `context` field is
@@ -105,15 +187,44 @@ pub fn triviaqa_question(context: &str) -> Result<String> {
 /// objects are refused because no one rendering of them is the obvious one.
 pub fn fill(template: &str, fields: &Map<String, Value>) -> Result<String> {
     let mut out = String::with_capacity(template.len() + 64);
+    for segment in segments(template)? {
+        match segment {
+            Segment::Text(text) => out.push_str(&text),
+            Segment::Field(name) => {
+                let value = fields.get(&name).ok_or_else(|| {
+                    let known: Vec<&str> = fields.keys().map(String::as_str).collect();
+                    Error::msg(format!(
+                        "template field '{name}' is not in the record (it has: {}); template: {template:?}",
+                        known.join(", ")
+                    ))
+                })?;
+                out.push_str(&render(&name, value, template)?);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A piece of a parsed template.
+enum Segment {
+    Text(String),
+    Field(String),
+}
+
+/// Parses a template into literal text and `{name}` placeholders; `{{` and
+/// `}}` are literal braces. The one parser behind [`fill`] and [`placeholders`].
+fn segments(template: &str) -> Result<Vec<Segment>> {
+    let mut out = Vec::new();
+    let mut text = String::new();
     let mut rest = template;
     while let Some(pos) = rest.find(['{', '}']) {
-        out.push_str(&rest[..pos]);
+        text.push_str(&rest[..pos]);
         let brace = &rest[pos..];
         if let Some(after) = brace.strip_prefix("{{") {
-            out.push('{');
+            text.push('{');
             rest = after;
         } else if let Some(after) = brace.strip_prefix("}}") {
-            out.push('}');
+            text.push('}');
             rest = after;
         } else if brace.starts_with('}') {
             return Err(Error::msg(format!("template has a stray '}}' (write '}}}}' for a literal brace): {template:?}")));
@@ -127,18 +238,13 @@ pub fn fill(template: &str, fields: &Map<String, Value>) -> Result<String> {
             if name.is_empty() || name.contains('{') {
                 return Err(Error::msg(format!("template has a malformed placeholder '{{{name}}}': {template:?}")));
             }
-            let value = fields.get(name).ok_or_else(|| {
-                let known: Vec<&str> = fields.keys().map(String::as_str).collect();
-                Error::msg(format!(
-                    "template field '{name}' is not in the record (it has: {}); template: {template:?}",
-                    known.join(", ")
-                ))
-            })?;
-            out.push_str(&render(name, value, template)?);
+            out.push(Segment::Text(std::mem::take(&mut text)));
+            out.push(Segment::Field(name.to_string()));
             rest = &body[end + 1..];
         }
     }
-    out.push_str(rest);
+    text.push_str(rest);
+    out.push(Segment::Text(text));
     Ok(out)
 }
 

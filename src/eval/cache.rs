@@ -63,11 +63,18 @@ pub fn cell_key(model_hash: &str, task: &EvalTask, shots: usize, opts: &EvalOpti
     for (k, eps) in &task.episodes {
         h.update(format!("episodes{k}:{}", eps.len()).as_bytes());
     }
-    let g = &opts.generate;
+    let g = opts.generate_options(0);
     h.update(
         format!(
-            "k={shots}|limit={:?}|beams={}|lp={}|es={}|seed={}|max_in={}|probe={:?}",
-            opts.limit, g.num_beams, g.length_penalty, g.early_stopping, opts.seed, opts.max_input_len, opts.probe
+            "k={shots}|limit={:?}|beams={}|lp={}|es={}|seed={}|max_in={}|probe={:?}|sep={:?}",
+            opts.limit,
+            g.num_beams,
+            g.length_penalty,
+            g.early_stopping,
+            opts.seed,
+            opts.max_input_len,
+            opts.probe,
+            opts.separator
         )
         .as_bytes(),
     );

@@ -10,8 +10,10 @@ use crate::data::fewshot::{build_prompt, fit_to_budget, sample_demos, DEFAULT_SE
 use crate::data::postprocess::{postprocess, OutputKind};
 use crate::error::{Error, Result};
 use crate::metrics;
-use crate::model::{pad_batch, GenerateOptions, LanguageModel};
-use crate::prompt::SoftPrompt;
+use crate::model::{GenerateOptions, LanguageModel};
+use crate::options::number;
+use crate::prompt::{embed_inputs, SoftPrompt};
+use serde::{Deserialize, Deserializer, Serialize};
 use crate::tokenizer::Tokenizer;
 use crate::train::progress::Progress;
 pub use table::{Cell, ResultTable};
@@ -103,41 +105,103 @@ impl EvalTask {
     }
 }
 
-#[derive(Clone, Debug)]
+/// The options of `evaluate`, declared once: field names are the option
+/// names, `Default` the defaults `help("evaluate")` lists.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct EvalOptions {
+    /// Shot counts to evaluate (an int or a list).
+    #[serde(deserialize_with = "one_or_many")]
     pub shots: Vec<usize>,
+    /// Score only the first `limit` examples of each task.
     pub limit: Option<usize>,
+    /// A soft prompt attached to every query (not data: given by the caller).
+    #[serde(skip)]
     pub prompt: Option<SoftPrompt>,
-    pub generate: GenerateOptions,
+    /// Beam width (1: greedy).
+    pub beams: usize,
+    #[serde(deserialize_with = "number")]
+    pub length_penalty: f64,
+    pub early_stopping: bool,
     pub batch_size: usize,
+    /// Seeds the demonstrations drawn for each query.
     pub seed: u64,
     /// Token budget of a whole k-shot prompt (demonstrations shrink first).
     pub max_input_len: usize,
     /// Labels whose share among outputs is reported (the paper's Fig. 2 probe).
+    #[serde(deserialize_with = "opt_one_or_many")]
     pub probe: Option<Vec<String>>,
+    /// Between demonstrations and the query; none: the model's own
+    /// (`data::fewshot::model_separator`), the one its training used.
+    pub separator: Option<String>,
     pub quiet: bool,
+    /// Reuse cached results of identical cells.
+    #[serde(rename = "cache")]
     pub use_cache: bool,
 }
 
 impl Default for EvalOptions {
     fn default() -> Self {
+        let g = GenerateOptions::default();
         Self {
             shots: vec![1, 4],
             limit: None,
             prompt: None,
-            generate: GenerateOptions::default(),
+            beams: g.num_beams,
+            length_penalty: g.length_penalty,
+            early_stopping: g.early_stopping,
             batch_size: 8,
             seed: 0,
             max_input_len: 1024,
             probe: None,
+            separator: None,
             quiet: false,
             use_cache: true,
         }
     }
 }
 
+impl EvalOptions {
+    /// Decoding settings for a task that generates up to `max_new` tokens.
+    pub fn generate_options(&self, max_new: usize) -> GenerateOptions {
+        GenerateOptions {
+            max_new_tokens: max_new,
+            num_beams: self.beams.max(1),
+            length_penalty: self.length_penalty,
+            early_stopping: self.early_stopping,
+        }
+    }
+
+    fn separator(&self) -> &str {
+        self.separator.as_deref().unwrap_or(DEFAULT_SEPARATOR)
+    }
+}
+
+/// A value written as one item or a list of them.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+fn one_or_many<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> std::result::Result<Vec<T>, D::Error> {
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(x) => vec![x],
+        OneOrMany::Many(v) => v,
+    })
+}
+
+fn opt_one_or_many<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> std::result::Result<Option<Vec<T>>, D::Error> {
+    Ok(Option::<OneOrMany<T>>::deserialize(d)?.map(|v| match v {
+        OneOrMany::One(x) => vec![x],
+        OneOrMany::Many(v) => v,
+    }))
+}
+
 /// The k-shot prompt texts of a task's first `n` examples.
-pub fn prompts_for(task: &EvalTask, k: usize, n: usize, seed: u64, budget: usize, tok: &Tokenizer) -> Result<Vec<String>> {
+pub fn prompts_for(task: &EvalTask, k: usize, n: usize, opts: &EvalOptions, tok: &Tokenizer) -> Result<Vec<String>> {
+    let (seed, budget, sep) = (opts.seed, opts.max_input_len, opts.separator());
     let count = |t: &str| tok.encode(t, false).map(|ids| ids.len()).unwrap_or(usize::MAX / 4);
     let cut = |t: &str, max: usize| -> String {
         tok.encode(t, false).ok().and_then(|ids| tok.decode(&ids[..max.min(ids.len())], false).ok()).unwrap_or_default()
@@ -160,9 +224,9 @@ pub fn prompts_for(task: &EvalTask, k: usize, n: usize, seed: u64, budget: usize
                 demos.push((task.input_of(d, tok)?, d.references.first().cloned().unwrap_or_default()));
             }
         }
-        let demos = fit_to_budget(&demos, &query, DEFAULT_SEPARATOR, budget, 16, &count, &cut)
+        let demos = fit_to_budget(&demos, &query, sep, budget, 16, &count, &cut)
             .map_err(|e| Error::msg(format!("task {} example {i}: {e}", task.name)))?;
-        out.push(build_prompt(&query, &demos, DEFAULT_SEPARATOR));
+        out.push(build_prompt(&query, &demos, sep));
     }
     Ok(out)
 }
@@ -185,8 +249,7 @@ pub fn score(metric: &Metric, preds: &[String], refs: &[Vec<String>]) -> Result<
 
 /// Generate raw outputs for prompts, in batches, with an optional soft prompt.
 pub fn generate_raw(model: &dyn LanguageModel, tok: &Tokenizer, prompts: &[String], opts: &EvalOptions, max_new: usize, progress: &dyn Fn(usize)) -> Result<Vec<String>> {
-    let device = model.params().device();
-    let gen = GenerateOptions { max_new_tokens: max_new, ..opts.generate.clone() };
+    let gen = opts.generate_options(max_new);
     let mut out = Vec::with_capacity(prompts.len());
     for chunk in prompts.chunks(opts.batch_size.max(1)) {
         if crate::interrupt::interrupted() {
@@ -196,12 +259,7 @@ pub fn generate_raw(model: &dyn LanguageModel, tok: &Tokenizer, prompts: &[Strin
             .iter()
             .map(|p| tok.encode(p, true).map(|ids| crate::train::batch::keep_tail(ids, opts.max_input_len)))
             .collect::<Result<Vec<_>>>()?;
-        let (ids, mask) = pad_batch(&ids, model.pad_id(), &device)?;
-        let embeds = model.embed(&ids)?;
-        let (embeds, mask) = match &opts.prompt {
-            Some(p) => p.attach(&embeds, &mask)?,
-            None => (embeds, mask),
-        };
+        let (embeds, mask) = embed_inputs(model, &ids, &vec![opts.prompt.as_ref(); ids.len()])?;
         for g in model.generate(&embeds, &mask, &gen)? {
             out.push(tok.decode(&g, false)?);
         }
@@ -217,7 +275,7 @@ pub fn evaluate_cell(model: &dyn LanguageModel, tok: &Tokenizer, task: &EvalTask
     if n == 0 {
         return Err(Error::msg(format!("task {} has no evaluation examples", task.name)));
     }
-    let prompts = prompts_for(task, k, n, opts.seed, opts.max_input_len, tok)?;
+    let prompts = prompts_for(task, k, n, opts, tok)?;
     let bar = Progress::new(&format!("eval {} {k}-shot", task.name), 0, n, opts.quiet);
     let raw = generate_raw(model, tok, &prompts, opts, task.max_new_tokens, &|done| bar.update(done, f64::NAN, ""))?;
     bar.finish();

@@ -94,6 +94,13 @@ pub fn render(header: &[String], rows: &[Vec<String>], markdown: bool) -> String
 }
 
 impl ResultTable {
+    /// The same cells with task `from` renamed `to` (e.g. "rte (target)").
+    pub fn rename_task(&self, from: &str, to: &str) -> ResultTable {
+        let mut cells = self.cells.clone();
+        cells.iter_mut().filter(|c| c.task == from).for_each(|c| c.task = to.to_string());
+        ResultTable { cells }
+    }
+
     pub fn get(&self, task: &str, shots: usize) -> Option<&Cell> {
         self.cells.iter().find(|c| c.task == task && c.shots == shots)
     }

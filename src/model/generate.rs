@@ -16,11 +16,19 @@ pub trait StepDecoder {
     fn reorder(&mut self, rows: &[u32]) -> Result<()>;
 }
 
-#[derive(Clone, Debug)]
+/// Decoding settings; also the options of `generate` in scripts (field
+/// names as there, `num_beams` spelled `beams`).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct GenerateOptions {
     pub max_new_tokens: usize,
+    /// Beam width (1: greedy).
+    #[serde(rename = "beams")]
     pub num_beams: usize,
+    /// HF's exponent on the generated length when ranking finished beams.
+    #[serde(deserialize_with = "crate::options::number")]
     pub length_penalty: f64,
+    /// HF's `early_stopping=True`: stop once `num_beams` hypotheses finished.
     pub early_stopping: bool,
 }
 

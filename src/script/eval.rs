@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use rhai::{Array, Dynamic, Engine, Map, INT};
 use serde_json::Value;
 
-use super::model::{check_keys, map_bool, map_int, map_str, strings, usize_arg, ScriptModel};
+use super::model::{map_bool, map_int, map_str, strings, usize_arg, ScriptModel};
+use super::options;
 use super::tensor::reg;
 use super::{to_rhai, RResult};
 use crate::data::{fewshot, postprocess as post, readers, template};
@@ -128,42 +129,22 @@ pub fn eval_task(d: &Dynamic) -> RResult<EvalTask> {
     })
 }
 
-fn eval_options(o: &Map) -> RResult<EvalOptions> {
-    check_keys("evaluate", o, &["shots", "limit", "prompt", "beams", "batch_size", "seed", "max_input_len", "probe", "quiet", "cache", "length_penalty"])?;
-    let d = EvalOptions::default();
-    let shots = match o.get("shots") {
-        None => d.shots.clone(),
-        Some(s) if s.is_int() => vec![usize_arg("shots", s.as_int().unwrap_or(0))?],
-        Some(s) => s
-            .read_lock::<Array>()
-            .ok_or_else(|| to_rhai("option 'shots' must be an int or an array of ints"))?
-            .iter()
-            .map(|k| k.as_int().map_err(|_| to_rhai("option 'shots' must hold ints")).and_then(|k| usize_arg("shots", k)))
-            .collect::<RResult<Vec<_>>>()?,
-    };
-    let prompt = match o.get("prompt") {
+/// `evaluate`'s options that are not data.
+const EVAL_EXTRA: [(&str, &str); 1] = [("prompt", "a Prompt attached to every query (none)")];
+
+/// Evaluation options from a script map; the separator defaults to the model's.
+fn eval_options(m: &ScriptModel, o: &Map) -> RResult<EvalOptions> {
+    let mut opts: EvalOptions = options::parse("evaluate", o, &EVAL_EXTRA)?;
+    opts.separator.get_or_insert_with(|| m.separator.clone());
+    opts.prompt = match o.get("prompt") {
         Some(p) if !p.is_unit() => Some(p.read_lock::<SoftPrompt>().map(|p| p.clone()).ok_or_else(|| to_rhai("option 'prompt' must be a Prompt"))?),
         _ => None,
     };
-    let mut generate = d.generate.clone();
-    generate.num_beams = usize_arg("beams", map_int(o, "beams", generate.num_beams as i64)?)?.max(1);
-    generate.length_penalty = super::model::map_float(o, "length_penalty", generate.length_penalty)?;
-    Ok(EvalOptions {
-        shots,
-        limit: o.get("limit").map(|_| map_int(o, "limit", 0).and_then(|l| usize_arg("limit", l))).transpose()?,
-        prompt,
-        generate,
-        batch_size: usize_arg("batch_size", map_int(o, "batch_size", d.batch_size as i64)?)?.max(1),
-        seed: map_int(o, "seed", 0)? as u64,
-        max_input_len: usize_arg("max_input_len", map_int(o, "max_input_len", d.max_input_len as i64)?)?,
-        probe: o.get("probe").map(|p| strings("probe", p)).transpose()?,
-        quiet: map_bool(o, "quiet", false)?,
-        use_cache: map_bool(o, "cache", true)?,
-    })
+    Ok(opts)
 }
 
 fn run_evaluate(m: &mut ScriptModel, tasks: Dynamic, o: Map) -> RResult<ResultTable> {
-    let opts = eval_options(&o)?;
+    let opts = eval_options(m, &o)?;
     let tasks: Vec<EvalTask> = match tasks.read_lock::<Array>() {
         Some(a) => a.iter().map(eval_task).collect::<RResult<_>>()?,
         None => vec![eval_task(&tasks)?],
@@ -203,6 +184,28 @@ pub fn register(engine: &mut Engine) {
         let Value::Object(fields) = dynamic_to_json(&Dynamic::from(f)) else { return Err(to_rhai("fill: fields must be a map")) };
         template::fill(t, &fields).map_err(to_rhai)
     });
+    // The one template table (data::template): stdlib/tasks.rhai and the toy world read it.
+    reg(engine, "template", &["task: &str", "String"], "The current template of a task (rte, cb, wic, qa, translation, summarization).", |t: &str| -> RResult<String> {
+        template::template_by_name(t).map_err(to_rhai)
+    });
+    reg(engine, "set_template", &["task: &str", "text: &str", "()"], "Replace a task's template for this run: tasks built afterwards, for training and evaluation alike, use it.", |t: &str, text: &str| -> RResult<()> {
+        template::set_template(t, Some(text)).map_err(to_rhai)
+    });
+    reg(engine, "reset_template", &["task: &str", "()"], "Restore a task's template to the paper's (Table 5).", |t: &str| -> RResult<()> {
+        template::set_template(t, None).map_err(to_rhai)
+    });
+    reg(engine, "label_word", &["task: &str", "label: Dynamic", "String"], "The target word of a dataset label (rte: entailment -> True; wic: true -> True).", |t: &str, l: Dynamic| -> RResult<String> {
+        template::label_word(t, &dynamic_to_json(&l)).map_err(to_rhai)
+    });
+    reg(engine, "label_words", &["task: &str", "Array"], "The target words of a classification task (cb: True, False, Neither).", |t: &str| -> RResult<Array> {
+        Ok(template::label_words(t).map_err(to_rhai)?.into_iter().map(|w| Dynamic::from(w.to_string())).collect())
+    });
+    reg(engine, "language_name", &["code: &str", "String"], "The English name of a WMT language code (de -> German).", |c: &str| -> RResult<String> {
+        template::language_name(c).map(str::to_string).map_err(to_rhai)
+    });
+    reg(engine, "triviaqa_question", &["context: &str", "String"], "The bare question of a TriviaQA record's 'Question: ...\\nAnswer:' context.", |c: &str| -> RResult<String> {
+        template::triviaqa_question(c).map_err(to_rhai)
+    });
     reg(engine, "few_shot_prompt", &["query: &str", "demos: Array", "String"], "Join #{input, target} demonstrations and a query the way evaluation does.", |q: &str, demos: Array| -> RResult<String> {
         let demos = demos
             .iter()
@@ -218,7 +221,7 @@ pub fn register(engine: &mut Engine) {
     });
     reg(engine, "extract_sentinel", &["text: &str", "String"], "The text between <extra_id_0> and <extra_id_1>, when present.", |t: &str| post::extract_sentinel(t));
     reg(engine, "cut_at_second_prefix", &["text: &str", "String"], "Cut at the second prefix token (Q:, Translate, Article:).", |t: &str| post::cut_at_second_prefix(t, post::PREFIX_TOKENS));
-    reg(engine, "first_word", &["text: &str", "String"], "The first word of an output (for classification).", |t: &str| post::first_word(t));
+    reg(engine, "first_word", &["text: &str", "String"], "The first word of an output (for classification).", |t: &str| crate::metrics::first_word(t).to_string());
 
     // Metrics, identical to sacrebleu, rouge-score and the SQuAD EM script.
     reg(engine, "bleu", &["hyps: Array", "refs: Array", "float"], "Corpus BLEU as sacrebleu computes it (13a, exp smoothing); refs[i] lists hypothesis i's references.", |h: Array, r: Array| -> RResult<f64> {
@@ -243,9 +246,10 @@ pub fn register(engine: &mut Engine) {
 
     // The harness and its result tables.
     engine.register_type_with_name::<ResultTable>("Results");
-    engine.register_fn("to_string", |t: &mut ResultTable| t.render(false));
-    engine.register_fn("to_debug", |t: &mut ResultTable| t.render(false));
-    reg(engine, "evaluate", &["m: Model", "tasks: Array", "opts: Map", "Results"], "In-context evaluation: #{shots: [1, 4], limit, prompt, beams, batch_size, seed, probe}.", run_evaluate);
+    reg(engine, "to_string", &["r: Results", "String"], "A results table as text (tasks x shots).", |t: &mut ResultTable| t.render(false));
+    reg(engine, "to_debug", &["r: Results", "String"], "A results table as text (tasks x shots).", |t: &mut ResultTable| t.render(false));
+    let doc = options::doc_with_options::<EvalOptions>("In-context evaluation of tasks (stdlib/tasks.rhai) at each shot count; returns a Results table.", &EVAL_EXTRA);
+    reg(engine, "evaluate", &["m: Model", "tasks: Array", "opts: Map", "Results"], &doc, run_evaluate);
     reg(engine, "evaluate", &["m: Model", "tasks: Array", "Results"], "In-context evaluation with defaults (1- and 4-shot, beam 4).", |m: &mut ScriptModel, t: Dynamic| run_evaluate(m, t, Map::new()));
     reg(engine, "score", &["r: Results", "task: &str", "shots: int", "float"], "One cell of a result table.", |t: &mut ResultTable, task: &str, k: INT| -> RResult<f64> {
         let k = usize_arg("shots", k)?;
@@ -277,6 +281,7 @@ pub fn register(engine: &mut Engine) {
     reg(engine, "merge", &["a: Results", "b: Results", "Results"], "One table with the cells of both.", |a: &mut ResultTable, b: ResultTable| {
         ResultTable { cells: a.cells.iter().chain(b.cells.iter()).cloned().collect() }
     });
+    reg(engine, "rename_task", &["r: Results", "from: &str", "to: &str", "Results"], "The same results with one task renamed (e.g. to mark the target).", |t: &mut ResultTable, from: &str, to: &str| t.rename_task(from, to));
     engine.register_fn("+", |a: &mut ResultTable, b: ResultTable| ResultTable { cells: a.cells.iter().chain(b.cells.iter()).cloned().collect() });
     reg(engine, "compare", &["results: Array", "names: Array", "String"], "Several models' results side by side (the paper's Table 2 layout).", |rs: Array, names: Array| -> RResult<String> {
         compare(rs, names, false)

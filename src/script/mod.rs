@@ -9,6 +9,7 @@ pub mod help;
 pub mod eval;
 pub mod interrupt;
 pub mod model;
+pub mod options;
 pub mod paths;
 pub mod plot;
 pub mod repl;

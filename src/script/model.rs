@@ -21,6 +21,9 @@ pub struct ScriptModel {
     pub model: Model,
     pub tokenizer: Arc<Tokenizer>,
     pub source: String,
+    /// What joins demonstrations and queries for this model, in training and
+    /// evaluation alike (`data::fewshot::model_separator`).
+    pub separator: String,
     pub prompts: Arc<Mutex<BTreeMap<String, SoftPrompt>>>,
 }
 
@@ -50,12 +53,7 @@ impl ScriptModel {
     /// Embeddings and mask of texts, with an optional prompt in front.
     pub fn embed_texts(&self, texts: &[String], prompt: Option<&SoftPrompt>, max_len: usize) -> RResult<(Tensor, Tensor)> {
         let ids = self.encode_texts(texts, max_len)?;
-        let (ids, mask) = pad_batch(&ids, self.lm().pad_id(), &self.device()).map_err(to_rhai)?;
-        let embeds = self.lm().embed(&ids).map_err(to_rhai)?;
-        match prompt {
-            Some(p) => p.attach(&embeds, &mask).map_err(to_rhai),
-            None => Ok((embeds, mask)),
-        }
+        crate::prompt::embed_inputs(self.lm(), &ids, &vec![prompt; ids.len()]).map_err(to_rhai)
     }
     pub fn generate_texts(&self, texts: &[String], prompt: Option<&SoftPrompt>, opts: &GenerateOptions, max_len: usize) -> RResult<Vec<String>> {
         let (embeds, mask) = self.embed_texts(texts, prompt, max_len)?;
@@ -145,7 +143,8 @@ pub fn load(spec: &str, opts: &Map) -> RResult<ScriptModel> {
     let seed = map_int(opts, "seed", 0)? as u64;
     let (model, dir): (Model, PathBuf) = loading::load(&builtin_path(spec), &device, dtype, seed).map_err(to_rhai)?;
     let tokenizer = Tokenizer::from_dir(&dir).map_err(to_rhai)?;
-    Ok(ScriptModel { model, tokenizer: Arc::new(tokenizer), source: spec.to_string(), prompts: Arc::default() })
+    let separator = crate::data::fewshot::model_separator(&dir).map_err(to_rhai)?;
+    Ok(ScriptModel { model, tokenizer: Arc::new(tokenizer), source: spec.to_string(), separator, prompts: Arc::default() })
 }
 
 /// Built-in models ("toy") live in promot's own `models/` directory.
@@ -156,15 +155,15 @@ pub fn builtin_path(spec: &str) -> String {
     }
 }
 
+/// `generate`'s options that are not `GenerateOptions` fields.
+const GENERATE_EXTRA: [(&str, &str); 2] = [
+    ("prompt", "a Prompt attached to the input (none)"),
+    ("max_input_len", "inputs are cut to their last this many tokens (1024)"),
+];
+
 fn generate_opts(m: &Map) -> RResult<(GenerateOptions, Option<SoftPrompt>, usize)> {
-    check_keys("generate", m, &["beams", "max_new_tokens", "length_penalty", "early_stopping", "prompt", "max_input_len"])?;
-    let d = GenerateOptions::default();
-    let opts = GenerateOptions {
-        num_beams: usize_arg("beams", map_int(m, "beams", d.num_beams as i64)?)?.max(1),
-        max_new_tokens: usize_arg("max_new_tokens", map_int(m, "max_new_tokens", d.max_new_tokens as i64)?)?,
-        length_penalty: map_float(m, "length_penalty", d.length_penalty)?,
-        early_stopping: map_bool(m, "early_stopping", d.early_stopping)?,
-    };
+    let mut opts: GenerateOptions = super::options::parse("generate", m, &GENERATE_EXTRA)?;
+    opts.num_beams = opts.num_beams.max(1);
     let prompt = match m.get("prompt") {
         None => None,
         Some(p) if p.is_unit() => None,
@@ -238,8 +237,8 @@ fn set_trainable(m: &ScriptModel, pattern: &str, on: bool) -> RResult<INT> {
 
 pub fn register(engine: &mut Engine) {
     engine.register_type_with_name::<ScriptModel>("Model");
-    engine.register_fn("to_string", |m: &mut ScriptModel| m.summary());
-    engine.register_fn("to_debug", |m: &mut ScriptModel| m.summary());
+    reg(engine, "to_string", &["m: Model", "String"], "A model's one-line summary (architecture, size, trainable count, prompts).", |m: &mut ScriptModel| m.summary());
+    reg(engine, "to_debug", &["m: Model", "String"], "A model's one-line summary.", |m: &mut ScriptModel| m.summary());
     reg(engine, "load_model", &["spec: &str", "Model"], "Load a model: \"toy\", a local HF directory, or a hub id from the local HF cache.", |s: &str| load(s, &Map::new()));
     reg(engine, "load_model", &["spec: &str", "opts: Map", "Model"], "Load a model with options #{device, dtype, seed}.", |s: &str, o: Map| load(s, &o));
     reg(engine, "device", &["name: &str", "String"], "Set the default device for models loaded next: \"cpu\", \"cuda\" or \"metal\".", |name: &str| -> RResult<String> {
@@ -262,7 +261,8 @@ pub fn register(engine: &mut Engine) {
     reg(engine, "generate", &["m: Model", "input: String|Array", "Dynamic"], "Beam-4 generation for a text (or array of texts).", |m: &mut ScriptModel, x: Dynamic| -> RResult<Dynamic> {
         gen(m, x, Map::new())
     });
-    reg(engine, "generate", &["m: Model", "input: String|Array", "opts: Map", "Dynamic"], "Generate with #{beams, max_new_tokens, length_penalty, prompt}.", |m: &mut ScriptModel, x: Dynamic, o: Map| -> RResult<Dynamic> {
+    let doc = super::options::doc_with_options::<GenerateOptions>("Generate text for a text (or array of texts).", &GENERATE_EXTRA);
+    reg(engine, "generate", &["m: Model", "input: String|Array", "opts: Map", "Dynamic"], &doc, |m: &mut ScriptModel, x: Dynamic, o: Map| -> RResult<Dynamic> {
         gen(m, x, o)
     });
     reg(engine, "loss", &["m: Model", "inputs: Array", "targets: Array", "Tensor"], "Mean token cross-entropy of targets given inputs (dropout off).", |m: &mut ScriptModel, i: Dynamic, t: Dynamic| loss(m, i, t, Map::new()));
@@ -288,6 +288,7 @@ pub fn register(engine: &mut Engine) {
     reg(engine, "save", &["m: Model", "dir: &str", "()"], "Save as HF safetensors + config.json + tokenizer (transformers loads it).", |m: &mut ScriptModel, dir: &str| -> RResult<()> {
         let dir = std::path::Path::new(dir);
         loading::save(m.lm(), dir).map_err(to_rhai)?;
+        crate::data::fewshot::record_separator(dir, &m.separator).map_err(to_rhai)?;
         m.tokenizer.save(dir).map_err(to_rhai)
     });
     reg(engine, "dtype_of", &["m: Model", "String"], "The parameters' dtype.", |m: &mut ScriptModel| format!("{:?}", m.lm().params().dtype()).to_lowercase());

@@ -10,46 +10,29 @@
 
 use std::sync::{Arc, OnceLock};
 
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rhai::{Array, Dynamic, Engine, Map, INT};
 
-use super::model::{check_keys, default_device, map_bool, map_float, map_int, map_str, usize_arg, ScriptModel};
+use super::model::{default_device, usize_arg, ScriptModel};
 use super::tensor::reg;
 use super::{to_rhai, RResult};
-use crate::model::{Model, T5Config, T5};
+use crate::model::{Model, T5};
 use crate::tokenizer::Tokenizer;
 use crate::toy::vocab::split_words;
-use crate::toy::{build_tokenizer, Example, TaskKind, World};
+use crate::toy::{build_tokenizer, Example, TaskKind, ToyModelConfig, World};
 
 /// Most examples one call may ask for: far more than any toy run needs, and
 /// small enough that a mistyped count fails fast instead of exhausting memory.
 const MAX_EXAMPLES: usize = 1_000_000;
 /// Largest demonstration count a pretraining episode or a task may use.
 const MAX_SHOTS: usize = 16;
-/// Largest randomly initialised toy model, in parameters.
-const MAX_PARAMS: usize = 100_000_000;
 /// The shot counts `toy_task` builds episodes for unless told otherwise.
 const DEFAULT_SHOTS: [usize; 3] = [0, 1, 4];
 /// Tokens a classification answer may take (the label, then EOS).
 const CLASSIFICATION_NEW_TOKENS: usize = 4;
 /// Tokens a generated answer may take beyond the longest reference.
 const GENERATION_SLACK_TOKENS: usize = 8;
-
-/// The options `new_toy_model` accepts (T5 config.json names).
-const MODEL_KEYS: [&str; 11] = [
-    "d_model",
-    "d_kv",
-    "d_ff",
-    "num_layers",
-    "num_decoder_layers",
-    "num_heads",
-    "feed_forward_proj",
-    "dropout_rate",
-    "tie_word_embeddings",
-    "relative_attention_num_buckets",
-    "relative_attention_max_distance",
-];
 
 /// The canonical world, built on first use.
 fn world() -> RResult<&'static World> {
@@ -103,23 +86,19 @@ fn toy_episodes(task: &str, split: &str, k: INT, n: INT, seed: INT) -> RResult<A
     Ok(episodes.iter().map(|e| example_map(e, kind)).collect())
 }
 
-/// `n` train episodes: each of a task drawn uniformly from every task, with
-/// k drawn uniformly from 0..=k_max (the mixture of `World::pretrain_batch_examples`,
-/// keeping each episode's task name).
+/// `n` draws of the pretraining mixture (`World::pretrain_episode`), each
+/// keeping its task name.
 fn toy_pretrain_data(n: INT, seed: INT, k_max: INT) -> RResult<Array> {
     let n = count_arg("toy_pretrain_data n", n)?;
     let k_max = shots_arg("toy_pretrain_data k_max", k_max)?;
     let world = world()?;
-    let tasks = TaskKind::all();
     let mut rng = ChaCha8Rng::seed_from_u64(seed_arg(seed));
     let mut out = Array::with_capacity(n);
     for _ in 0..n {
         if super::interrupt::interrupted() {
             return Err(to_rhai("toy_pretrain_data: interrupted"));
         }
-        let task = tasks[rng.random_range(0..tasks.len())];
-        let k = rng.random_range(0..=k_max);
-        let episode = world.episode(task, k, &mut rng).map_err(to_rhai)?;
+        let (task, episode) = world.pretrain_episode(&mut rng, k_max).map_err(to_rhai)?;
         out.push(example_map(&episode, task));
     }
     Ok(out)
@@ -189,67 +168,19 @@ fn toy_eval_tasks(n: INT, seed: INT) -> RResult<Array> {
     TaskKind::all().iter().map(|t| toy_task_with_shots(t.name(), n, seed, &DEFAULT_SHOTS).map(Dynamic::from)).collect()
 }
 
-/// A positive size option, at most `max`.
-fn size_opt(o: &Map, key: &str, default: usize, max: usize) -> RResult<usize> {
-    let v = map_int(o, key, default as i64)?;
-    if v < 1 || v as u64 > max as u64 {
-        return Err(to_rhai(format!("new_toy_model: '{key}' must be in 1..={max}, got {v}")));
-    }
-    Ok(v as usize)
-}
-
-/// The T5 config of a toy model from script options (defaults: the size of
-/// the built-in toy model) and the toy tokenizer's vocabulary size.
-fn toy_config(o: &Map, vocab_size: usize) -> RResult<T5Config> {
-    check_keys("new_toy_model", o, &MODEL_KEYS)?;
-    let d_model = size_opt(o, "d_model", 128, 4096)?;
-    let num_heads = size_opt(o, "num_heads", 4, 64)?;
-    let d_kv = size_opt(o, "d_kv", (d_model / num_heads).max(1), 1024)?;
-    let num_layers = size_opt(o, "num_layers", 3, 48)?;
-    let buckets = size_opt(o, "relative_attention_num_buckets", 32, 1024)?;
-    let max_distance = size_opt(o, "relative_attention_max_distance", 128, 1 << 20)?;
-    if buckets < 4 || max_distance < buckets {
-        return Err(to_rhai(format!(
-            "new_toy_model: need relative_attention_num_buckets >= 4 and relative_attention_max_distance >= it, got {buckets} and {max_distance}"
-        )));
-    }
-    let dropout = map_float(o, "dropout_rate", 0.0)?;
-    if !(0.0..1.0).contains(&dropout) {
-        return Err(to_rhai(format!("new_toy_model: 'dropout_rate' must be in [0, 1), got {dropout}")));
-    }
-    let config = serde_json::json!({
-        "model_type": "t5",
-        "vocab_size": vocab_size,
-        "d_model": d_model,
-        "d_kv": d_kv,
-        "d_ff": size_opt(o, "d_ff", 4 * d_model, 65536)?,
-        "num_layers": num_layers,
-        "num_decoder_layers": size_opt(o, "num_decoder_layers", num_layers, 48)?,
-        "num_heads": num_heads,
-        "relative_attention_num_buckets": buckets,
-        "relative_attention_max_distance": max_distance,
-        "dropout_rate": dropout,
-        "layer_norm_epsilon": 1e-6,
-        "feed_forward_proj": map_str(o, "feed_forward_proj", "gated-gelu")?,
-        "tie_word_embeddings": map_bool(o, "tie_word_embeddings", false)?,
-        "decoder_start_token_id": 0,
-        "pad_token_id": 0,
-        "eos_token_id": 1,
-    });
-    let cfg: T5Config = serde_json::from_value(config).map_err(to_rhai)?;
-    let count: usize = T5::param_shapes(&cfg).iter().map(|(_, s)| s.iter().product::<usize>()).sum();
-    if count > MAX_PARAMS {
-        return Err(to_rhai(format!("new_toy_model: {count} parameters is more than a toy model may have ({MAX_PARAMS})")));
-    }
-    Ok(cfg)
-}
-
 fn new_toy_model(o: Map, seed: INT) -> RResult<ScriptModel> {
     let tokenizer = Tokenizer::from_tokenizers(build_tokenizer(world()?).map_err(to_rhai)?);
-    let cfg = toy_config(&o, tokenizer.vocab_size())?;
+    let options: ToyModelConfig = super::options::parse("new_toy_model", &o, &[])?;
+    let cfg = options.t5_config(tokenizer.vocab_size()).map_err(to_rhai)?;
     let t5 = T5::random(cfg, seed_arg(seed), &default_device()?).map_err(to_rhai)?;
     let model: Model = Arc::new(t5);
-    Ok(ScriptModel { model, tokenizer: Arc::new(tokenizer), source: "toy (random init)".into(), prompts: Arc::default() })
+    Ok(ScriptModel {
+        model,
+        tokenizer: Arc::new(tokenizer),
+        source: "toy (random init)".into(),
+        separator: crate::toy::DEMO_SEPARATOR.into(),
+        prompts: Arc::default(),
+    })
 }
 
 pub fn register(engine: &mut Engine) {
@@ -267,5 +198,6 @@ pub fn register(engine: &mut Engine) {
         toy_task_with_shots(name, n, seed, &shots_list(&shots)?)
     });
     reg(engine, "toy_eval_tasks", &["n: int", "seed: int", "Array"], "Every toy task (toy_task) with n test episodes at 0, 1 and 4 shots.", toy_eval_tasks);
-    reg(engine, "new_toy_model", &["config: Map", "seed: int", "Model"], "A randomly initialised T5 with the toy tokenizer: #{d_model, d_kv, d_ff, num_layers, num_decoder_layers, num_heads, feed_forward_proj, dropout_rate, tie_word_embeddings, ...}.", new_toy_model);
+    let doc = super::options::doc_with_options::<ToyModelConfig>("A randomly initialised T5 with the toy tokenizer.", &[]);
+    reg(engine, "new_toy_model", &["config: Map", "seed: int", "Model"], &doc, new_toy_model);
 }

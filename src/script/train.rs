@@ -1,34 +1,29 @@
 //! Soft prompts, training and gradient probes in scripts.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::Tensor;
 use rhai::{Array, Dynamic, Engine, FnPtr, Map, NativeCallContext, INT};
 
-use super::model::{check_keys, map_bool, map_float, map_int, map_str, strings, usize_arg, ScriptModel};
+use super::model::{map_float, strings, usize_arg, ScriptModel};
+use super::options;
 use super::tensor::reg;
 use super::{to_rhai, RResult};
-use crate::optim::Schedule;
 use crate::prompt::{Init, SoftPrompt};
-use crate::train::{self, gradients, BatchOptions, Example, Hooks, Keep, TaskData, TrainOptions};
+use crate::train::{self, gradients, Example, Hooks, TaskData, TrainConfig, TrainOptions};
 
-fn make_prompt(m: &mut ScriptModel, length: INT, init: Dynamic, name: &str) -> RResult<SoftPrompt> {
+/// A prompt for model `m`, seeded by `seed` and its name (see `SoftPrompt::new`).
+fn make_prompt(m: &mut ScriptModel, length: INT, init: Dynamic, name: &str, seed: INT) -> RResult<SoftPrompt> {
     let length = usize_arg("soft_prompt length", length)?;
-    let tensor = init.read_lock::<Tensor>().map(|t| t.clone());
-    let init = if let Some(t) = tensor {
-        Init::Tensor(t)
-    } else {
-        let s = init.into_immutable_string().map_err(|t| to_rhai(format!("soft_prompt: init must be a string or a Tensor, got {t}")))?;
-        match s.as_str() {
-            "uniform" => Init::Uniform,
-            "vocab" => Init::Vocab { top: 5000 },
-            text if text.starts_with("text:") => Init::Ids(m.tokenizer.encode(&text[5..], false).map_err(to_rhai)?),
-            other => return Err(to_rhai(format!("soft_prompt: unknown init '{other}' (expected \"uniform\", \"vocab\", \"text:...\" or a Tensor)"))),
+    let init = match init.read_lock::<Tensor>().map(|t| t.clone()) {
+        Some(t) => Init::Tensor(t),
+        None => {
+            let s = init.into_immutable_string().map_err(|t| to_rhai(format!("soft_prompt: init must be a string or a Tensor, got {t}")))?;
+            Init::from_name(&s, &m.tokenizer).map_err(to_rhai)?
         }
     };
-    let seed = m.prompts.lock().map(|p| p.len() as u64).unwrap_or(0);
-    let p = SoftPrompt::new(name, m.lm(), length, init, seed).map_err(to_rhai)?;
+    let p = SoftPrompt::new(name, m.lm(), length, init, seed as u64).map_err(to_rhai)?;
     if let Ok(mut prompts) = m.prompts.lock() {
         prompts.insert(name.to_string(), p.clone());
     }
@@ -62,62 +57,24 @@ fn prompt_arg(v: &Dynamic, key: &str) -> RResult<SoftPrompt> {
     v.read_lock::<SoftPrompt>().map(|p| p.clone()).ok_or_else(|| to_rhai(format!("option '{key}' must be a Prompt (from soft_prompt)")))
 }
 
-const TRAIN_KEYS: [&str; 24] = [
-    "steps", "batch_size", "lr", "prompt_lr", "optimizer", "schedule", "warmup", "clip_norm", "dropout", "label_smoothing",
-    "prompt", "prompts", "shots", "ratios", "evaluate", "eval_every", "keep", "checkpoint_dir", "save_every", "resume", "seed",
-    "max_input_len", "max_target_len", "quiet",
+/// `train`'s options that are not data: read here, not by `TrainConfig`.
+const TRAIN_EXTRA: [(&str, &str); 4] = [
+    ("prompt", "the Prompt attached to every example (none)"),
+    ("prompts", "a map task -> Prompt, for multi-task data (none)"),
+    ("ratios", "a map task -> mixing share (default: proportional to example counts)"),
+    ("evaluate", "a function |step| -> score, called every eval_every steps (none)"),
 ];
 
-fn train_options(o: &Map) -> RResult<TrainOptions> {
-    let mut keys: Vec<&str> = TRAIN_KEYS.to_vec();
-    keys.extend(["label", "weight_decay", "momentum", "separator", "bucket_by_length"]);
-    check_keys("train", o, &keys)?;
-    let d = TrainOptions::default();
-    let steps = usize_arg("steps", map_int(o, "steps", d.steps as i64)?)?;
-    let warmup = map_int(o, "warmup", 0)?.max(0) as u64;
-    let mut opts = TrainOptions {
-        steps,
-        batch: BatchOptions {
-            batch_size: usize_arg("batch_size", map_int(o, "batch_size", d.batch.batch_size as i64)?)?,
-            max_input_len: usize_arg("max_input_len", map_int(o, "max_input_len", d.batch.max_input_len as i64)?)?,
-            max_target_len: usize_arg("max_target_len", map_int(o, "max_target_len", d.batch.max_target_len as i64)?)?,
-            shots: usize_arg("shots", map_int(o, "shots", 0)?)?,
-            separator: map_str(o, "separator", crate::train::batch::DEMO_SEPARATOR)?,
-            bucket_by_length: map_bool(o, "bucket_by_length", false)?,
-            seed: map_int(o, "seed", 0)? as u64,
-        },
-        optimizer: map_str(o, "optimizer", &d.optimizer)?,
-        lr: map_float(o, "lr", d.lr)?,
-        prompt_lr: map_float(o, "prompt_lr", d.prompt_lr)?,
-        schedule: Schedule::from_name(&map_str(o, "schedule", "constant")?, warmup, steps as u64).map_err(to_rhai)?,
-        clip_norm: o.get("clip_norm").map(|_| map_float(o, "clip_norm", 1.0)).transpose()?,
-        dropout: map_float(o, "dropout", d.dropout)?,
-        label_smoothing: map_float(o, "label_smoothing", d.label_smoothing)?,
-        eval_every: usize_arg("eval_every", map_int(o, "eval_every", 0)?)?,
-        keep: match map_str(o, "keep", "last")?.as_str() {
-            "best" => Keep::Best,
-            "last" => Keep::Last,
-            other => return Err(to_rhai(format!("option 'keep' must be \"best\" or \"last\", got \"{other}\""))),
-        },
-        checkpoint_dir: o.get("checkpoint_dir").map(|_| map_str(o, "checkpoint_dir", "")).transpose()?.map(PathBuf::from),
-        save_every: usize_arg("save_every", map_int(o, "save_every", 0)?)?,
-        resume: map_bool(o, "resume", true)?,
-        quiet: map_bool(o, "quiet", false)?,
-        label: map_str(o, "label", "train")?,
-        ..d
-    };
-    for key in ["weight_decay", "momentum"] {
-        if o.contains_key(key) {
-            opts.optim_options.set(key, map_float(o, key, 0.0)?).map_err(to_rhai)?;
-        }
-    }
-    if !(opts.dropout >= 0.0 && opts.dropout < 1.0) {
-        return Err(to_rhai(format!("option 'dropout' must be in [0, 1), got {}", opts.dropout)));
-    }
+/// The trainer's options from a script map: data options through
+/// `TrainConfig`, the separator defaulting to the model's, then the prompts.
+fn train_options(m: &ScriptModel, o: &Map) -> RResult<TrainOptions> {
+    let mut config: TrainConfig = options::parse("train", o, &TRAIN_EXTRA)?;
+    config.separator.get_or_insert_with(|| m.separator.clone());
+    let mut opts = config.build().map_err(to_rhai)?;
     if let Some(p) = o.get("prompt").filter(|p| !p.is_unit()) {
         opts.prompt = Some(prompt_arg(p, "prompt")?);
     }
-    if let Some(ps) = o.get("prompts") {
+    if let Some(ps) = o.get("prompts").filter(|p| !p.is_unit()) {
         let ps = ps.read_lock::<Map>().ok_or_else(|| to_rhai("option 'prompts' must be a map from task name to Prompt"))?;
         for (task, p) in ps.iter() {
             opts.task_prompts.insert(task.to_string(), prompt_arg(p, "prompts")?);
@@ -129,18 +86,18 @@ fn train_options(o: &Map) -> RResult<TrainOptions> {
 /// Training data: an array of examples (one task) or a map task -> array (multi-task).
 fn task_data(data: &Dynamic, o: &Map) -> RResult<Vec<TaskData>> {
     if let Some(arr) = data.read_lock::<Array>() {
-        return Ok(vec![TaskData { name: "default".into(), examples: examples("train data", &arr, "default")?, ratio: 1.0 }]);
+        return Ok(vec![TaskData::new("default", examples("train data", &arr, "default")?)]);
     }
     let map = data.read_lock::<Map>().ok_or_else(|| to_rhai("train: data must be an array of #{input, target} or a map from task name to such an array"))?;
     let ratios = o.get("ratios").and_then(|r| r.read_lock::<Map>().map(|m| m.clone())).unwrap_or_default();
     let mut out = Vec::new();
     for (task, arr) in map.iter() {
         let arr = arr.read_lock::<Array>().ok_or_else(|| to_rhai(format!("train: data for task '{task}' is not an array")))?;
-        let ratio = match ratios.get(task.as_str()) {
-            Some(r) => r.as_float().or_else(|_| r.as_int().map(|i| i as f64)).map_err(|_| to_rhai(format!("ratio of '{task}' must be a number")))?,
-            None => arr.len() as f64,
-        };
-        out.push(TaskData { name: task.to_string(), examples: examples("train data", &arr, task)?, ratio });
+        let mut data = TaskData::new(task, examples("train data", &arr, task)?);
+        if let Some(r) = ratios.get(task.as_str()) {
+            data.ratio = r.as_float().or_else(|_| r.as_int().map(|i| i as f64)).map_err(|_| to_rhai(format!("ratio of '{task}' must be a number")))?;
+        }
+        out.push(data);
     }
     Ok(out)
 }
@@ -161,7 +118,7 @@ fn history_map(h: &train::History) -> Map {
 }
 
 fn run_train(ctx: NativeCallContext, m: &mut ScriptModel, data: Dynamic, o: Map) -> RResult<Map> {
-    let opts = train_options(&o)?;
+    let opts = train_options(m, &o)?;
     let tasks = task_data(&data, &o)?;
     let eval_fn: Option<FnPtr> = match o.get("evaluate") {
         None => None,
@@ -189,7 +146,8 @@ fn run_train(ctx: NativeCallContext, m: &mut ScriptModel, data: Dynamic, o: Map)
 }
 
 fn gradients_of(m: &mut ScriptModel, data: Array, o: Map) -> RResult<Map> {
-    let mut opts = train_options(&o)?;
+    let mut opts = train_options(m, &o)?;
+    // A gradient probe measures the plain loss unless told otherwise.
     opts.label_smoothing = map_float(&o, "label_smoothing", 0.0)?;
     let exs = examples("gradients", &data, "default")?;
     let batch = train::Batch {
@@ -209,10 +167,11 @@ fn tensor_map(what: &str, m: &Map) -> RResult<BTreeMap<String, Tensor>> {
 
 pub fn register(engine: &mut Engine) {
     engine.register_type_with_name::<SoftPrompt>("Prompt");
-    engine.register_fn("to_string", |p: &mut SoftPrompt| format!("Prompt('{}', {} x {}, {})", p.name, p.len(), p.width(), if p.is_trainable() { "trainable" } else { "frozen" }));
-    engine.register_fn("to_debug", |p: &mut SoftPrompt| format!("Prompt('{}', {} x {})", p.name, p.len(), p.width()));
-    reg(engine, "soft_prompt", &["m: Model", "length: int", "init: String|Tensor", "Prompt"], "A trainable soft prompt: init \"uniform\" (±0.5), \"vocab\" (top-5000 token embeddings), \"text:...\" or a Tensor.", |m: &mut ScriptModel, n: INT, init: Dynamic| make_prompt(m, n, init, "default"));
-    reg(engine, "soft_prompt", &["m: Model", "length: int", "init: String|Tensor", "name: &str", "Prompt"], "A named soft prompt (one per task).", |m: &mut ScriptModel, n: INT, init: Dynamic, name: &str| make_prompt(m, n, init, name));
+    reg(engine, "to_string", &["p: Prompt", "String"], "A prompt's name, shape and whether it trains.", |p: &mut SoftPrompt| format!("Prompt('{}', {} x {}, {})", p.name, p.len(), p.width(), if p.is_trainable() { "trainable" } else { "frozen" }));
+    reg(engine, "to_debug", &["p: Prompt", "String"], "A prompt's name and shape.", |p: &mut SoftPrompt| format!("Prompt('{}', {} x {})", p.name, p.len(), p.width()));
+    reg(engine, "soft_prompt", &["m: Model", "length: int", "init: String|Tensor", "Prompt"], "A trainable soft prompt named \"default\", seed 0: init \"uniform\" (±0.5), \"vocab\" (top-5000 token embeddings), \"text:...\" or a Tensor.", |m: &mut ScriptModel, n: INT, init: Dynamic| make_prompt(m, n, init, "default", 0));
+    reg(engine, "soft_prompt", &["m: Model", "length: int", "init: String|Tensor", "name: &str", "Prompt"], "A named soft prompt (one per task), seed 0.", |m: &mut ScriptModel, n: INT, init: Dynamic, name: &str| make_prompt(m, n, init, name, 0));
+    reg(engine, "soft_prompt", &["m: Model", "length: int", "init: String|Tensor", "name: &str", "seed: int", "Prompt"], "A named soft prompt whose random init depends only on (seed, name).", make_prompt);
     reg(engine, "prompt", &["m: Model", "name: &str", "Prompt"], "The model's soft prompt called `name`.", |m: &mut ScriptModel, name: &str| -> RResult<SoftPrompt> {
         m.prompts.lock().ok().and_then(|p| p.get(name).cloned()).ok_or_else(|| to_rhai(format!("the model has no prompt named '{name}'")))
     });
@@ -232,12 +191,13 @@ pub fn register(engine: &mut Engine) {
         }
         Ok(p)
     });
-    reg(engine, "train", &["m: Model", "data: Array|Map", "opts: Map", "Map"], "Train what is trainable (model and attached prompts); returns the history #{losses, evals, best_step, ...}.", run_train);
+    let doc = options::doc_with_options::<TrainConfig>("Train what is trainable (model and attached prompts); returns the history #{losses, evals, best_step, ...}.", &TRAIN_EXTRA);
+    reg(engine, "train", &["m: Model", "data: Array|Map", "opts: Map", "Map"], &doc, run_train);
     reg(engine, "clear_checkpoints", &["dir: &str", "()"], "Remove the training checkpoints in a directory (only promot's step-* folders and 'latest').", |dir: &str| -> RResult<()> {
         crate::train::checkpoint::clear(Path::new(dir)).map_err(to_rhai)
     });
     reg(engine, "train_option_names", &["Array"], "The option names `train` accepts.", || -> Array {
-        TRAIN_KEYS.iter().chain(["label", "weight_decay", "momentum", "separator", "bucket_by_length"].iter()).map(|k| Dynamic::from(k.to_string())).collect()
+        crate::options::names::<TrainConfig>(&TRAIN_EXTRA).into_iter().map(Dynamic::from).collect()
     });
     reg(engine, "gradients", &["m: Model", "data: Array", "opts: Map", "Map"], "Gradient of the loss on a batch for every model parameter, by name (dropout off).", gradients_of);
     reg(engine, "grad_cosine", &["a: Map", "b: Map", "names: Array", "float"], "Cosine similarity between two gradient sets over the named parameters.", |a: Map, b: Map, names: Array| -> RResult<f64> {

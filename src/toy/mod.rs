@@ -14,10 +14,12 @@
 //! splits on purpose (closed-book QA: the facts are learned in pretraining);
 //! only the question phrasing is held out.
 //!
-//! Prompts: a k-shot prompt is `demo_1 SEP demo_2 SEP ... demo_k SEP query`
-//! where `demo = input + INPUT_TARGET_JOIN + target` and SEP is
-//! `DEMO_SEPARATOR`. Demonstrations always come from the train split.
+//! Prompts: a k-shot prompt is joined by the crate's one joiner
+//! (`data::fewshot::build_prompt`) with the toy separator `DEMO_SEPARATOR`:
+//! `demo_1 SEP demo_2 SEP ... demo_k SEP query`, `demo = input + " " + target`.
+//! Demonstrations always come from the train split.
 
+pub mod config;
 pub mod tasks;
 pub mod vocab;
 pub mod world;
@@ -27,13 +29,13 @@ use std::collections::BTreeSet;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::data::fewshot::build_prompt;
 use crate::error::{Error, Result};
+pub use config::ToyModelConfig;
 pub use tasks::FreshRule;
 pub use vocab::{build_tokenizer, SEPARATOR_TOKEN};
 pub use world::{World, DEFAULT_WORLD_SEED};
 
-/// Joins a demonstration's input and target.
-pub const INPUT_TARGET_JOIN: &str = " ";
 /// Joins consecutive demonstrations, and the last one to the query. It is a
 /// single token of the toy vocabulary (`SEPARATOR_TOKEN`) with spaces.
 pub const DEMO_SEPARATOR: &str = " <sep> ";
@@ -61,11 +63,6 @@ impl Example {
     pub fn new(input: impl Into<String>, target: impl Into<String>) -> Example {
         let target = target.into();
         Example { input: input.into(), references: vec![target.clone()], target }
-    }
-
-    /// The demonstration form of this example: input, join, target.
-    pub fn demonstration(&self) -> String {
-        format!("{}{INPUT_TARGET_JOIN}{}", self.input, self.target)
     }
 }
 
@@ -129,8 +126,9 @@ impl TaskKind {
     /// The closed label set of a classification task, `None` otherwise.
     pub fn label_set(self) -> Option<Vec<&'static str>> {
         match self {
-            TaskKind::Rte | TaskKind::Wic => Some(vec!["True", "False"]),
-            TaskKind::Cb => Some(vec!["True", "False", "Neither"]),
+            TaskKind::Rte => crate::data::template::label_words("rte").ok(),
+            TaskKind::Wic => crate::data::template::label_words("wic").ok(),
+            TaskKind::Cb => crate::data::template::label_words("cb").ok(),
             _ => None,
         }
     }
@@ -216,9 +214,12 @@ where
 
 /// Joins demonstrations and a query into one prompt (see the module docs).
 pub fn join_prompt(demonstrations: &[Example], query: &Example) -> Example {
-    let mut parts: Vec<String> = demonstrations.iter().map(|d| d.demonstration()).collect();
-    parts.push(query.input.clone());
-    Example { input: parts.join(DEMO_SEPARATOR), target: query.target.clone(), references: query.references.clone() }
+    let demos: Vec<(String, String)> = demonstrations.iter().map(|d| (d.input.clone(), d.target.clone())).collect();
+    Example {
+        input: build_prompt(&query.input, &demos, DEMO_SEPARATOR),
+        target: query.target.clone(),
+        references: query.references.clone(),
+    }
 }
 
 impl World {
@@ -318,17 +319,18 @@ impl World {
         (0..n).map(|_| self.episode_in(task, split, k, &mut rng)).collect()
     }
 
-    /// The pretraining mixture: `n` train episodes, each of a task drawn
-    /// uniformly from all tasks (fine-tuning targets included) with k drawn
+    /// One draw of the pretraining mixture: a train episode of a task drawn
+    /// uniformly from all tasks (fine-tuning targets included), with k drawn
     /// uniformly from 0..=k_max.
-    pub fn pretrain_batch_examples<R: Rng + ?Sized>(&self, rng: &mut R, n: usize, k_max: usize) -> Result<Vec<Example>> {
+    pub fn pretrain_episode<R: Rng + ?Sized>(&self, rng: &mut R, k_max: usize) -> Result<(TaskKind, Example)> {
         let tasks = TaskKind::all();
-        (0..n)
-            .map(|_| {
-                let task = tasks[rng.random_range(0..tasks.len())];
-                let k = rng.random_range(0..=k_max);
-                self.episode(task, k, rng)
-            })
-            .collect()
+        let task = tasks[rng.random_range(0..tasks.len())];
+        let k = rng.random_range(0..=k_max);
+        Ok((task, self.episode(task, k, rng)?))
+    }
+
+    /// `n` draws of the pretraining mixture ([`World::pretrain_episode`]).
+    pub fn pretrain_batch_examples<R: Rng + ?Sized>(&self, rng: &mut R, n: usize, k_max: usize) -> Result<Vec<Example>> {
+        (0..n).map(|_| self.pretrain_episode(rng, k_max).map(|(_, e)| e)).collect()
     }
 }

@@ -11,7 +11,13 @@ use rand::Rng;
 
 use super::world::{fill, pick, World, WordOrder};
 use super::{Example, TaskKind};
+use crate::data::template;
 use crate::error::{Error, Result};
+
+/// The target word of a dataset label, from the one label table.
+fn label(task: &str, name: &str) -> Result<String> {
+    template::label_word(task, &serde_json::Value::String(name.to_string()))
+}
 
 /// A claim about an entity: (entity index, relation index, value index).
 /// Unlike `Fact` it need not agree with the knowledge base: premises and
@@ -147,26 +153,22 @@ impl World {
         let premise = self.premise_claims(rng, size)?;
         let truth = rng.random_bool(0.5);
         let hypothesis = self.decidable_hypothesis(rng, &premise, truth)?;
-        let input = format!(
-            "{} question: {hypothesis} Is it true or false? answer:",
-            self.premise_text(&premise)?
-        );
-        Ok(Example::new(input, if truth { "True" } else { "False" }))
+        let premise = self.premise_text(&premise)?;
+        let input = template::fill_named("rte", &[("premise", &premise), ("hypothesis", &hypothesis)])?;
+        Ok(Example::new(input, label("rte", if truth { "entailment" } else { "not_entailment" })?))
     }
 
     fn cb<R: Rng + ?Sized>(&self, rng: &mut R) -> Result<Example> {
         let size = rng.random_range(2..=3);
         let premise = self.premise_claims(rng, size)?;
-        let (hypothesis, label) = match rng.random_range(0..3) {
-            0 => (self.decidable_hypothesis(rng, &premise, true)?, "True"),
-            1 => (self.decidable_hypothesis(rng, &premise, false)?, "False"),
-            _ => (self.unrelated_hypothesis(rng, &premise)?, "Neither"),
+        let (hypothesis, label_name) = match rng.random_range(0..3) {
+            0 => (self.decidable_hypothesis(rng, &premise, true)?, "entailment"),
+            1 => (self.decidable_hypothesis(rng, &premise, false)?, "contradiction"),
+            _ => (self.unrelated_hypothesis(rng, &premise)?, "neutral"),
         };
-        let input = format!(
-            "{} question: {hypothesis} Is it true or false or neither? answer:",
-            self.premise_text(&premise)?
-        );
-        Ok(Example::new(input, label))
+        let premise = self.premise_text(&premise)?;
+        let input = template::fill_named("cb", &[("premise", &premise), ("hypothesis", &hypothesis)])?;
+        Ok(Example::new(input, label("cb", label_name)?))
     }
 
     fn wic_sentence<R: Rng + ?Sized>(&self, rng: &mut R, word: &str, cue: &str) -> Result<String> {
@@ -189,12 +191,9 @@ impl World {
         let cue2 = pick(rng, &ambiguous.senses[second])?;
         let s1 = self.wic_sentence(rng, ambiguous.word, cue1)?;
         let s2 = self.wic_sentence(rng, ambiguous.word, cue2)?;
-        let input = format!(
-            "{s1} {s2} question: The word {} is used in the same way in the two sentences. \
-             Is it true or False? answer:",
-            ambiguous.word
-        );
-        Ok(Example::new(input, if same { "True" } else { "False" }))
+        let fields = [("sentence1", s1.as_str()), ("sentence2", s2.as_str()), ("word", ambiguous.word)];
+        let input = template::fill_named("wic", &fields)?;
+        Ok(Example::new(input, label("wic", if same { "true" } else { "false" })?))
     }
 
     /// Closed-book question about a knowledge-base fact in one of two styles.
@@ -208,7 +207,7 @@ impl World {
             .ok_or_else(|| Error::msg("toy world: fact with a missing relation"))?;
         let templates = if web_style { relation.web_questions } else { relation.trivia_questions };
         let question = fill(pick(rng, templates)?, entity, value);
-        let mut example = Example::new(format!("Q: {question} A:"), value);
+        let mut example = Example::new(template::fill_named("qa", &[("question", &question)])?, value);
         example.references = self.references_for(value);
         Ok(example)
     }
@@ -230,7 +229,9 @@ impl World {
                     .ok_or_else(|| Error::msg(format!("toy world: {} has no word for {w}", lang.name)))
             })
             .collect::<Result<Vec<_>>>()?;
-        let input = format!("Translate English to {}: {english}.", lang.name);
+        let source = format!("{english}.");
+        let fields = [("source_language", "English"), ("target_language", lang.name), ("source", source.as_str())];
+        let input = template::fill_named("translation", &fields)?;
         Ok(Example::new(input, format!("{}.", foreign.join(" "))))
     }
 
@@ -274,7 +275,7 @@ impl World {
         }
         let (_, _, city_name) = self.claim_parts(city_claim)?;
         let (entity, _, job_name) = self.claim_parts(job_claim)?;
-        let input = format!("Article: {} One sentence summary:", sentences.join(" "));
+        let input = template::fill_named("summarization", &[("article", &sentences.join(" "))])?;
         Ok(Example::new(input, format!("the {job_name} {entity} lives in {city_name}.")))
     }
 

@@ -24,6 +24,7 @@ use tokenizers::processors::template::TemplateProcessing;
 use tokenizers::{AddedToken, SplitDelimiterBehavior, Tokenizer};
 
 use super::world::World;
+use crate::data::template;
 use crate::error::{Error, Result};
 
 /// The padding token (id 0), as in T5.
@@ -40,18 +41,10 @@ pub const NUM_SENTINELS: usize = 8;
 /// Punctuation marks that are tokens of their own and attach to the word before.
 const PUNCTUATION: &[&str] = &[".", "?", ":", ","];
 
-/// Literal text of the task templates (tasks.rs); their words are part of
-/// every world's vocabulary. The tokenizer test checks nothing is missing.
-const TEMPLATE_TEXT: &[&str] = &[
-    "question: Is it true or false? answer: Is it true or false or neither? answer:",
-    "The word is used in the same way in the two sentences. Is it true or False? answer:",
-    "True False Neither",
-    "Q: A:",
-    "Translate English to French: German: Romanian:",
-    "Article: One sentence summary: the lives in",
-    "Input: Output:",
-    "the of is",
-];
+/// Words the toy tasks write besides the paper's templates, label words and
+/// language names: the summary sentence, the fresh-rule task's frame, and
+/// paraphrases ("the city of zorp is vella.").
+const TOY_TEXT: &[&str] = &["the lives in", "Input: Output:", "the of is"];
 
 /// Splits text the way the tokenizer's pre-tokenizer does: on whitespace,
 /// with each punctuation mark as a word of its own.
@@ -77,8 +70,22 @@ pub fn split_words(text: &str) -> Vec<String> {
 }
 
 /// The words of the fixed task templates.
+///
+/// These are the literal words of the one template table
+/// (`data::template::TEMPLATES`, as currently set), its label words, the
+/// language names, and the toy world's own frame words. Tasks fill the same
+/// templates, so the vocabulary always covers them.
 pub(crate) fn template_words() -> BTreeSet<String> {
-    TEMPLATE_TEXT.iter().flat_map(|t| split_words(t)).collect()
+    let mut words: BTreeSet<String> = TOY_TEXT.iter().flat_map(|t| split_words(t)).collect();
+    for (name, builtin) in template::TEMPLATES {
+        let text = template::template_by_name(name).unwrap_or_else(|_| builtin.to_string());
+        words.extend(split_words(&template::literal_text(&text).unwrap_or_default()));
+    }
+    for (_, labels) in template::LABELS {
+        words.extend(labels.iter().map(|(_, word)| word.to_string()));
+    }
+    words.extend(template::LANGUAGES.iter().map(|(_, name)| name.to_string()));
+    words
 }
 
 /// The words of a relation phrasing with its `{e}`/`{v}` slots removed.
@@ -182,4 +189,28 @@ pub fn build_tokenizer(world: &World) -> Result<Tokenizer> {
     tokenizer.add_special_tokens(&special);
     tokenizer.add_tokens(&[AddedToken::from(SEPARATOR_TOKEN.to_string(), false)]);
     Ok(tokenizer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The built-in toy model's vocabulary was made from these words; the
+    /// words derived from the template table must be exactly them, or its
+    /// token ids would shift.
+    #[test]
+    fn template_words_match_the_built_in_vocabulary() {
+        let built_from: &[&str] = &[
+            "question: Is it true or false? answer: Is it true or false or neither? answer:",
+            "The word is used in the same way in the two sentences. Is it true or False? answer:",
+            "True False Neither",
+            "Q: A:",
+            "Translate English to French: German: Romanian:",
+            "Article: One sentence summary: the lives in",
+            "Input: Output:",
+            "the of is",
+        ];
+        let want: BTreeSet<String> = built_from.iter().flat_map(|t| split_words(t)).collect();
+        assert_eq!(template_words(), want);
+    }
 }

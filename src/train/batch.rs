@@ -6,9 +6,9 @@
 //! exactly the batches an uninterrupted one would have seen.
 
 use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand::Rng;
 
+use crate::data::fewshot::build_prompt;
 use crate::error::{Error, Result};
 use crate::tokenizer::Tokenizer;
 
@@ -25,7 +25,18 @@ pub struct Example {
 pub struct TaskData {
     pub name: String,
     pub examples: Vec<Example>,
+    /// Relative share of batch rows; see [`TaskData::new`] for the default.
     pub ratio: f64,
+}
+
+impl TaskData {
+    /// A task mixed in proportion to its size ("examples-proportional
+    /// mixing", as T5's multi-task mixtures): its ratio is its example count.
+    /// Set `ratio` to mix otherwise (e.g. equal shares).
+    pub fn new(name: &str, examples: Vec<Example>) -> Self {
+        let ratio = examples.len() as f64;
+        Self { name: name.to_string(), examples, ratio }
+    }
 }
 
 /// Token ids of one batch, before padding.
@@ -43,7 +54,8 @@ pub struct BatchOptions {
     pub max_target_len: usize,
     /// Demonstrations from the same task prepended to every input (the "+1-shot" variants).
     pub shots: usize,
-    /// What joins demonstrations and the query (the evaluation prompts' joiner).
+    /// What joins demonstrations and the query: the model's separator
+    /// (`data::fewshot::model_separator`), the same one evaluation uses.
     pub separator: String,
     /// Group examples of similar length into batches (less padding; the
     /// batch order is still shuffled). Single-task data only.
@@ -63,9 +75,6 @@ pub struct Batcher {
 /// Examples in a window sorted by length before batching: large enough to
 /// find similar lengths, small enough to keep batches varied across the epoch.
 const BUCKET_WINDOW_BATCHES: usize = 64;
-
-/// Demonstrations are joined to the query the way the evaluation prompts join them.
-pub const DEMO_SEPARATOR: &str = "\n\n";
 
 impl Batcher {
     pub fn new(tasks: Vec<TaskData>, opts: BatchOptions) -> Result<Self> {
@@ -96,7 +105,7 @@ impl Batcher {
     fn epoch_batches(&self, epoch: usize) -> Vec<Vec<usize>> {
         let ex = &self.tasks[0].examples;
         let (n, bs) = (ex.len(), self.opts.batch_size);
-        let mut rng = ChaCha8Rng::seed_from_u64(self.opts.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut rng = crate::seed::rng(self.opts.seed, &format!("batches:epoch:{epoch}"));
         let mut order: Vec<usize> = (0..n).collect();
         order.shuffle(&mut rng);
         let count = n.div_ceil(bs);
@@ -133,7 +142,7 @@ impl Batcher {
             self.single_task_batch(step).into_iter().map(|i| ex[i].clone()).collect()
         } else {
             // Several tasks: each row picks a task by ratio, then an example of it.
-            let mut rng = ChaCha8Rng::seed_from_u64(self.opts.seed.wrapping_add((step as u64).wrapping_mul(0x2545_F491_4F6C_DD1D)));
+            let mut rng = crate::seed::rng(self.opts.seed, &format!("batches:step:{step}"));
             let total: f64 = self.tasks.iter().map(|t| t.ratio).sum();
             (0..bs)
                 .map(|_| {
@@ -155,20 +164,19 @@ impl Batcher {
             return ex.input.clone();
         }
         let Some(pool) = self.by_task.get(&ex.task) else { return ex.input.clone() };
-        let mut rng = ChaCha8Rng::seed_from_u64(self.opts.seed ^ ((step * 7919 + row) as u64).wrapping_mul(0x9E37_79B9));
-        let mut parts = Vec::new();
+        let mut rng = crate::seed::rng(self.opts.seed, &format!("demonstrations:{step}:{row}"));
+        let mut demos = Vec::new();
         for _ in 0..self.opts.shots {
             // Never show the example itself as its own demonstration.
             for _ in 0..8 {
                 let d = &pool[rng.random_range(0..pool.len())];
                 if d.input != ex.input || pool.len() == 1 {
-                    parts.push(format!("{} {}", d.input, d.target));
+                    demos.push((d.input.clone(), d.target.clone()));
                     break;
                 }
             }
         }
-        parts.push(ex.input.clone());
-        parts.join(&self.opts.separator)
+        build_prompt(&ex.input, &demos, &self.opts.separator)
     }
 
     /// Tokenised batch of step `step`: inputs keep their end (the query) when cut.
