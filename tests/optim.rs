@@ -20,8 +20,7 @@ fn reference() -> HashMap<String, Tensor> {
 }
 
 fn get<'a>(refs: &'a HashMap<String, Tensor>, key: &str) -> &'a Tensor {
-    refs.get(key)
-        .unwrap_or_else(|| panic!("fixture has no tensor {key}"))
+    refs.get(key).unwrap_or_else(|| panic!("fixture has no tensor {key}"))
 }
 
 fn initial_params(refs: &HashMap<String, Tensor>) -> Vec<Param> {
@@ -85,10 +84,7 @@ fn adafactor_matches_transformers_lr_0_2() {
 
 #[test]
 fn adafactor_matches_transformers_lr_1e_3() {
-    check_against_reference(
-        "adafactor_lr0.001",
-        optim::by_name("adafactor", 1e-3).unwrap(),
-    );
+    check_against_reference("adafactor_lr0.001", optim::by_name("adafactor", 1e-3).unwrap());
 }
 
 #[test]
@@ -97,10 +93,7 @@ fn adafactor_with_momentum_decay_and_parameter_scale_matches_transformers() {
     opts.set("beta1", 0.9).unwrap();
     opts.set("weight_decay", 0.1).unwrap();
     opts.set("multiply_by_parameter_scale", 1.0).unwrap();
-    check_against_reference(
-        "adafactor_extra",
-        optim::build("adafactor", 0.05, &opts).unwrap(),
-    );
+    check_against_reference("adafactor_extra", optim::build("adafactor", 0.05, &opts).unwrap());
 }
 
 #[test]
@@ -199,28 +192,13 @@ fn frozen_and_gradless_params_are_untouched_and_get_no_state() {
 
 #[test]
 fn frozen_param_gets_no_gradient_from_backward() {
-    let w = Param::new(
-        "w",
-        Tensor::new(&[1.0f32, -2.0, 3.0], &Device::Cpu).unwrap(),
-    )
-    .unwrap();
-    let f = Param::new(
-        "f",
-        Tensor::new(&[0.5f32, 0.25, -1.0], &Device::Cpu).unwrap(),
-    )
-    .unwrap();
+    let w = Param::new("w", Tensor::new(&[1.0f32, -2.0, 3.0], &Device::Cpu).unwrap()).unwrap();
+    let f = Param::new("f", Tensor::new(&[0.5f32, 0.25, -1.0], &Device::Cpu).unwrap()).unwrap();
     f.set_trainable(false);
     let before = bits(f.var().as_tensor());
     let mut opt = optim::by_name("adafactor", 0.1).unwrap();
     for _ in 0..3 {
-        let loss = w
-            .tensor()
-            .mul(&f.tensor())
-            .unwrap()
-            .sqr()
-            .unwrap()
-            .sum_all()
-            .unwrap();
+        let loss = w.tensor().mul(&f.tensor()).unwrap().sqr().unwrap().sum_all().unwrap();
         let grads = loss.backward().unwrap();
         assert!(grads.get(f.var().as_tensor()).is_none());
         opt.step(&[w.clone(), f.clone()], &grads).unwrap();
@@ -229,10 +207,7 @@ fn frozen_param_gets_no_gradient_from_backward() {
     // d/dw sum((w f)^2) = 2 w f^2 points away from 0, so |w| shrinks.
     let w_now = values(w.var().as_tensor());
     assert!(
-        w_now
-            .iter()
-            .zip([1.0f32, -2.0, 3.0])
-            .all(|(a, b)| a.abs() < b.abs()),
+        w_now.iter().zip([1.0f32, -2.0, 3.0]).all(|(a, b)| a.abs() < b.abs()),
         "{w_now:?}"
     );
 }
@@ -247,23 +222,16 @@ fn state_round_trip_resumes_bit_identically() {
         let mut straight = fresh().remove(which);
         let params = initial_params(&refs);
         for step in 1..=STEPS {
-            straight
-                .step(&params, &fixture_grads(&refs, &params, step))
-                .unwrap();
+            straight.step(&params, &fixture_grads(&refs, &params, step)).unwrap();
         }
         // Two steps, checkpoint (through a safetensors file), then a new optimizer and new params.
         let mut first = fresh().remove(which);
         let early = initial_params(&refs);
         for step in 1..=2 {
-            first
-                .step(&early, &fixture_grads(&refs, &early, step))
-                .unwrap();
+            first.step(&early, &fixture_grads(&refs, &early, step)).unwrap();
         }
         let (state, steps) = first.state().unwrap();
-        let path = std::env::temp_dir().join(format!(
-            "promot-optim-state-{}-{which}.safetensors",
-            std::process::id()
-        ));
+        let path = std::env::temp_dir().join(format!("promot-optim-state-{}-{which}.safetensors", std::process::id()));
         let as_map: HashMap<String, Tensor> = state.into_iter().collect();
         candle_core::safetensors::save(&as_map, &path).unwrap();
         let loaded: BTreeMap<String, Tensor> = candle_core::safetensors::load(&path, &Device::Cpu)
@@ -279,9 +247,7 @@ fn state_round_trip_resumes_bit_identically() {
             .map(|p| Param::new(p.name(), p.var().as_tensor().copy().unwrap()).unwrap())
             .collect();
         for step in 3..=STEPS {
-            resumed
-                .step(&later, &fixture_grads(&refs, &later, step))
-                .unwrap();
+            resumed.step(&later, &fixture_grads(&refs, &later, step)).unwrap();
         }
         for (a, b) in params.iter().zip(&later) {
             assert_eq!(
@@ -297,12 +263,7 @@ fn state_round_trip_resumes_bit_identically() {
         assert_eq!(n1, n2);
         assert_eq!(s1.keys().collect::<Vec<_>>(), s2.keys().collect::<Vec<_>>());
         for (k, t) in &s1 {
-            assert_eq!(
-                bits(t),
-                bits(&s2[k]),
-                "{}: state {k} differs",
-                straight.name()
-            );
+            assert_eq!(bits(t), bits(&s2[k]), "{}: state {k} differs", straight.name());
         }
     }
 }
@@ -312,9 +273,7 @@ fn load_state_rejects_foreign_or_incomplete_state() {
     let refs = reference();
     let params = initial_params(&refs);
     let mut adamw = optim::by_name("adamw", 1e-2).unwrap();
-    adamw
-        .step(&params, &fixture_grads(&refs, &params, 1))
-        .unwrap();
+    adamw.step(&params, &fixture_grads(&refs, &params, 1)).unwrap();
     let (state, steps) = adamw.state().unwrap();
 
     let mut adafactor = optim::by_name("adafactor", 0.2).unwrap();
@@ -335,9 +294,7 @@ fn load_state_rejects_foreign_or_incomplete_state() {
     swapped.insert("adamw.v/matrix".into(), v_vector);
     let mut opt = optim::by_name("adamw", 1e-2).unwrap();
     opt.load_state(&swapped, steps).unwrap();
-    assert!(opt
-        .step(&params, &fixture_grads(&refs, &params, 2))
-        .is_err());
+    assert!(opt.step(&params, &fixture_grads(&refs, &params, 2)).is_err());
 }
 
 #[test]
@@ -370,10 +327,7 @@ fn names_options_and_learning_rate() {
 fn step_rejects_a_param_listed_twice() {
     let p = Param::new("p", Tensor::new(&[1.0f32, 2.0], &Device::Cpu).unwrap()).unwrap();
     let mut grads = GradStore::default();
-    grads.insert(
-        p.var().as_tensor(),
-        Tensor::new(&[1.0f32, 1.0], &Device::Cpu).unwrap(),
-    );
+    grads.insert(p.var().as_tensor(), Tensor::new(&[1.0f32, 1.0], &Device::Cpu).unwrap());
     let mut opt = optim::by_name("sgd", 0.1).unwrap();
     assert!(opt.step(&[p.clone(), p.clone()], &grads).is_err());
     assert_eq!(values(p.var().as_tensor()), vec![1.0, 2.0]);
@@ -415,15 +369,9 @@ fn schedule_values() {
     for (g, w) in got.iter().zip(want) {
         assert!((g - w).abs() < 1e-12, "{got:?}");
     }
-    assert_eq!(
-        Schedule::LinearWarmup { warmup_steps: 0 }.lr_at(base, 0),
-        base
-    );
+    assert_eq!(Schedule::LinearWarmup { warmup_steps: 0 }.lr_at(base, 0), base);
 
-    let decay = Schedule::LinearWarmupDecay {
-        warmup: 2,
-        total: 6,
-    };
+    let decay = Schedule::LinearWarmupDecay { warmup: 2, total: 6 };
     let got: Vec<f64> = (0..8).map(|s| decay.lr_at(1.0, s)).collect();
     let want = [0.5, 1.0, 1.0, 0.75, 0.5, 0.25, 0.0, 0.0];
     for (g, w) in got.iter().zip(want) {
@@ -456,18 +404,9 @@ fn clip_grad_norm_uses_the_global_norm_of_trainable_grads() {
     let params = [a.clone(), b.clone(), frozen.clone(), gradless.clone()];
     let make = || {
         let mut g = GradStore::default();
-        g.insert(
-            a.var().as_tensor(),
-            Tensor::new(&[3.0f32, 4.0], &dev).unwrap(),
-        );
-        g.insert(
-            b.var().as_tensor(),
-            Tensor::new(&[[12.0f32]], &dev).unwrap(),
-        );
-        g.insert(
-            frozen.var().as_tensor(),
-            Tensor::new(&[100.0f32], &dev).unwrap(),
-        );
+        g.insert(a.var().as_tensor(), Tensor::new(&[3.0f32, 4.0], &dev).unwrap());
+        g.insert(b.var().as_tensor(), Tensor::new(&[[12.0f32]], &dev).unwrap());
+        g.insert(frozen.var().as_tensor(), Tensor::new(&[100.0f32], &dev).unwrap());
         g
     };
     // sqrt(3² + 4² + 12²) = 13; the frozen param's gradient does not count.
@@ -483,10 +422,7 @@ fn clip_grad_norm_uses_the_global_norm_of_trainable_grads() {
         "{ga:?}"
     );
     assert!((gb[0] - 12.0 * coef).abs() < 1e-6, "{gb:?}");
-    assert_eq!(
-        values(clipped.get(frozen.var().as_tensor()).unwrap()),
-        vec![100.0]
-    );
+    assert_eq!(values(clipped.get(frozen.var().as_tensor()).unwrap()), vec![100.0]);
     assert!((grad_norm(&params, &clipped).unwrap() - 6.5).abs() < 1e-5);
 
     // Under the limit: untouched.
@@ -499,8 +435,5 @@ fn clip_grad_norm_uses_the_global_norm_of_trainable_grads() {
     assert!((grad_norm(&twice, &make()).unwrap() - 5.0).abs() < 1e-9);
 
     assert!(clip_grad_norm(&params, make(), 0.0).is_err());
-    assert_eq!(
-        grad_norm(std::slice::from_ref(&frozen), &make()).unwrap(),
-        0.0
-    );
+    assert_eq!(grad_norm(std::slice::from_ref(&frozen), &make()).unwrap(), 0.0);
 }

@@ -31,10 +31,7 @@ use std::collections::BTreeMap;
 
 use candle_core::{Tensor, D};
 
-use super::{
-    check_lr, check_range, split_state_key, state_tensor, step_from_tensor,
-    step_tensor, write_back,
-};
+use super::{check_lr, check_range, split_state_key, state_tensor, step_from_tensor, step_tensor, write_back};
 use crate::error::{Error, Result};
 use crate::params::Param;
 
@@ -120,12 +117,7 @@ impl Adafactor {
         if let Some(b1) = cfg.beta1 {
             check_range("adafactor beta1", b1, 0.0, 1.0)?;
         }
-        check_range(
-            "adafactor weight_decay",
-            cfg.weight_decay,
-            0.0,
-            f64::INFINITY,
-        )?;
+        check_range("adafactor weight_decay", cfg.weight_decay, 0.0, f64::INFINITY)?;
         Ok(Self {
             cfg,
             state: BTreeMap::new(),
@@ -147,11 +139,7 @@ impl Adafactor {
                 let second = if rank >= 2 {
                     SecondMoment::Factored {
                         row: Tensor::zeros(&dims[..rank - 1], g.dtype(), g.device())?,
-                        col: Tensor::zeros(
-                            [&dims[..rank - 2], &dims[rank - 1..]].concat(),
-                            g.dtype(),
-                            g.device(),
-                        )?,
+                        col: Tensor::zeros([&dims[..rank - 2], &dims[rank - 1..]].concat(), g.dtype(), g.device())?,
                     }
                 } else {
                     SecondMoment::Full(g.zeros_like()?)
@@ -318,9 +306,7 @@ impl super::Optimizer for Adafactor {
         for (key, t) in tensors {
             let (slot, name) = split_state_key("adafactor", key)?;
             if !matches!(slot, "step" | "vr" | "vc" | "v" | "m") {
-                return Err(Error::msg(format!(
-                    "unknown adafactor state slot in '{key}'"
-                )));
+                return Err(Error::msg(format!("unknown adafactor state slot in '{key}'")));
             }
             slots.entry(name).or_default().insert(slot, t);
         }
@@ -334,10 +320,7 @@ impl super::Optimizer for Adafactor {
             let second = match (s.get("vr"), s.get("vc"), s.get("v")) {
                 (Some(r), Some(c), None) => {
                     let (r, c) = (*r, *c);
-                    if r.rank() < 1
-                        || c.rank() != r.rank()
-                        || r.dims()[..r.rank() - 1] != c.dims()[..c.rank() - 1]
-                    {
+                    if r.rank() < 1 || c.rank() != r.rank() || r.dims()[..r.rank() - 1] != c.dims()[..c.rank() - 1] {
                         return Err(Error::msg(format!(
                             "adafactor state for {name}: row {:?} and column {:?} shapes do not fit together",
                             r.dims(),
@@ -349,9 +332,7 @@ impl super::Optimizer for Adafactor {
                         col: state_tensor(c, c.device(), c.dims(), &key("vc"))?,
                     }
                 }
-                (None, None, Some(v)) => {
-                    SecondMoment::Full(state_tensor(v, v.device(), v.dims(), &key("v"))?)
-                }
+                (None, None, Some(v)) => SecondMoment::Full(state_tensor(v, v.device(), v.dims(), &key("v"))?),
                 _ => {
                     return Err(Error::msg(format!(
                         "adafactor state for {name}: need either vr and vc, or v alone"
@@ -360,15 +341,8 @@ impl super::Optimizer for Adafactor {
             };
             let momentum = match (self.cfg.beta1, s.get("m")) {
                 (Some(_), Some(m)) => Some(state_tensor(m, m.device(), m.dims(), &key("m"))?),
-                (Some(_), None) => {
-                    return Err(Error::msg(format!("missing {} (beta1 is set)", key("m"))))
-                }
-                (None, Some(_)) => {
-                    return Err(Error::msg(format!(
-                        "unexpected {} (beta1 is not set)",
-                        key("m")
-                    )))
-                }
+                (Some(_), None) => return Err(Error::msg(format!("missing {} (beta1 is set)", key("m")))),
+                (None, Some(_)) => return Err(Error::msg(format!("unexpected {} (beta1 is not set)", key("m")))),
                 (None, None) => None,
             };
             state.insert(

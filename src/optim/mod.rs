@@ -121,9 +121,7 @@ pub fn build(name: &str, lr: f64, opts: &OptimOptions) -> Result<Box<dyn Optimiz
     check_lr(lr)?;
     let reject = |knob: &str, set: bool| -> Result<()> {
         if set {
-            return Err(Error::msg(format!(
-                "optimizer '{name}' has no option '{knob}'"
-            )));
+            return Err(Error::msg(format!("optimizer '{name}' has no option '{knob}'")));
         }
         Ok(())
     };
@@ -203,9 +201,7 @@ pub(crate) fn check_lr(lr: f64) -> Result<()> {
 /// `value` must lie in [lo, hi); used to validate betas and momenta.
 pub(crate) fn check_range(what: &str, value: f64, lo: f64, hi: f64) -> Result<()> {
     if !value.is_finite() || value < lo || value >= hi {
-        return Err(Error::msg(format!(
-            "{what} must be in [{lo}, {hi}), got {value}"
-        )));
+        return Err(Error::msg(format!("{what} must be in [{lo}, {hi}), got {value}")));
     }
     Ok(())
 }
@@ -245,10 +241,7 @@ pub(crate) fn value_and_grad(p: &Param, grads: &GradStore) -> Result<Option<(Ten
         )));
     }
     let value = var.as_tensor().detach().to_dtype(DType::F32)?;
-    let grad = grad
-        .detach()
-        .to_dtype(DType::F32)?
-        .to_device(var.device())?;
+    let grad = grad.detach().to_dtype(DType::F32)?.to_device(var.device())?;
     Ok(Some((value, grad)))
 }
 
@@ -260,12 +253,7 @@ pub(crate) fn write_back(p: &Param, value: &Tensor) -> Result<()> {
 }
 
 /// A state tensor restored from a checkpoint, as f32 on `device`, with a shape check.
-pub(crate) fn state_tensor(
-    t: &Tensor,
-    device: &Device,
-    dims: &[usize],
-    what: &str,
-) -> Result<Tensor> {
+pub(crate) fn state_tensor(t: &Tensor, device: &Device, dims: &[usize], what: &str) -> Result<Tensor> {
     if t.dims() != dims {
         return Err(Error::msg(format!(
             "optimizer state {what}: expected shape {dims:?}, got {:?}",
@@ -288,10 +276,7 @@ pub(crate) fn step_from_tensor(t: &Tensor, key: &str) -> Result<u64> {
             t.dims()
         )));
     }
-    let v = t
-        .to_dtype(DType::F64)?
-        .to_device(&Device::Cpu)?
-        .to_scalar::<f64>()?;
+    let v = t.to_dtype(DType::F64)?.to_device(&Device::Cpu)?.to_scalar::<f64>()?;
     if !(v.is_finite() && v >= 0.0 && v.fract() == 0.0) {
         return Err(Error::msg(format!(
             "optimizer state {key}: step count must be a whole number >= 0, got {v}"
@@ -304,7 +289,9 @@ pub(crate) fn step_from_tensor(t: &Tensor, key: &str) -> Result<u64> {
 /// checking that it belongs to the optimiser with `prefix`.
 pub(crate) fn split_state_key<'a>(prefix: &str, key: &'a str) -> Result<(&'a str, &'a str)> {
     let bad = || {
-        Error::msg(format!("optimizer state key '{key}' does not belong to {prefix} (expected '{prefix}.<slot>/<param>')"))
+        Error::msg(format!(
+            "optimizer state key '{key}' does not belong to {prefix} (expected '{prefix}.<slot>/<param>')"
+        ))
     };
     let (head, name) = key.split_once('/').ok_or_else(bad)?;
     let slot = head
