@@ -1,7 +1,9 @@
 //! Optimiser tests: trajectories against PyTorch / transformers references
 //! (tests/fixtures/optim/reference.safetensors, made by
-//! tests/fixtures/make_adafactor_fixture.py), freezing, checkpoint round trips,
-//! schedules and gradient clipping.
+//! tests/fixtures/make_adafactor_fixture.py), Adafactor with T5X's rule against
+//! optax (tests/fixtures/optim/t5x_adafactor.safetensors, made by
+//! tests/fixtures/make_t5x_adafactor_fixture.py), freezing, checkpoint round
+//! trips, schedules and gradient clipping.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -20,8 +22,7 @@ fn reference() -> HashMap<String, Tensor> {
 }
 
 fn get<'a>(refs: &'a HashMap<String, Tensor>, key: &str) -> &'a Tensor {
-    refs.get(key)
-        .unwrap_or_else(|| panic!("fixture has no tensor {key}"))
+    refs.get(key).unwrap_or_else(|| panic!("fixture has no tensor {key}"))
 }
 
 fn initial_params(refs: &HashMap<String, Tensor>) -> Vec<Param> {
@@ -85,10 +86,7 @@ fn adafactor_matches_transformers_lr_0_2() {
 
 #[test]
 fn adafactor_matches_transformers_lr_1e_3() {
-    check_against_reference(
-        "adafactor_lr0.001",
-        optim::by_name("adafactor", 1e-3).unwrap(),
-    );
+    check_against_reference("adafactor_lr0.001", optim::by_name("adafactor", 1e-3).unwrap());
 }
 
 #[test]
@@ -97,10 +95,7 @@ fn adafactor_with_momentum_decay_and_parameter_scale_matches_transformers() {
     opts.set("beta1", 0.9).unwrap();
     opts.set("weight_decay", 0.1).unwrap();
     opts.set("multiply_by_parameter_scale", 1.0).unwrap();
-    check_against_reference(
-        "adafactor_extra",
-        optim::build("adafactor", 0.05, &opts).unwrap(),
-    );
+    check_against_reference("adafactor_extra", optim::build("adafactor", 0.05, &opts).unwrap());
 }
 
 #[test]
@@ -199,28 +194,13 @@ fn frozen_and_gradless_params_are_untouched_and_get_no_state() {
 
 #[test]
 fn frozen_param_gets_no_gradient_from_backward() {
-    let w = Param::new(
-        "w",
-        Tensor::new(&[1.0f32, -2.0, 3.0], &Device::Cpu).unwrap(),
-    )
-    .unwrap();
-    let f = Param::new(
-        "f",
-        Tensor::new(&[0.5f32, 0.25, -1.0], &Device::Cpu).unwrap(),
-    )
-    .unwrap();
+    let w = Param::new("w", Tensor::new(&[1.0f32, -2.0, 3.0], &Device::Cpu).unwrap()).unwrap();
+    let f = Param::new("f", Tensor::new(&[0.5f32, 0.25, -1.0], &Device::Cpu).unwrap()).unwrap();
     f.set_trainable(false);
     let before = bits(f.var().as_tensor());
     let mut opt = optim::by_name("adafactor", 0.1).unwrap();
     for _ in 0..3 {
-        let loss = w
-            .tensor()
-            .mul(&f.tensor())
-            .unwrap()
-            .sqr()
-            .unwrap()
-            .sum_all()
-            .unwrap();
+        let loss = w.tensor().mul(&f.tensor()).unwrap().sqr().unwrap().sum_all().unwrap();
         let grads = loss.backward().unwrap();
         assert!(grads.get(f.var().as_tensor()).is_none());
         opt.step(&[w.clone(), f.clone()], &grads).unwrap();
@@ -229,10 +209,7 @@ fn frozen_param_gets_no_gradient_from_backward() {
     // d/dw sum((w f)^2) = 2 w f^2 points away from 0, so |w| shrinks.
     let w_now = values(w.var().as_tensor());
     assert!(
-        w_now
-            .iter()
-            .zip([1.0f32, -2.0, 3.0])
-            .all(|(a, b)| a.abs() < b.abs()),
+        w_now.iter().zip([1.0f32, -2.0, 3.0]).all(|(a, b)| a.abs() < b.abs()),
         "{w_now:?}"
     );
 }
@@ -247,23 +224,16 @@ fn state_round_trip_resumes_bit_identically() {
         let mut straight = fresh().remove(which);
         let params = initial_params(&refs);
         for step in 1..=STEPS {
-            straight
-                .step(&params, &fixture_grads(&refs, &params, step))
-                .unwrap();
+            straight.step(&params, &fixture_grads(&refs, &params, step)).unwrap();
         }
         // Two steps, checkpoint (through a safetensors file), then a new optimizer and new params.
         let mut first = fresh().remove(which);
         let early = initial_params(&refs);
         for step in 1..=2 {
-            first
-                .step(&early, &fixture_grads(&refs, &early, step))
-                .unwrap();
+            first.step(&early, &fixture_grads(&refs, &early, step)).unwrap();
         }
         let (state, steps) = first.state().unwrap();
-        let path = std::env::temp_dir().join(format!(
-            "promot-optim-state-{}-{which}.safetensors",
-            std::process::id()
-        ));
+        let path = std::env::temp_dir().join(format!("promot-optim-state-{}-{which}.safetensors", std::process::id()));
         let as_map: HashMap<String, Tensor> = state.into_iter().collect();
         candle_core::safetensors::save(&as_map, &path).unwrap();
         let loaded: BTreeMap<String, Tensor> = candle_core::safetensors::load(&path, &Device::Cpu)
@@ -279,9 +249,7 @@ fn state_round_trip_resumes_bit_identically() {
             .map(|p| Param::new(p.name(), p.var().as_tensor().copy().unwrap()).unwrap())
             .collect();
         for step in 3..=STEPS {
-            resumed
-                .step(&later, &fixture_grads(&refs, &later, step))
-                .unwrap();
+            resumed.step(&later, &fixture_grads(&refs, &later, step)).unwrap();
         }
         for (a, b) in params.iter().zip(&later) {
             assert_eq!(
@@ -297,12 +265,7 @@ fn state_round_trip_resumes_bit_identically() {
         assert_eq!(n1, n2);
         assert_eq!(s1.keys().collect::<Vec<_>>(), s2.keys().collect::<Vec<_>>());
         for (k, t) in &s1 {
-            assert_eq!(
-                bits(t),
-                bits(&s2[k]),
-                "{}: state {k} differs",
-                straight.name()
-            );
+            assert_eq!(bits(t), bits(&s2[k]), "{}: state {k} differs", straight.name());
         }
     }
 }
@@ -312,9 +275,7 @@ fn load_state_rejects_foreign_or_incomplete_state() {
     let refs = reference();
     let params = initial_params(&refs);
     let mut adamw = optim::by_name("adamw", 1e-2).unwrap();
-    adamw
-        .step(&params, &fixture_grads(&refs, &params, 1))
-        .unwrap();
+    adamw.step(&params, &fixture_grads(&refs, &params, 1)).unwrap();
     let (state, steps) = adamw.state().unwrap();
 
     let mut adafactor = optim::by_name("adafactor", 0.2).unwrap();
@@ -335,9 +296,7 @@ fn load_state_rejects_foreign_or_incomplete_state() {
     swapped.insert("adamw.v/matrix".into(), v_vector);
     let mut opt = optim::by_name("adamw", 1e-2).unwrap();
     opt.load_state(&swapped, steps).unwrap();
-    assert!(opt
-        .step(&params, &fixture_grads(&refs, &params, 2))
-        .is_err());
+    assert!(opt.step(&params, &fixture_grads(&refs, &params, 2)).is_err());
 }
 
 #[test]
@@ -370,10 +329,7 @@ fn names_options_and_learning_rate() {
 fn step_rejects_a_param_listed_twice() {
     let p = Param::new("p", Tensor::new(&[1.0f32, 2.0], &Device::Cpu).unwrap()).unwrap();
     let mut grads = GradStore::default();
-    grads.insert(
-        p.var().as_tensor(),
-        Tensor::new(&[1.0f32, 1.0], &Device::Cpu).unwrap(),
-    );
+    grads.insert(p.var().as_tensor(), Tensor::new(&[1.0f32, 1.0], &Device::Cpu).unwrap());
     let mut opt = optim::by_name("sgd", 0.1).unwrap();
     assert!(opt.step(&[p.clone(), p.clone()], &grads).is_err());
     assert_eq!(values(p.var().as_tensor()), vec![1.0, 2.0]);
@@ -415,15 +371,9 @@ fn schedule_values() {
     for (g, w) in got.iter().zip(want) {
         assert!((g - w).abs() < 1e-12, "{got:?}");
     }
-    assert_eq!(
-        Schedule::LinearWarmup { warmup_steps: 0 }.lr_at(base, 0),
-        base
-    );
+    assert_eq!(Schedule::LinearWarmup { warmup_steps: 0 }.lr_at(base, 0), base);
 
-    let decay = Schedule::LinearWarmupDecay {
-        warmup: 2,
-        total: 6,
-    };
+    let decay = Schedule::LinearWarmupDecay { warmup: 2, total: 6 };
     let got: Vec<f64> = (0..8).map(|s| decay.lr_at(1.0, s)).collect();
     let want = [0.5, 1.0, 1.0, 0.75, 0.5, 0.25, 0.0, 0.0];
     for (g, w) in got.iter().zip(want) {
@@ -456,18 +406,9 @@ fn clip_grad_norm_uses_the_global_norm_of_trainable_grads() {
     let params = [a.clone(), b.clone(), frozen.clone(), gradless.clone()];
     let make = || {
         let mut g = GradStore::default();
-        g.insert(
-            a.var().as_tensor(),
-            Tensor::new(&[3.0f32, 4.0], &dev).unwrap(),
-        );
-        g.insert(
-            b.var().as_tensor(),
-            Tensor::new(&[[12.0f32]], &dev).unwrap(),
-        );
-        g.insert(
-            frozen.var().as_tensor(),
-            Tensor::new(&[100.0f32], &dev).unwrap(),
-        );
+        g.insert(a.var().as_tensor(), Tensor::new(&[3.0f32, 4.0], &dev).unwrap());
+        g.insert(b.var().as_tensor(), Tensor::new(&[[12.0f32]], &dev).unwrap());
+        g.insert(frozen.var().as_tensor(), Tensor::new(&[100.0f32], &dev).unwrap());
         g
     };
     // sqrt(3² + 4² + 12²) = 13; the frozen param's gradient does not count.
@@ -483,10 +424,7 @@ fn clip_grad_norm_uses_the_global_norm_of_trainable_grads() {
         "{ga:?}"
     );
     assert!((gb[0] - 12.0 * coef).abs() < 1e-6, "{gb:?}");
-    assert_eq!(
-        values(clipped.get(frozen.var().as_tensor()).unwrap()),
-        vec![100.0]
-    );
+    assert_eq!(values(clipped.get(frozen.var().as_tensor()).unwrap()), vec![100.0]);
     assert!((grad_norm(&params, &clipped).unwrap() - 6.5).abs() < 1e-5);
 
     // Under the limit: untouched.
@@ -499,8 +437,315 @@ fn clip_grad_norm_uses_the_global_norm_of_trainable_grads() {
     assert!((grad_norm(&twice, &make()).unwrap() - 5.0).abs() < 1e-9);
 
     assert!(clip_grad_norm(&params, make(), 0.0).is_err());
+    assert_eq!(grad_norm(std::slice::from_ref(&frozen), &make()).unwrap(), 0.0);
+}
+
+// ---- T5X's Adafactor rule against optax (tests/fixtures/make_t5x_adafactor_fixture.py) ----
+
+const T5X_FIXTURE: &str = "tests/fixtures/optim/t5x_adafactor.safetensors";
+/// In the fixture script's order: a tensor's position is its generator stream id.
+const T5X_PARAMS: [&str; 7] = ["wide", "tall", "narrow", "edge", "vector", "tensor3", "small3"];
+
+fn t5x_reference() -> HashMap<String, Tensor> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(T5X_FIXTURE);
+    candle_core::safetensors::load(&path, &Device::Cpu).expect("fixture loads")
+}
+
+fn f64s(t: &Tensor) -> Vec<f64> {
+    t.flatten_all()
+        .unwrap()
+        .to_dtype(DType::F64)
+        .unwrap()
+        .to_vec1::<f64>()
+        .unwrap()
+}
+
+fn usizes(t: &Tensor) -> Vec<usize> {
+    t.flatten_all()
+        .unwrap()
+        .to_vec1::<i64>()
+        .unwrap()
+        .into_iter()
+        .map(|v| v as usize)
+        .collect()
+}
+
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The fixture script's `make_input`: step 0 gives the initial values, step t
+/// the gradient of step t; f64 arithmetic rounded once to f32, bit for bit.
+fn t5x_input(tensor_id: u64, step: usize, dims: &[usize], amplitude: f64, grad_scale: &[f64]) -> Tensor {
+    let n: usize = dims.iter().product();
+    let stream = tensor_id * 16 + step as u64;
+    let v: Vec<f32> = (0..n)
+        .map(|i| {
+            let u = (splitmix64((stream << 32) | i as u64) >> 40) as f64 / 8_388_608.0 - 1.0;
+            let v = if step == 0 {
+                amplitude * u
+            } else {
+                grad_scale[step - 1] * u * (1.0 + ((i as f64 * 7.0) % 11.0) / 4.0)
+            };
+            v as f32
+        })
+        .collect();
+    Tensor::from_vec(v, dims, &Device::Cpu).unwrap()
+}
+
+fn at(t: &Tensor, index: &[usize]) -> Vec<f32> {
+    let all = values(t);
+    index.iter().map(|&i| all[i]).collect()
+}
+
+/// Run `opts` for the fixture's 5 steps and compare with optax's trajectory for
+/// `case`: every sampled value within 1e-5 relative (or 1e-5 of the step's
+/// update RMS, for values near zero), each step's whole-tensor update RMS within
+/// 1e-5 relative, and the final factored state (v_row, v_col) within 1e-5
+/// relative. Returns the worst value error found, for the report.
+fn check_against_optax(case: &str, opts: &OptimOptions) -> f64 {
+    let refs = t5x_reference();
+    let grad_scale = f64s(get(&refs, "grad_scale"));
+    let lr = f64s(get(&refs, &format!("lr/{case}")))[0];
+    let mut opt = optim::build("adafactor", lr, opts).unwrap();
+    let mut params = Vec::new();
+    let mut grads_by_step = vec![Vec::new(); STEPS];
+    for (id, name) in T5X_PARAMS.iter().enumerate() {
+        let dims = usizes(get(&refs, &format!("shape/{name}")));
+        let index = usizes(get(&refs, &format!("index/{name}")));
+        let amplitude = f64s(get(&refs, &format!("amplitude/{name}")))[0];
+        let init = t5x_input(id as u64, 0, &dims, amplitude, &grad_scale);
+        assert_eq!(
+            at(&init, &index),
+            values(get(&refs, &format!("init/{name}"))),
+            "{name}: initial values"
+        );
+        let want_grads = get(&refs, &format!("grad/{name}"));
+        for (step, grads) in grads_by_step.iter_mut().enumerate() {
+            let g = t5x_input(id as u64, step + 1, &dims, amplitude, &grad_scale);
+            assert_eq!(
+                at(&g, &index),
+                values(&want_grads.get(step).unwrap()),
+                "{name}: gradient {}",
+                step + 1
+            );
+            grads.push(g);
+        }
+        params.push((Param::new(name, init).unwrap(), index));
+    }
+    let plist: Vec<Param> = params.iter().map(|(p, _)| p.clone()).collect();
+    let mut worst = 0f64;
+    for (step, step_grads) in grads_by_step.iter().enumerate() {
+        let mut grads = GradStore::default();
+        for ((p, _), g) in params.iter().zip(step_grads) {
+            grads.insert(p.var().as_tensor(), g.clone());
+        }
+        let before: Vec<Tensor> = plist.iter().map(|p| p.var().as_tensor().copy().unwrap()).collect();
+        opt.step(&plist, &grads).unwrap();
+        for ((p, index), before) in params.iter().zip(&before) {
+            let name = p.name();
+            let now = p.var().as_tensor();
+            let want_rms = f64s(get(&refs, &format!("{case}/update_rms/{name}")))[step];
+            let delta: Vec<f64> = values(now)
+                .iter()
+                .zip(values(before))
+                .map(|(a, b)| *a as f64 - b as f64)
+                .collect();
+            let rms = (delta.iter().map(|d| d * d).sum::<f64>() / delta.len() as f64).sqrt();
+            assert!(
+                (rms - want_rms).abs() <= 1e-5 * want_rms,
+                "{case}/{name} step {}: update RMS {rms}, optax {want_rms}",
+                step + 1
+            );
+            let want = values(&get(&refs, &format!("{case}/{name}")).get(step).unwrap());
+            for (k, (a, b)) in at(now, index).iter().zip(&want).enumerate() {
+                let err = (a - b).abs() as f64 / (b.abs() as f64 + want_rms);
+                worst = worst.max(err);
+                assert!(
+                    err <= 1e-5,
+                    "{case}/{name} step {} element {}: ours {a}, optax {b}",
+                    step + 1,
+                    index[k]
+                );
+            }
+        }
+    }
+    // Factored state: same layout as optax's v_row / v_col, same values.
+    let (state, _) = opt.state().unwrap();
+    for name in T5X_PARAMS {
+        match refs.get(&format!("{case}/vr/{name}")) {
+            Some(vr) => {
+                let vc = get(&refs, &format!("{case}/vc/{name}"));
+                assert!(
+                    !state.contains_key(&format!("adafactor.v/{name}")),
+                    "{name} should be factored"
+                );
+                for (slot, want) in [("vr", vr), ("vc", vc)] {
+                    let ours = &state[&format!("adafactor.{slot}/{name}")];
+                    assert_eq!(ours.dims(), want.dims(), "{case}/{name}: {slot} shape");
+                    for (a, b) in values(ours).iter().zip(values(want)) {
+                        assert!(
+                            (a - b).abs() <= 1e-5 * b.abs(),
+                            "{case}/{name}: {slot} ours {a}, optax {b}"
+                        );
+                    }
+                }
+            }
+            None => {
+                let v = &state[&format!("adafactor.v/{name}")];
+                let dims = usizes(get(&refs, &format!("shape/{name}")));
+                assert_eq!(
+                    v.dims(),
+                    dims.as_slice(),
+                    "{name} should keep its second moment in full"
+                );
+            }
+        }
+    }
+    worst
+}
+
+#[test]
+fn adafactor_t5x_model_preset_matches_optax() {
+    let worst = check_against_optax("t5x_model", &OptimOptions::t5x_model());
+    eprintln!("t5x_model: worst |ours - optax| / (|optax| + update RMS) = {worst:.2e}");
+}
+
+#[test]
+fn adafactor_t5x_prompt_preset_matches_optax() {
+    let worst = check_against_optax("t5x_prompt", &OptimOptions::t5x_prompt());
+    eprintln!("t5x_prompt: worst |ours - optax| / (|optax| + update RMS) = {worst:.2e}");
+}
+
+#[test]
+fn t5x_presets_and_options_by_name() {
+    let mut by_name = OptimOptions::default();
+    by_name.set("multiply_by_parameter_scale", 1.0).unwrap();
+    by_name.set("min_dim_size_to_factor", 128.0).unwrap();
+    by_name.set("decay_rate", -0.8).unwrap();
+    by_name.set("clip_threshold", 1.0).unwrap();
+    assert_eq!(by_name, OptimOptions::t5x_model());
+    let prompt = OptimOptions::t5x_prompt();
+    assert_eq!(prompt.multiply_by_parameter_scale, Some(false));
+    assert_eq!(prompt.min_dim_size_to_factor, Some(128));
     assert_eq!(
-        grad_norm(std::slice::from_ref(&frozen), &make()).unwrap(),
-        0.0
+        OptimOptions {
+            multiply_by_parameter_scale: Some(true),
+            ..prompt
+        },
+        OptimOptions::t5x_model()
     );
+    for bad in [-1.0, 1.5, 1e12] {
+        assert!(
+            OptimOptions::default().set("min_dim_size_to_factor", bad).is_err(),
+            "{bad}"
+        );
+    }
+    let mut zero = OptimOptions::default();
+    zero.set("min_dim_size_to_factor", 0.0).unwrap();
+    assert_eq!(zero.min_dim_size_to_factor, Some(0));
+    let t5x = OptimOptions::t5x_model();
+    assert!(optim::build("adafactor", 0.1, &t5x).is_ok());
+    for other in ["adamw", "sgd"] {
+        let only_min_dim = OptimOptions {
+            min_dim_size_to_factor: Some(128),
+            ..Default::default()
+        };
+        assert!(optim::build(other, 0.1, &only_min_dim).is_err(), "{other}");
+    }
+}
+
+/// Shapes of the second-moment state after one step of `opts` on a parameter of shape `dims`.
+fn second_moment_shapes(opts: &OptimOptions, dims: &[usize]) -> BTreeMap<String, Vec<usize>> {
+    let p = Param::new("p", Tensor::ones(dims, DType::F32, &Device::Cpu).unwrap()).unwrap();
+    let mut grads = GradStore::default();
+    grads.insert(
+        p.var().as_tensor(),
+        Tensor::ones(dims, DType::F32, &Device::Cpu).unwrap(),
+    );
+    let mut opt = optim::build("adafactor", 0.1, opts).unwrap();
+    opt.step(std::slice::from_ref(&p), &grads).unwrap();
+    let (state, _) = opt.state().unwrap();
+    state
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("adafactor.step/"))
+        .map(|(k, t)| {
+            (
+                k.trim_end_matches("/p").trim_start_matches("adafactor.").to_string(),
+                t.dims().to_vec(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn which_tensors_are_factored_over_which_dims() {
+    let min = |m: usize| OptimOptions {
+        min_dim_size_to_factor: Some(m),
+        ..Default::default()
+    };
+    let shapes = |pairs: &[(&str, &[usize])]| -> BTreeMap<String, Vec<usize>> {
+        pairs.iter().map(|(k, d)| (k.to_string(), d.to_vec())).collect()
+    };
+    // T5X's own tests (t5x/adafactor_test.py): v_row is per smaller dim.
+    assert_eq!(
+        second_moment_shapes(&min(8), &[24, 16]),
+        shapes(&[("vr", &[16]), ("vc", &[24])])
+    );
+    assert_eq!(second_moment_shapes(&min(32), &[24, 16]), shapes(&[("v", &[24, 16])]));
+    assert_eq!(
+        second_moment_shapes(&min(32), &[64, 64]),
+        shapes(&[("vr", &[64]), ("vc", &[64])])
+    );
+    assert_eq!(second_moment_shapes(&min(32), &[31, 64]), shapes(&[("v", &[31, 64])]));
+    // The transformers default: always the last two dims, whatever their sizes.
+    let default = OptimOptions::default();
+    assert_eq!(
+        second_moment_shapes(&default, &[24, 16]),
+        shapes(&[("vr", &[24]), ("vc", &[16])])
+    );
+    assert_eq!(
+        second_moment_shapes(&default, &[7, 2, 7]),
+        shapes(&[("vr", &[7, 2]), ("vc", &[7, 7])])
+    );
+    // T5X's rule in 3-D: the two largest dims; of equal sizes the later is the column.
+    assert_eq!(
+        second_moment_shapes(&min(0), &[7, 2, 7]),
+        shapes(&[("vr", &[7, 2]), ("vc", &[2, 7])])
+    );
+    assert_eq!(
+        second_moment_shapes(&min(1), &[5, 5, 5]),
+        shapes(&[("vr", &[5, 5]), ("vc", &[5, 5])])
+    );
+    assert_eq!(
+        second_moment_shapes(&min(3), &[9, 2, 4]),
+        shapes(&[("vr", &[2, 4]), ("vc", &[9, 2])])
+    );
+    assert_eq!(second_moment_shapes(&min(5), &[9, 2, 4]), shapes(&[("v", &[9, 2, 4])]));
+    // Vectors and scalars are never factored.
+    assert_eq!(second_moment_shapes(&min(0), &[6]), shapes(&[("v", &[6])]));
+    assert_eq!(second_moment_shapes(&default, &[]), shapes(&[("v", &[])]));
+}
+
+#[test]
+fn adafactor_state_from_another_factoring_is_an_error_not_a_panic() {
+    let refs = reference();
+    let params = initial_params(&refs);
+    let mut factored = optim::by_name("adafactor", 0.2).unwrap();
+    factored.step(&params, &fixture_grads(&refs, &params, 1)).unwrap();
+    let (state, steps) = factored.state().unwrap();
+    // With T5X's rule at 128 none of the fixture's small tensors is factored.
+    let mut t5x = optim::build("adafactor", 0.2, &OptimOptions::t5x_model()).unwrap();
+    t5x.load_state(&state, steps).unwrap();
+    assert!(t5x.step(&params, &fixture_grads(&refs, &params, 2)).is_err());
+    // And the other way round.
+    let mut t5x = optim::build("adafactor", 0.2, &OptimOptions::t5x_model()).unwrap();
+    t5x.step(&params, &fixture_grads(&refs, &params, 1)).unwrap();
+    let (state, steps) = t5x.state().unwrap();
+    let mut plain = optim::by_name("adafactor", 0.2).unwrap();
+    plain.load_state(&state, steps).unwrap();
+    assert!(plain.step(&params, &fixture_grads(&refs, &params, 2)).is_err());
 }

@@ -76,14 +76,53 @@ pub struct OptimOptions {
     pub decay_rate: Option<f64>,
     /// Adafactor: scale the step by max(eps2, RMS(param)).
     pub multiply_by_parameter_scale: Option<bool>,
+    /// Adafactor: T5X's factoring rule; factor a tensor's second moment over
+    /// its two largest dims only when the smaller of them is at least this
+    /// (unset: transformers' rule, every rank ≥ 2 tensor over its last two dims).
+    pub min_dim_size_to_factor: Option<usize>,
     /// SGD: Nesterov momentum.
     pub nesterov: Option<bool>,
 }
 
 impl OptimOptions {
+    /// T5X's Adafactor as it trains model weights: T5X's T5.1.1 model configs
+    /// (t5x/examples/t5/t5_1_1/*.gin) set only `decay_rate=0.8, step_offset=0`
+    /// and the standard logical factor rules (for 2-D weights T5X then falls
+    /// back to its size heuristic), so the rest are `t5x.adafactor.Adafactor`'s
+    /// defaults: `multiply_by_parameter_scale=True` (eps2 1e-3),
+    /// `min_dim_size_to_factor=128`, `clipping_threshold=1.0`, `beta1=None`,
+    /// `weight_decay_rate=None`, eps1 1e-30 (promot's default too). promot
+    /// writes the decay exponent with its sign: decay_rate -0.8. Use with
+    /// `build("adafactor", lr, ...)`.
+    pub fn t5x_model() -> Self {
+        Self {
+            multiply_by_parameter_scale: Some(true),
+            min_dim_size_to_factor: Some(128),
+            decay_rate: Some(-0.8),
+            clip_threshold: Some(1.0),
+            ..Self::default()
+        }
+    }
+
+    /// The prompt-tuning code's Adafactor for the prompt it trains
+    /// (prompt_tuning/configs/models/t5_1_1_prompt.gin): as [`Self::t5x_model`]
+    /// but `multiply_by_parameter_scale=False`, so the step is lr itself, not
+    /// relative to the prompt's RMS. With min_dim_size_to_factor 128 a
+    /// 100-token prompt (100 × d_model) is not factored. That config also sets
+    /// `weight_decay_rate=1e-5`, which T5X applies as `x·(1 - 1e-5)` per step
+    /// independent of the learning rate; promot's `weight_decay` is scaled by
+    /// the learning rate, so it is left off here.
+    pub fn t5x_prompt() -> Self {
+        Self {
+            multiply_by_parameter_scale: Some(false),
+            ..Self::t5x_model()
+        }
+    }
+
     /// Set one knob by name (for scripts): weight_decay, momentum (alias beta1),
-    /// beta2, eps, clip_threshold, decay_rate, multiply_by_parameter_scale and
-    /// nesterov (booleans: non-zero is true).
+    /// beta2, eps, clip_threshold, decay_rate, multiply_by_parameter_scale,
+    /// min_dim_size_to_factor (a whole number >= 0) and nesterov (booleans:
+    /// non-zero is true).
     pub fn set(&mut self, key: &str, value: f64) -> Result<()> {
         if !value.is_finite() {
             return Err(Error::msg(format!(
@@ -98,11 +137,19 @@ impl OptimOptions {
             "clip_threshold" => self.clip_threshold = Some(value),
             "decay_rate" => self.decay_rate = Some(value),
             "multiply_by_parameter_scale" => self.multiply_by_parameter_scale = Some(value != 0.0),
+            "min_dim_size_to_factor" => {
+                if value < 0.0 || value.fract() != 0.0 || value > u32::MAX as f64 {
+                    return Err(Error::msg(format!(
+                        "optimizer option 'min_dim_size_to_factor' must be a whole number >= 0, got {value}"
+                    )));
+                }
+                self.min_dim_size_to_factor = Some(value as usize)
+            }
             "nesterov" => self.nesterov = Some(value != 0.0),
             _ => {
                 return Err(Error::msg(format!(
                     "unknown optimizer option '{key}' (expected weight_decay, momentum, beta1, beta2, eps, \
-                     clip_threshold, decay_rate, multiply_by_parameter_scale or nesterov)"
+                     clip_threshold, decay_rate, multiply_by_parameter_scale, min_dim_size_to_factor or nesterov)"
                 )))
             }
         }
@@ -121,9 +168,7 @@ pub fn build(name: &str, lr: f64, opts: &OptimOptions) -> Result<Box<dyn Optimiz
     check_lr(lr)?;
     let reject = |knob: &str, set: bool| -> Result<()> {
         if set {
-            return Err(Error::msg(format!(
-                "optimizer '{name}' has no option '{knob}'"
-            )));
+            return Err(Error::msg(format!("optimizer '{name}' has no option '{knob}'")));
         }
         Ok(())
     };
@@ -142,6 +187,7 @@ pub fn build(name: &str, lr: f64, opts: &OptimOptions) -> Result<Box<dyn Optimiz
                 multiply_by_parameter_scale: opts
                     .multiply_by_parameter_scale
                     .unwrap_or(d.multiply_by_parameter_scale),
+                min_dim_size_to_factor: opts.min_dim_size_to_factor.or(d.min_dim_size_to_factor),
                 ..d
             };
             Ok(Box::new(Adafactor::new(cfg)?))
@@ -153,6 +199,7 @@ pub fn build(name: &str, lr: f64, opts: &OptimOptions) -> Result<Box<dyn Optimiz
                 "multiply_by_parameter_scale",
                 opts.multiply_by_parameter_scale.is_some(),
             )?;
+            reject("min_dim_size_to_factor", opts.min_dim_size_to_factor.is_some())?;
             reject("nesterov", opts.nesterov.is_some())?;
             let d = AdamWConfig::default();
             let cfg = AdamWConfig {
@@ -173,6 +220,7 @@ pub fn build(name: &str, lr: f64, opts: &OptimOptions) -> Result<Box<dyn Optimiz
                 "multiply_by_parameter_scale",
                 opts.multiply_by_parameter_scale.is_some(),
             )?;
+            reject("min_dim_size_to_factor", opts.min_dim_size_to_factor.is_some())?;
             let d = SgdConfig::default();
             let cfg = SgdConfig {
                 lr,
@@ -203,9 +251,7 @@ pub(crate) fn check_lr(lr: f64) -> Result<()> {
 /// `value` must lie in [lo, hi); used to validate betas and momenta.
 pub(crate) fn check_range(what: &str, value: f64, lo: f64, hi: f64) -> Result<()> {
     if !value.is_finite() || value < lo || value >= hi {
-        return Err(Error::msg(format!(
-            "{what} must be in [{lo}, {hi}), got {value}"
-        )));
+        return Err(Error::msg(format!("{what} must be in [{lo}, {hi}), got {value}")));
     }
     Ok(())
 }
@@ -245,10 +291,7 @@ pub(crate) fn value_and_grad(p: &Param, grads: &GradStore) -> Result<Option<(Ten
         )));
     }
     let value = var.as_tensor().detach().to_dtype(DType::F32)?;
-    let grad = grad
-        .detach()
-        .to_dtype(DType::F32)?
-        .to_device(var.device())?;
+    let grad = grad.detach().to_dtype(DType::F32)?.to_device(var.device())?;
     Ok(Some((value, grad)))
 }
 
@@ -260,12 +303,7 @@ pub(crate) fn write_back(p: &Param, value: &Tensor) -> Result<()> {
 }
 
 /// A state tensor restored from a checkpoint, as f32 on `device`, with a shape check.
-pub(crate) fn state_tensor(
-    t: &Tensor,
-    device: &Device,
-    dims: &[usize],
-    what: &str,
-) -> Result<Tensor> {
+pub(crate) fn state_tensor(t: &Tensor, device: &Device, dims: &[usize], what: &str) -> Result<Tensor> {
     if t.dims() != dims {
         return Err(Error::msg(format!(
             "optimizer state {what}: expected shape {dims:?}, got {:?}",
@@ -288,10 +326,7 @@ pub(crate) fn step_from_tensor(t: &Tensor, key: &str) -> Result<u64> {
             t.dims()
         )));
     }
-    let v = t
-        .to_dtype(DType::F64)?
-        .to_device(&Device::Cpu)?
-        .to_scalar::<f64>()?;
+    let v = t.to_dtype(DType::F64)?.to_device(&Device::Cpu)?.to_scalar::<f64>()?;
     if !(v.is_finite() && v >= 0.0 && v.fract() == 0.0) {
         return Err(Error::msg(format!(
             "optimizer state {key}: step count must be a whole number >= 0, got {v}"
@@ -304,7 +339,9 @@ pub(crate) fn step_from_tensor(t: &Tensor, key: &str) -> Result<u64> {
 /// checking that it belongs to the optimiser with `prefix`.
 pub(crate) fn split_state_key<'a>(prefix: &str, key: &'a str) -> Result<(&'a str, &'a str)> {
     let bad = || {
-        Error::msg(format!("optimizer state key '{key}' does not belong to {prefix} (expected '{prefix}.<slot>/<param>')"))
+        Error::msg(format!(
+            "optimizer state key '{key}' does not belong to {prefix} (expected '{prefix}.<slot>/<param>')"
+        ))
     };
     let (head, name) = key.split_once('/').ok_or_else(bad)?;
     let slot = head
