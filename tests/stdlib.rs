@@ -134,3 +134,41 @@ fn evaluate_prints_a_table_and_repeats_from_the_cache() {
     assert_eq!(files(), 5, "the repeat must be answered from the cache");
     let _ = std::fs::remove_dir_all(&cache);
 }
+
+#[test]
+fn options_come_from_the_structs_unknown_keys_name_the_known_ones() {
+    let engine = promot::script::new_engine();
+    for (function, wants) in [
+        ("train", &["steps: 100", "lr: 0.001", "multiply_by_parameter_scale: none", "evaluate: "][..]),
+        ("evaluate", &["shots: [1,4]", "beams: 4", "cache: true", "prompt: "][..]),
+        ("generate", &["beams: 4", "max_new_tokens: 32", "max_input_len: "][..]),
+        ("new_toy_model", &["d_model: 128", "num_heads: 4"][..]),
+    ] {
+        let text = promot::script::help::help_text(&engine, Some(function));
+        for want in wants {
+            assert!(text.contains(want), "help(\"{function}\") lacks '{want}':\n{text}");
+        }
+    }
+    let script = format!(
+        "let m = load_model(\"{}/tests/fixtures/tiny-mt5\"); m.train([#{{input: \"a\", target: \"b\"}}], #{{ stepz: 1 }})",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let err = engine.eval::<rhai::Dynamic>(&script).unwrap_err().to_string();
+    assert!(err.contains("unknown option 'stepz'") && err.contains("steps") && err.contains("max_input_len"), "{err}");
+    assert!(err.contains("line 1"), "the error should say where: {err}");
+}
+
+#[test]
+fn paper_defaults_use_t5x_adafactor_for_weights_and_unscaled_for_prompts() {
+    let opts: promot::train::TrainConfig = serde_json::from_value(serde_json::json!({
+        "multiply_by_parameter_scale": true, "min_dim_size_to_factor": 128, "prompt_multiply_by_parameter_scale": false
+    }))
+    .unwrap();
+    let o = opts.build().unwrap();
+    assert_eq!(o.optim_options.multiply_by_parameter_scale, Some(true));
+    assert_eq!(o.optim_options.min_dim_size_to_factor, Some(128));
+    assert_eq!(o.prompt_optim_options.multiply_by_parameter_scale, Some(false));
+    let d = eval("paper_defaults()").cast::<Map>();
+    assert_eq!(d["multiply_by_parameter_scale"].as_bool().unwrap(), true);
+    assert_eq!(d["min_dim_size_to_factor"].as_int().unwrap(), 128);
+}

@@ -61,6 +61,16 @@ pub struct TrainConfig {
     pub weight_decay: Option<f64>,
     #[serde(deserialize_with = "opt_number")]
     pub momentum: Option<f64>,
+    /// Adafactor on model weights: scale each step by the weight's RMS
+    /// (T5X's default, the paper's code base; none: off, as transformers).
+    pub multiply_by_parameter_scale: Option<bool>,
+    /// Adafactor on model weights: factor a matrix's second moment only when
+    /// both its largest dims are at least this (T5X: 128; none: every matrix,
+    /// as transformers).
+    pub min_dim_size_to_factor: Option<usize>,
+    /// Adafactor on prompts: scale each step by the prompt's RMS (the
+    /// prompt-tuning code: off).
+    pub prompt_multiply_by_parameter_scale: Option<bool>,
     pub quiet: bool,
     /// Name shown in progress lines.
     pub label: String,
@@ -92,6 +102,9 @@ impl Default for TrainConfig {
             bucket_by_length: false,
             weight_decay: None,
             momentum: None,
+            multiply_by_parameter_scale: None,
+            min_dim_size_to_factor: None,
+            prompt_multiply_by_parameter_scale: None,
             quiet: false,
             label: "train".into(),
         }
@@ -106,9 +119,21 @@ impl TrainConfig {
             return Err(Error::msg(format!("option 'dropout' must be in [0, 1), got {}", self.dropout)));
         }
         let mut opts = self.with_schedule(schedule);
-        for (key, value) in [("weight_decay", self.weight_decay), ("momentum", self.momentum)] {
-            if let Some(v) = value {
-                opts.optim_options.set(key, v)?;
+        let flag = |b: Option<bool>| b.map(|b| if b { 1.0 } else { 0.0 });
+        let model_knobs = [
+            ("multiply_by_parameter_scale", flag(self.multiply_by_parameter_scale)),
+            ("min_dim_size_to_factor", self.min_dim_size_to_factor.map(|n| n as f64)),
+        ];
+        let prompt_knobs = [
+            ("multiply_by_parameter_scale", flag(self.prompt_multiply_by_parameter_scale)),
+            ("min_dim_size_to_factor", self.min_dim_size_to_factor.map(|n| n as f64)),
+        ];
+        let shared = [("weight_decay", self.weight_decay), ("momentum", self.momentum)];
+        for (options, knobs) in [(&mut opts.optim_options, model_knobs), (&mut opts.prompt_optim_options, prompt_knobs)] {
+            for (key, value) in shared.iter().chain(knobs.iter()) {
+                if let Some(v) = value {
+                    options.set(key, *v)?;
+                }
             }
         }
         Ok(opts)
@@ -128,6 +153,7 @@ impl TrainConfig {
             },
             optimizer: self.optimizer.clone(),
             optim_options: OptimOptions::default(),
+            prompt_optim_options: OptimOptions::default(),
             lr: self.lr,
             prompt_lr: self.prompt_lr,
             schedule,

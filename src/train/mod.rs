@@ -42,7 +42,10 @@ pub struct TrainOptions {
     pub steps: usize,
     pub batch: BatchOptions,
     pub optimizer: String,
+    /// Optimiser knobs for model weights.
     pub optim_options: OptimOptions,
+    /// Optimiser knobs for prompts (the paper's code scales neither the same way).
+    pub prompt_optim_options: OptimOptions,
     /// Learning rate of model parameters.
     pub lr: f64,
     /// Learning rate of soft prompts (prompt tuning uses a much larger one).
@@ -120,9 +123,13 @@ pub fn param_groups(model: &dyn LanguageModel, opts: &TrainOptions) -> Result<Ve
     let prompts: Vec<Param> =
         all_prompts(opts).iter().filter(|p| p.is_trainable()).map(|p| p.param().clone()).collect();
     let mut groups = Vec::new();
-    for (name, params, lr) in [("model", model.params().trainable(), opts.lr), ("prompts", prompts, opts.prompt_lr)] {
+    let sets = [
+        ("model", model.params().trainable(), opts.lr, &opts.optim_options),
+        ("prompts", prompts, opts.prompt_lr, &opts.prompt_optim_options),
+    ];
+    for (name, params, lr, knobs) in sets {
         if !params.is_empty() {
-            groups.push(ParamGroup { name, params, optimizer: optim::build(&opts.optimizer, lr, &opts.optim_options)?, lr });
+            groups.push(ParamGroup { name, params, optimizer: optim::build(&opts.optimizer, lr, knobs)?, lr });
         }
     }
     if groups.is_empty() {
