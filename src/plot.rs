@@ -112,10 +112,10 @@ pub fn to_svg(plot: &Plot) -> Result<String> {
     let frame = Frame::layout(&x_axis, &left, right.as_ref(), &legend);
 
     let mut svg = String::new();
-    let _ = write!(
+    let _ = writeln!(
         svg,
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{HEIGHT}\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" \
-         font-family=\"Helvetica, Arial, sans-serif\" font-size=\"{FONT_SIZE}\">\n"
+         font-family=\"Helvetica, Arial, sans-serif\" font-size=\"{FONT_SIZE}\">"
     );
     let _ = writeln!(svg, "<title>{}</title>", escape(&plot.title));
     let _ = writeln!(svg, "<rect x=\"0\" y=\"0\" width=\"{WIDTH}\" height=\"{HEIGHT}\" fill=\"white\"/>");

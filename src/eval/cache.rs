@@ -82,7 +82,7 @@ pub fn cell_key(model_hash: &str, task: &EvalTask, shots: usize, opts: &EvalOpti
 }
 
 pub fn get(key: &str) -> Option<Cell> {
-    let v = fsio::read_json(&cache_dir().join(format!("{key}.json"))).ok()?;
+    let v = fsio::read_json(cache_dir().join(format!("{key}.json"))).ok()?;
     Cell::from_json(&v)
 }
 

@@ -36,7 +36,7 @@ fn remove_articles(chars: &[char]) -> String {
     let mut out = String::with_capacity(chars.len());
     let mut i = 0;
     while i < chars.len() {
-        let starts_word = i == 0 || chars.get(i - 1).map_or(true, |&c| !is_word_char(c));
+        let starts_word = i == 0 || chars.get(i - 1).is_none_or(|&c| !is_word_char(c));
         let article_len = if starts_word { article_at(chars, i) } else { None };
         match article_len {
             Some(len) => {
@@ -60,7 +60,7 @@ fn article_at(chars: &[char], start: usize) -> Option<usize> {
         let len = article.chars().count();
         let candidate = chars.get(start..start + len)?;
         let same = candidate.iter().copied().eq(article.chars());
-        let ends_word = chars.get(start + len).map_or(true, |&c| !is_word_char(c));
+        let ends_word = chars.get(start + len).is_none_or(|&c| !is_word_char(c));
         (same && ends_word).then_some(len)
     })
 }

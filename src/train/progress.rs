@@ -51,7 +51,7 @@ impl Progress {
         if self.tty {
             let _ = write!(err, "\r\x1b[2K{line}");
             let _ = err.flush();
-        } else if step % self.every == 0 || step == self.total {
+        } else if step.is_multiple_of(self.every) || step == self.total {
             let _ = writeln!(err, "{line}");
         }
     }
