@@ -361,7 +361,7 @@ impl<'a> ProtoReader<'a> {
 fn build_t5_tokenizer(proto: &SpmModel, extra_ids: usize) -> Result<tokenizers::Tokenizer> {
     if proto.model_type != MODEL_UNIGRAM {
         return Err(Error::msg(format!(
-            "SentencePiece model type {} is not supported (only unigram, as T5/mT5 use)",
+            "SentencePiece model type {} is not supported (only unigram models are supported)",
             proto.model_type
         )));
     }

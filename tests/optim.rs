@@ -610,13 +610,13 @@ fn check_against_optax(case: &str, opts: &OptimOptions) -> f64 {
 
 #[test]
 fn adafactor_t5x_model_preset_matches_optax() {
-    let worst = check_against_optax("t5x_model", &OptimOptions::t5x_model());
+    let worst = check_against_optax("t5x_model", &OptimOptions::paper_weights());
     eprintln!("t5x_model: worst |ours - optax| / (|optax| + update RMS) = {worst:.2e}");
 }
 
 #[test]
 fn adafactor_t5x_prompt_preset_matches_optax() {
-    let worst = check_against_optax("t5x_prompt", &OptimOptions::t5x_prompt());
+    let worst = check_against_optax("t5x_prompt", &OptimOptions::paper_prompts());
     eprintln!("t5x_prompt: worst |ours - optax| / (|optax| + update RMS) = {worst:.2e}");
 }
 
@@ -627,8 +627,8 @@ fn t5x_presets_and_options_by_name() {
     by_name.set("min_dim_size_to_factor", 128.0).unwrap();
     by_name.set("decay_rate", -0.8).unwrap();
     by_name.set("clip_threshold", 1.0).unwrap();
-    assert_eq!(by_name, OptimOptions::t5x_model());
-    let prompt = OptimOptions::t5x_prompt();
+    assert_eq!(by_name, OptimOptions::paper_weights());
+    let prompt = OptimOptions::paper_prompts();
     assert_eq!(prompt.multiply_by_parameter_scale, Some(false));
     assert_eq!(prompt.min_dim_size_to_factor, Some(128));
     assert_eq!(
@@ -636,7 +636,7 @@ fn t5x_presets_and_options_by_name() {
             multiply_by_parameter_scale: Some(true),
             ..prompt
         },
-        OptimOptions::t5x_model()
+        OptimOptions::paper_weights()
     );
     for bad in [-1.0, 1.5, 1e12] {
         assert!(
@@ -647,7 +647,7 @@ fn t5x_presets_and_options_by_name() {
     let mut zero = OptimOptions::default();
     zero.set("min_dim_size_to_factor", 0.0).unwrap();
     assert_eq!(zero.min_dim_size_to_factor, Some(0));
-    let t5x = OptimOptions::t5x_model();
+    let t5x = OptimOptions::paper_weights();
     assert!(optim::build("adafactor", 0.1, &t5x).is_ok());
     for other in ["adamw", "sgd"] {
         let only_min_dim = OptimOptions {
@@ -738,11 +738,11 @@ fn adafactor_state_from_another_factoring_is_an_error_not_a_panic() {
     factored.step(&params, &fixture_grads(&refs, &params, 1)).unwrap();
     let (state, steps) = factored.state().unwrap();
     // With T5X's rule at 128 none of the fixture's small tensors is factored.
-    let mut t5x = optim::build("adafactor", 0.2, &OptimOptions::t5x_model()).unwrap();
+    let mut t5x = optim::build("adafactor", 0.2, &OptimOptions::paper_weights()).unwrap();
     t5x.load_state(&state, steps).unwrap();
     assert!(t5x.step(&params, &fixture_grads(&refs, &params, 2)).is_err());
     // And the other way round.
-    let mut t5x = optim::build("adafactor", 0.2, &OptimOptions::t5x_model()).unwrap();
+    let mut t5x = optim::build("adafactor", 0.2, &OptimOptions::paper_weights()).unwrap();
     t5x.step(&params, &fixture_grads(&refs, &params, 1)).unwrap();
     let (state, steps) = t5x.state().unwrap();
     let mut plain = optim::by_name("adafactor", 0.2).unwrap();

@@ -9,6 +9,7 @@ pub mod layers;
 pub mod loading;
 pub mod loss;
 pub mod t5;
+pub mod toy_config;
 
 use std::sync::Arc;
 

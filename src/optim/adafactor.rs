@@ -3,7 +3,7 @@
 //! `Adafactor(lr, scale_parameter=False, relative_step=False, warmup_init=False,
 //! decay_rate=-0.8, clip_threshold=1.0, beta1=None, weight_decay=0.0)`; with
 //! `min_dim_size_to_factor = Some(128)` and `multiply_by_parameter_scale` it is
-//! T5X's `t5x.adafactor.Adafactor` at its defaults (see [`crate::optim::OptimOptions::t5x_model`]).
+//! T5X's `t5x.adafactor.Adafactor` at its defaults (see [`crate::optim::OptimOptions::paper_weights`]).
 //!
 //! One step for a parameter `x` with gradient `g`, its own step count `t`
 //! (1 on its first update) and learning rate `lr`:

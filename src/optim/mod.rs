@@ -94,7 +94,7 @@ impl OptimOptions {
     /// `weight_decay_rate=None`, eps1 1e-30 (promot's default too). promot
     /// writes the decay exponent with its sign: decay_rate -0.8. Use with
     /// `build("adafactor", lr, ...)`.
-    pub fn t5x_model() -> Self {
+    pub fn paper_weights() -> Self {
         Self {
             multiply_by_parameter_scale: Some(true),
             min_dim_size_to_factor: Some(128),
@@ -105,17 +105,17 @@ impl OptimOptions {
     }
 
     /// The prompt-tuning code's Adafactor for the prompt it trains
-    /// (prompt_tuning/configs/models/t5_1_1_prompt.gin): as [`Self::t5x_model`]
+    /// (prompt_tuning/configs/models/t5_1_1_prompt.gin): as [`Self::paper_weights`]
     /// but `multiply_by_parameter_scale=False`, so the step is lr itself, not
     /// relative to the prompt's RMS. With min_dim_size_to_factor 128 a
     /// 100-token prompt (100 × d_model) is not factored. That config also sets
     /// `weight_decay_rate=1e-5`, which T5X applies as `x·(1 - 1e-5)` per step
     /// independent of the learning rate; promot's `weight_decay` is scaled by
     /// the learning rate, so it is left off here.
-    pub fn t5x_prompt() -> Self {
+    pub fn paper_prompts() -> Self {
         Self {
             multiply_by_parameter_scale: Some(false),
-            ..Self::t5x_model()
+            ..Self::paper_weights()
         }
     }
 

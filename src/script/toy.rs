@@ -17,10 +17,10 @@ use rhai::{Array, Dynamic, Engine, Map, INT};
 use super::model::{default_device, usize_arg, ScriptModel};
 use super::tensor::reg;
 use super::{to_rhai, RResult};
-use crate::model::{Model, T5};
+use crate::model::toy_config::ToyModelConfig;
 use crate::tokenizer::Tokenizer;
 use crate::toy::vocab::split_words;
-use crate::toy::{build_tokenizer, Example, TaskKind, ToyModelConfig, World};
+use crate::toy::{build_tokenizer, Example, TaskKind, World};
 
 /// Most examples one call may ask for: far more than any toy run needs, and
 /// small enough that a mistyped count fails fast instead of exhausting memory.
@@ -171,9 +171,7 @@ fn toy_eval_tasks(n: INT, seed: INT) -> RResult<Array> {
 fn new_toy_model(o: Map, seed: INT) -> RResult<ScriptModel> {
     let tokenizer = Tokenizer::from_tokenizers(build_tokenizer(world()?).map_err(to_rhai)?);
     let options: ToyModelConfig = super::options::parse("new_toy_model", &o, &[])?;
-    let cfg = options.t5_config(tokenizer.vocab_size()).map_err(to_rhai)?;
-    let t5 = T5::random(cfg, seed_arg(seed), &default_device()?).map_err(to_rhai)?;
-    let model: Model = Arc::new(t5);
+    let model = options.random_model(tokenizer.vocab_size(), seed_arg(seed), &default_device()?).map_err(to_rhai)?;
     Ok(ScriptModel {
         model,
         tokenizer: Arc::new(tokenizer),
@@ -198,6 +196,6 @@ pub fn register(engine: &mut Engine) {
         toy_task_with_shots(name, n, seed, &shots_list(&shots)?)
     });
     reg(engine, "toy_eval_tasks", &["n: int", "seed: int", "Array"], "Every toy task (toy_task) with n test episodes at 0, 1 and 4 shots.", toy_eval_tasks);
-    let doc = super::options::doc_with_options::<ToyModelConfig>("A randomly initialised T5 with the toy tokenizer.", &[]);
+    let doc = super::options::doc_with_options::<ToyModelConfig>("A randomly initialised toy model (encoder-decoder, sized by these options) with the toy tokenizer.", &[]);
     reg(engine, "new_toy_model", &["config: Map", "seed: int", "Model"], &doc, new_toy_model);
 }

@@ -19,7 +19,6 @@
 //! `demo_1 SEP demo_2 SEP ... demo_k SEP query`, `demo = input + " " + target`.
 //! Demonstrations always come from the train split.
 
-pub mod config;
 pub mod tasks;
 pub mod vocab;
 pub mod world;
@@ -31,7 +30,6 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::data::fewshot::build_prompt;
 use crate::error::{Error, Result};
-pub use config::ToyModelConfig;
 pub use tasks::FreshRule;
 pub use vocab::{build_tokenizer, SEPARATOR_TOKEN};
 pub use world::{World, DEFAULT_WORLD_SEED};

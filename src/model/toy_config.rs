@@ -6,8 +6,12 @@
 
 use serde::{Deserialize, Serialize};
 
+use std::sync::Arc;
+
+use candle_core::Device;
+
+use super::{Model, T5Config, T5};
 use crate::error::{Error, Result};
-use crate::model::{T5Config, T5};
 use crate::options::number;
 
 /// Largest randomly initialised toy model, in parameters.
@@ -104,5 +108,10 @@ impl ToyModelConfig {
             )));
         }
         Ok(cfg)
+    }
+
+    /// A randomly initialised model of this size for a vocabulary of `vocab_size` tokens.
+    pub fn random_model(&self, vocab_size: usize, seed: u64, device: &Device) -> Result<Model> {
+        Ok(Arc::new(T5::random(self.t5_config(vocab_size)?, seed, device)?))
     }
 }
