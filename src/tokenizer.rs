@@ -109,6 +109,22 @@ impl Tokenizer {
         self.inner.decode(ids, skip_special).map_err(|e| Error::msg(format!("tokenizer: decode: {e}")))
     }
 
+    /// Text of `ids` for the paper's post-processing: special tokens are dropped
+    /// (a decoder-only model's `<|im_end|>` or `<|endoftext|>` must not reach a
+    /// metric) except the `<extra_id_N>` sentinels, which post-processing reads.
+    pub fn decode_for_postprocess(&self, ids: &[u32]) -> Result<String> {
+        let added = self.inner.get_added_tokens_decoder();
+        let is_sentinel = |t: &str| {
+            t.strip_prefix("<extra_id_").and_then(|r| r.strip_suffix('>')).is_some_and(|n| n.parse::<u32>().is_ok())
+        };
+        let kept: Vec<u32> = ids
+            .iter()
+            .copied()
+            .filter(|id| added.get(id).is_none_or(|t| !t.special || is_sentinel(&t.content)))
+            .collect();
+        self.decode(&kept, false)
+    }
+
     /// The padding id (also T5's decoder start id).
     pub fn pad_id(&self) -> u32 {
         self.pad_id

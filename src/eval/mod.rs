@@ -261,7 +261,7 @@ pub fn generate_raw(model: &dyn LanguageModel, tok: &Tokenizer, prompts: &[Strin
             .collect::<Result<Vec<_>>>()?;
         let (embeds, mask) = embed_inputs(model, &ids, &vec![opts.prompt.as_ref(); ids.len()])?;
         for g in model.generate(&embeds, &mask, &gen)? {
-            out.push(tok.decode(&g, false)?);
+            out.push(tok.decode_for_postprocess(&g)?);
         }
         progress(out.len());
     }
