@@ -5,8 +5,10 @@
 //! generates.
 
 pub mod generate;
+pub mod gguf;
 pub mod layers;
 pub mod loading;
+pub mod llama;
 pub mod loss;
 pub mod t5;
 
@@ -19,6 +21,7 @@ use crate::params::ParamStore;
 pub use generate::GenerateOptions;
 use generate::{beam_search, greedy, Specials, StepDecoder};
 pub use layers::Dropout;
+pub use llama::{Llama, LlamaConfig};
 pub use t5::{T5Config, T5};
 
 /// Logits and the training loss for one batch.
@@ -28,7 +31,7 @@ pub struct Output {
 }
 
 pub trait LanguageModel: Send + Sync {
-    /// "t5" (and "mt5") today; decoder-only architectures next.
+    /// "t5" (and "mt5"), or a decoder-only "llama" / "mistral" / "qwen2".
     fn arch(&self) -> &str;
     fn params(&self) -> &ParamStore;
     fn hidden_size(&self) -> usize;
