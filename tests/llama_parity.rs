@@ -84,6 +84,10 @@ fn check_forward_and_grads(name: &str, arch: &str) {
     let m = model(name);
     assert_eq!(m.arch(), arch);
     assert_eq!((m.eos_id(), m.pad_id()), (2, 2));
+    assert!(
+        !m.input_ends_with_eos(),
+        "{name}: a decoder-only input must not end with eos"
+    );
     let mask = f32_of(&r.tensors["inputs_mask"]);
     let tgt = r.tensors["targets"].to_dtype(DType::U32).unwrap();
     let tmask = f32_of(&r.tensors["target_mask"]);

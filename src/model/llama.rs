@@ -535,6 +535,9 @@ impl LanguageModel for Llama {
     fn config_json(&self) -> serde_json::Value {
         self.hf_config()
     }
+    fn input_ends_with_eos(&self) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]

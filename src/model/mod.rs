@@ -49,6 +49,12 @@ pub trait LanguageModel: Send + Sync {
     fn dropout(&self) -> &Dropout;
     /// The HF config.json this model saves.
     fn config_json(&self) -> serde_json::Value;
+    /// Whether inputs end with EOS, as T5 is trained. A decoder-only model
+    /// continues its input, so an EOS there would end the text it is asked to
+    /// continue: callers building inputs should append EOS only when this holds.
+    fn input_ends_with_eos(&self) -> bool {
+        true
+    }
 
     /// Logits and the mean token cross-entropy (padding, mask 0, ignored).
     fn loss(&self, input_embeds: &Tensor, input_mask: &Tensor, targets: &Tensor, target_mask: &Tensor, label_smoothing: f64, train: bool) -> Result<Output> {
