@@ -120,8 +120,13 @@ impl Attention {
         // Query head i uses key/value head i / r: group the r query heads of each kv head as rows.
         let r = h / g;
         let q = (q.reshape((b, g, r * n, k))? * (k as f64).powf(-0.5))?;
-        let scores = q.matmul(&keys.t()?)?.reshape((b, h, n, c))?.broadcast_add(bias)?;
-        let weights = candle_nn::ops::softmax(&scores.to_dtype(DType::F32)?, D::Minus1)?.to_dtype(x.dtype())?;
+        // Scores, mask and softmax in f32: -1e9 does not fit f16, and -inf would turn padding rows to NaN.
+        let scores = q
+            .matmul(&keys.t()?)?
+            .reshape((b, h, n, c))?
+            .to_dtype(DType::F32)?
+            .broadcast_add(bias)?;
+        let weights = candle_nn::ops::softmax(&scores, D::Minus1)?.to_dtype(x.dtype())?;
         let weights = drop.apply(&weights, train)?;
         let ctx = weights.reshape((b, g, r * n, c))?.matmul(&values)?; // (b, g, r*n, k)
         let ctx = ctx.reshape((b, h, n, k))?.transpose(1, 2)?.reshape((b, n, h * k))?;
@@ -350,10 +355,10 @@ impl Llama {
         })
     }
 
-    /// Additive attention bias (b, 1, n, c) for n new queries after c - n
+    /// Additive attention bias (b, 1, n, c), f32, for n new queries after c - n
     /// cached positions: key j is visible to query i when it is real
     /// (`valid[row][j]`) and not in the future.
-    fn attention_bias(&self, valid: &[Vec<bool>], n: usize, dtype: DType, device: &Device) -> Result<Tensor> {
+    fn attention_bias(&self, valid: &[Vec<bool>], n: usize, device: &Device) -> Result<Tensor> {
         let c = valid.first().map_or(0, Vec::len);
         if let Some(w) = self.cfg.active_window() {
             if c > w {
@@ -374,7 +379,7 @@ impl Llama {
                 );
             }
         }
-        Ok(Tensor::from_vec(bias, (valid.len(), 1, n, c), device)?.to_dtype(dtype)?)
+        Ok(Tensor::from_vec(bias, (valid.len(), 1, n, c), device)?)
     }
 
     /// The decoder stack: x (b, n, d) at `positions`, with the cache holding
@@ -391,7 +396,7 @@ impl Llama {
         let (_, n, _) = x.dims3()?;
         let (dtype, device) = (x.dtype(), x.device().clone());
         let rope = self.rope(positions, dtype, &device)?;
-        let bias = self.attention_bias(valid, n, dtype, &device)?;
+        let bias = self.attention_bias(valid, n, &device)?;
         let (eps, drop) = (self.cfg.rms_norm_eps, &self.dropout);
         let mut x = x;
         for (layer, lc) in self.layers.iter().zip(cache.iter_mut()) {
@@ -576,5 +581,30 @@ mod tests {
         assert!(diff < 1e-5, "cached decoding differs from the full forward by {diff}");
         assert_eq!(m.eos_ids(), &[3, 4]);
         assert_eq!(m.hf_config()["architectures"][0], "LlamaForCausalLM");
+    }
+
+    #[test]
+    fn half_precision_with_padding_stays_finite() {
+        let m32 = Llama::random(tiny(serde_json::json!({})), 3, &Device::Cpu).unwrap();
+        let mut ps = ParamStore::new();
+        for p in m32.params.iter() {
+            ps.insert(Param::new(p.name(), p.var().as_tensor().to_dtype(DType::F16).unwrap()).unwrap());
+        }
+        let m = Llama::load(ps, m32.cfg.clone(), 0).unwrap();
+        let ids = Tensor::from_vec(vec![5u32, 6, 7, 8, 0, 0], (2, 3), &Device::Cpu).unwrap();
+        let mask = Tensor::from_vec(vec![1f32, 1., 1., 1., 0., 0.], (2, 3), &Device::Cpu).unwrap();
+        let tgt = Tensor::from_vec(vec![11u32, 12, 13, 14], (2, 2), &Device::Cpu).unwrap();
+        let logits = m.teacher_forced(&m.embed(&ids).unwrap(), &mask, &tgt, false).unwrap();
+        let values = logits
+            .to_dtype(DType::F32)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        assert!(
+            values.iter().all(|v| v.is_finite()),
+            "f16 logits with padding are not finite"
+        );
     }
 }
