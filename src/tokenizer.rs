@@ -92,6 +92,14 @@ impl Tokenizer {
         Self { inner, spiece: None, pad_id, eos_id, unk_id }
     }
 
+    /// The same tokenizer with the model's pad and eos ids (a decoder-only vocabulary can hold several
+    /// end-of-text tokens, and the one the model stops on is the config's, not the first found by name).
+    pub fn with_special_ids(mut self, pad_id: u32, eos_id: Option<u32>) -> Self {
+        self.pad_id = pad_id;
+        self.eos_id = eos_id.or(self.eos_id);
+        self
+    }
+
     /// Token ids of `text`, with the eos id appended when `add_eos` (an error if there is no eos token).
     pub fn encode(&self, text: &str, add_eos: bool) -> Result<Vec<u32>> {
         let enc = self.inner.encode(text, false).map_err(|e| Error::msg(format!("tokenizer: encode: {e}")))?;

@@ -1,8 +1,13 @@
-//! Loading models from HF-style directories or the local HF cache, and saving
-//! them back in a form Python transformers loads unchanged.
+//! Loading models from HF-style directories, the local HF cache or GGUF files,
+//! and saving them back in a form Python transformers loads unchanged.
 //!
 //! A model directory holds config.json plus weights as model.safetensors,
-//! pytorch_model.bin, or a sharded `*.index.json` with its shards.
+//! pytorch_model.bin, or a sharded `*.index.json` with its shards; its
+//! `model_type` picks the architecture (t5 / mt5, or llama / mistral / qwen2).
+//! A `.gguf` file (or a directory holding one and no config.json) is read by
+//! `gguf`: config, dequantized weights and tokenizer all come from the file.
+//! The name "smollm2" is SmolLM2-135M-Instruct, found in `$PROMOT_MODELS`,
+//! the HF cache, or the models cache `scripts/get-smollm2.sh` fills.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -10,28 +15,112 @@ use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor};
 
+use super::gguf::Gguf;
+use super::llama::{Llama, LlamaConfig, TokenIds};
 use super::{LanguageModel, Model, T5Config, T5};
 use crate::error::{Error, Result};
 use crate::fsio;
 use crate::params::{Param, ParamStore};
+use crate::tokenizer::Tokenizer;
+
+/// The hub id of the built-in "smollm2" model.
+pub const SMOLLM2_ID: &str = "HuggingFaceTB/SmolLM2-135M-Instruct";
+/// The command that fetches it into the models cache.
+pub const SMOLLM2_FETCH: &str = "scripts/get-smollm2.sh";
 
 /// Files we look for in a hub repository, weights in order of preference.
-const WEIGHT_FILES: [&str; 4] =
-    ["model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json"];
-const TOKENIZER_FILES: [&str; 4] = ["tokenizer.json", "spiece.model", "tokenizer_config.json", "special_tokens_map.json"];
+const WEIGHT_FILES: [&str; 4] = [
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+];
+const TOKENIZER_FILES: [&str; 4] = [
+    "tokenizer.json",
+    "spiece.model",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+];
 
-/// Turn "path/to/dir" or "org/name" (a hub id) into a local directory.
-/// Hub ids are served from the local HF cache (HF_HOME / HF_HUB_CACHE) and
-/// downloaded only when the network allows.
+/// promot's cache of fetched models: `$PROMOT_HOME/models/cache` when
+/// PROMOT_HOME is set, else `models/cache` in the source tree promot was built from.
+pub fn models_cache_dir() -> PathBuf {
+    match std::env::var_os("PROMOT_HOME") {
+        Some(home) if !home.is_empty() => PathBuf::from(home).join("models").join("cache"),
+        _ => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models").join("cache"),
+    }
+}
+
+fn is_gguf(path: &Path) -> bool {
+    path.is_file() && path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+}
+
+/// The one .gguf file in a directory without a config.json, if that is what it holds.
+fn gguf_in(dir: &Path) -> Option<PathBuf> {
+    if dir.join("config.json").exists() {
+        return None;
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| is_gguf(p))
+        .collect();
+    found.sort();
+    found.into_iter().next()
+}
+
+/// Where "smollm2" lives: `$PROMOT_MODELS/smollm2` (a GGUF or an HF directory),
+/// the HF cache, then the models cache. Missing: an error naming the fetch command.
+pub fn find_smollm2() -> Result<PathBuf> {
+    let mut candidates = Vec::new();
+    if let Some(root) = std::env::var_os("PROMOT_MODELS").filter(|r| !r.is_empty()) {
+        let root = PathBuf::from(root);
+        candidates.extend([root.join("smollm2"), root.join("SmolLM2-135M-Instruct")]);
+    }
+    for dir in &candidates {
+        if dir.join("config.json").is_file() {
+            return Ok(dir.clone());
+        }
+        if let Some(f) = dir.is_dir().then(|| gguf_in(dir)).flatten() {
+            return Ok(f);
+        }
+    }
+    if let Some(dir) = from_cache(SMOLLM2_ID) {
+        return Ok(dir);
+    }
+    let cache = models_cache_dir().join("smollm2");
+    if let Some(f) = cache.is_dir().then(|| gguf_in(&cache)).flatten() {
+        return Ok(f);
+    }
+    Err(Error::msg(format!(
+        "model 'smollm2' ({SMOLLM2_ID}) is not fetched: run {SMOLLM2_FETCH} (looked in $PROMOT_MODELS, the HF cache and {})",
+        cache.display()
+    )))
+}
+
+/// Turn a spec into a local directory or GGUF file: "path/to/dir", a `.gguf`
+/// file, "smollm2", or "org/name" (a hub id). Hub ids are served from the
+/// local HF cache (HF_HOME / HF_HUB_CACHE) and downloaded only when the
+/// network allows.
 pub fn resolve(spec: &str) -> Result<PathBuf> {
     let path = Path::new(spec);
+    if spec == "smollm2" && !path.exists() {
+        return find_smollm2();
+    }
     if path.is_dir() {
+        return Ok(gguf_in(path).unwrap_or_else(|| path.to_path_buf()));
+    }
+    if is_gguf(path) {
         return Ok(path.to_path_buf());
     }
     if path.exists() {
-        return Err(Error::file(path, "expected a model directory (with config.json), found a file"));
+        return Err(Error::file(
+            path,
+            "expected a model directory (with config.json) or a .gguf file, found another file",
+        ));
     }
-    let looks_like_id = spec.split('/').count() <= 2 && !spec.starts_with('.') && !spec.contains('\\') && !spec.is_empty();
+    let looks_like_id =
+        spec.split('/').count() <= 2 && !spec.starts_with('.') && !spec.contains('\\') && !spec.is_empty();
     if !looks_like_id {
         return Err(Error::file(path, "no such model directory"));
     }
@@ -54,7 +143,9 @@ fn from_cache(id: &str) -> Option<PathBuf> {
 }
 
 fn download(id: &str) -> std::result::Result<PathBuf, String> {
-    let api = hf_hub::api::sync::ApiBuilder::from_env().build().map_err(|e| e.to_string())?;
+    let api = hf_hub::api::sync::ApiBuilder::from_env()
+        .build()
+        .map_err(|e| e.to_string())?;
     let repo = api.model(id.to_string());
     let config = repo.get("config.json").map_err(|e| e.to_string())?;
     for f in TOKENIZER_FILES {
@@ -75,7 +166,10 @@ fn download(id: &str) -> std::result::Result<PathBuf, String> {
     if !got_weights {
         return Err("the repository has no model.safetensors or pytorch_model.bin".into());
     }
-    config.parent().map(Path::to_path_buf).ok_or_else(|| "bad cache path".to_string())
+    config
+        .parent()
+        .map(Path::to_path_buf)
+        .ok_or_else(|| "bad cache path".to_string())
 }
 
 fn shard_files(index: &Path) -> Result<Vec<String>> {
@@ -96,8 +190,16 @@ pub fn read_weights(dir: &Path, device: &Device, dtype: DType) -> Result<HashMap
         .iter()
         .map(|f| dir.join(f))
         .find(|p| p.exists())
-        .ok_or_else(|| Error::file(dir, "no weights found (model.safetensors, pytorch_model.bin or an *.index.json)"))?;
-    let name = file.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        .ok_or_else(|| {
+            Error::file(
+                dir,
+                "no weights found (model.safetensors, pytorch_model.bin or an *.index.json)",
+            )
+        })?;
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
     let files: Vec<PathBuf> = if name.ends_with(".index.json") {
         shard_files(&file)?.into_iter().map(|s| dir.join(s)).collect()
     } else {
@@ -121,16 +223,24 @@ pub fn read_weights(dir: &Path, device: &Device, dtype: DType) -> Result<HashMap
     Ok(out)
 }
 
-/// Load a model from a directory or hub id. Weights are kept in `dtype`
-/// (f32 for training on CPU).
+/// Load a model from a directory, GGUF file, "smollm2" or hub id. Weights
+/// are kept in `dtype` (f32 for training on CPU). Returns the model and the
+/// directory its tokenizer lives in (for a GGUF, the file's directory).
 pub fn load(spec: &str, device: &Device, dtype: DType, seed: u64) -> Result<(Model, PathBuf)> {
-    let dir = resolve(spec)?;
+    let target = resolve(spec)?;
+    if is_gguf(&target) {
+        let model = load_gguf(&target, device, dtype, seed)?;
+        let dir = target.parent().map(Path::to_path_buf).unwrap_or_default();
+        cache_gguf_tokenizer(&target);
+        return Ok((Arc::new(model), dir));
+    }
+    let dir = target;
     let config_path = dir.join("config.json");
     let raw = fsio::read_json(&config_path)?;
-    let model_type = raw.get("model_type").and_then(|v| v.as_str()).unwrap_or("t5").to_string();
-    let model: Model = match model_type.as_str() {
-        "t5" | "mt5" => {
-            let cfg: T5Config = serde_json::from_value(raw).map_err(|e| Error::file(&config_path, format!("not a T5 config: {e}")))?;
+    let model: Model = match model_family(&raw).as_str() {
+        "t5" => {
+            let cfg: T5Config =
+                serde_json::from_value(raw).map_err(|e| Error::file(&config_path, format!("not a T5 config: {e}")))?;
             let mut weights = read_weights(&dir, device, dtype)?;
             // Older checkpoints may store the shared embedding only under the stacks' names.
             if !weights.contains_key("shared.weight") {
@@ -138,18 +248,146 @@ pub fn load(spec: &str, device: &Device, dtype: DType, seed: u64) -> Result<(Mod
                     weights.insert("shared.weight".into(), t);
                 }
             }
-            let mut ps = ParamStore::new();
-            for (name, _) in T5::param_shapes(&cfg) {
-                let t = weights
-                    .remove(&name)
-                    .ok_or_else(|| Error::file(&dir, format!("checkpoint is missing parameter '{name}'")))?;
-                ps.insert(Param::new(&name, t)?);
-            }
+            let ps = take_params(&mut weights, T5::param_shapes(&cfg), &dir)?;
             Arc::new(T5::load(ps, cfg, seed)?)
         }
-        other => return Err(Error::file(&config_path, format!("unsupported model_type '{other}' (supported: t5, mt5)"))),
+        "llama" => {
+            let cfg: LlamaConfig = serde_json::from_value(raw)
+                .map_err(|e| Error::file(&config_path, format!("not a Llama/Mistral/Qwen2 config: {e}")))?;
+            let mut weights = read_weights(&dir, device, dtype)?;
+            let ps = take_params(&mut weights, Llama::param_shapes(&cfg), &dir)?;
+            let mut m = Llama::load(ps, cfg, seed)?;
+            m.set_eos(generation_eos(&dir)?);
+            Arc::new(m)
+        }
+        other => {
+            return Err(Error::file(
+                &config_path,
+                format!("unsupported model_type '{other}' (supported: t5, mt5, llama, mistral, qwen2)"),
+            ))
+        }
     };
     Ok((model, dir))
+}
+
+/// "t5" or "llama" (the family of llama / mistral / qwen2), from `model_type`
+/// or, when that is absent, from `architectures`; anything else as named.
+fn model_family(raw: &serde_json::Value) -> String {
+    let arch = raw
+        .get("architectures")
+        .and_then(|a| a.get(0))
+        .and_then(|a| a.as_str())
+        .unwrap_or("");
+    let model_type = raw
+        .get("model_type")
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
+        .unwrap_or_else(|| {
+            match arch {
+                "LlamaForCausalLM" => "llama",
+                "MistralForCausalLM" => "mistral",
+                "Qwen2ForCausalLM" => "qwen2",
+                _ => "t5",
+            }
+            .to_string()
+        });
+    match model_type.as_str() {
+        "t5" | "mt5" => "t5".into(),
+        "llama" | "mistral" | "qwen2" => "llama".into(),
+        other => other.into(),
+    }
+}
+
+/// The named parameters out of a checkpoint's tensors, each required.
+fn take_params(
+    weights: &mut HashMap<String, Tensor>,
+    shapes: Vec<(String, Vec<usize>)>,
+    dir: &Path,
+) -> Result<ParamStore> {
+    let mut ps = ParamStore::new();
+    for (name, _) in shapes {
+        let t = weights
+            .remove(&name)
+            .ok_or_else(|| Error::file(dir, format!("checkpoint is missing parameter '{name}'")))?;
+        ps.insert(Param::new(&name, t)?);
+    }
+    Ok(ps)
+}
+
+/// `eos_token_id` of generation_config.json (what transformers' generate stops on), if any.
+fn generation_eos(dir: &Path) -> Result<Vec<u32>> {
+    let path = dir.join("generation_config.json");
+    if !path.is_file() {
+        return Ok(Vec::new());
+    }
+    let raw = fsio::read_json(&path)?;
+    Ok(raw
+        .get("eos_token_id")
+        .and_then(|v| serde_json::from_value::<TokenIds>(v.clone()).ok())
+        .map(|t| t.ids())
+        .unwrap_or_default())
+}
+
+/// A Llama-family model from a GGUF file.
+pub fn load_gguf(path: &Path, device: &Device, dtype: DType, seed: u64) -> Result<Llama> {
+    let mut g = Gguf::open(path)?;
+    let cfg = g.config()?;
+    let mut weights = g.weights(&cfg, device, dtype)?;
+    let ps = take_params(&mut weights, Llama::param_shapes(&cfg), path)?;
+    Llama::load(ps, cfg, seed)
+}
+
+/// The tokenizer for a model directory or GGUF file: a tokenizer.json there
+/// (or a spiece.model), else the GGUF's own metadata. Its pad and eos ids are
+/// the model's, which for decoder-only vocabularies (several end-of-text
+/// tokens) a lookup by name would not find.
+pub fn load_tokenizer(path: &Path, model: &dyn LanguageModel) -> Result<Tokenizer> {
+    let dir = if path.is_dir() {
+        path.to_path_buf()
+    } else {
+        path.parent().map(Path::to_path_buf).unwrap_or_default()
+    };
+    let gguf = if is_gguf(path) {
+        Some(path.to_path_buf())
+    } else {
+        gguf_in(&dir)
+    };
+    let tok = match gguf {
+        Some(f) if !dir.join("tokenizer.json").is_file() => {
+            Tokenizer::from_tokenizers(super::gguf::tokenizer(&Gguf::open(&f)?)?)
+        }
+        _ => Tokenizer::from_dir(&dir)?,
+    };
+    Ok(if model.arch() == "t5" {
+        tok
+    } else {
+        tok.with_special_ids(model.pad_id(), Some(model.eos_id()))
+    })
+}
+
+/// For a GGUF in promot's own models cache, write its tokenizer as
+/// tokenizer.json beside it (once), so code that reads a directory's
+/// tokenizer.json finds the same tokenizer `load_tokenizer` builds. GGUFs
+/// elsewhere are never written next to. Best effort.
+fn cache_gguf_tokenizer(path: &Path) {
+    let Some(dir) = path.parent() else { return };
+    let cache = models_cache_dir();
+    let inside = |p: &Path| {
+        p.canonicalize()
+            .ok()
+            .zip(cache.canonicalize().ok())
+            .is_some_and(|(p, c)| p.starts_with(c))
+    };
+    if !inside(dir) {
+        return;
+    }
+    let json = dir.join("tokenizer.json");
+    if json.exists() {
+        return;
+    }
+    if let Ok(tok) = Gguf::open(path).and_then(|g| super::gguf::tokenizer(&g)) {
+        let _ = tok.save(&json, false);
+    }
 }
 
 /// Save config.json and model.safetensors (HF names, tied weights stored once).
@@ -158,7 +396,10 @@ pub fn save(model: &dyn LanguageModel, dir: &Path) -> Result<()> {
     let mut config = model.config_json();
     if let Some(obj) = config.as_object_mut() {
         obj.entry("model_type").or_insert_with(|| model.arch().into());
-        obj.entry("architectures").or_insert_with(|| serde_json::json!(["T5ForConditionalGeneration"]));
+        if model.arch() == "t5" || model.arch() == "mt5" {
+            obj.entry("architectures")
+                .or_insert_with(|| serde_json::json!(["T5ForConditionalGeneration"]));
+        }
     }
     let mut tensors = HashMap::new();
     for p in model.params().iter() {

@@ -5,8 +5,10 @@
 //! generates.
 
 pub mod generate;
+pub mod gguf;
 pub mod layers;
 pub mod loading;
+pub mod llama;
 pub mod loss;
 pub mod t5;
 pub mod toy_config;
@@ -20,6 +22,7 @@ use crate::params::ParamStore;
 pub use generate::GenerateOptions;
 use generate::{beam_search, greedy, Specials, StepDecoder};
 pub use layers::Dropout;
+pub use llama::{Llama, LlamaConfig};
 pub use t5::{T5Config, T5};
 
 /// Logits and the training loss for one batch.
@@ -29,7 +32,7 @@ pub struct Output {
 }
 
 pub trait LanguageModel: Send + Sync {
-    /// "t5" (and "mt5") today; decoder-only architectures next.
+    /// "t5" (and "mt5"), or a decoder-only "llama" / "mistral" / "qwen2".
     fn arch(&self) -> &str;
     fn params(&self) -> &ParamStore;
     fn hidden_size(&self) -> usize;
@@ -47,6 +50,12 @@ pub trait LanguageModel: Send + Sync {
     fn dropout(&self) -> &Dropout;
     /// The HF config.json this model saves.
     fn config_json(&self) -> serde_json::Value;
+    /// Whether inputs end with EOS, as T5 is trained. A decoder-only model
+    /// continues its input, so an EOS there would end the text it is asked to
+    /// continue: callers building inputs should append EOS only when this holds.
+    fn input_ends_with_eos(&self) -> bool {
+        true
+    }
 
     /// Logits and the mean token cross-entropy (padding, mask 0, ignored).
     fn loss(&self, input_embeds: &Tensor, input_mask: &Tensor, targets: &Tensor, target_mask: &Tensor, label_smoothing: f64, train: bool) -> Result<Output> {
