@@ -20,8 +20,9 @@ use crate::params::Param;
 pub enum Init {
     /// Uniform in [-0.5, 0.5], as the prompt-tuning code's default.
     Uniform,
-    /// Embeddings of tokens drawn from the `top` most frequent ids
-    /// (SentencePiece ids are ordered by frequency, specials skipped).
+    /// Embeddings of tokens drawn from the `top` lowest ids, which are the most
+    /// frequent in SentencePiece and BPE vocabularies (the model's special
+    /// tokens skipped).
     Vocab { top: usize },
     /// Embeddings of a text's tokens, repeated or cut to the prompt length.
     Ids(Vec<u32>),
@@ -53,6 +54,8 @@ impl Init {
 pub struct SoftPrompt {
     pub name: String,
     param: Param,
+    /// The PEFT task type of the model it was made for ("SEQ_2_SEQ_LM", "CAUSAL_LM").
+    task_type: &'static str,
 }
 
 impl SoftPrompt {
@@ -72,9 +75,14 @@ impl SoftPrompt {
                 Tensor::from_vec(v, (length, d), &device)?
             }
             Init::Vocab { top } => {
-                // Skip the three specials (pad, eos, unk) at the front of T5 vocabularies.
-                let hi = top.min(model.vocab_size()).max(4);
-                let ids: Vec<u32> = (0..length).map(|_| rng.random_range(3..hi as u32)).collect();
+                // The `top` lowest ids (the most frequent, in SentencePiece and BPE
+                // vocabularies alike) less the model's special tokens.
+                let specials = model.special_ids();
+                let pool: Vec<u32> = (0..top.min(model.vocab_size()) as u32).filter(|i| !specials.contains(i)).collect();
+                if pool.is_empty() {
+                    return Err(Error::msg(format!("soft_prompt: no ordinary token among the first {top} ids")));
+                }
+                let ids: Vec<u32> = (0..length).map(|_| pool[rng.random_range(0..pool.len() as u32) as usize]).collect();
                 Self::embed_rows(model, &ids)?
             }
             Init::Ids(ids) => {
@@ -92,7 +100,7 @@ impl SoftPrompt {
             }
         };
         let values = values.to_dtype(model.params().dtype())?;
-        Ok(Self { name: name.to_string(), param: Param::new(&format!("prompt.{name}"), values)? })
+        Ok(Self { name: name.to_string(), param: Param::new(&format!("prompt.{name}"), values)?, task_type: model.peft_task_type() })
     }
 
     fn embed_rows(model: &dyn LanguageModel, ids: &[u32]) -> Result<Tensor> {
@@ -159,7 +167,12 @@ impl SoftPrompt {
             return Err(Error::file(&file, format!("prompt width {d} does not match the model's {}", model.hidden_size())));
         }
         let t = t.to_dtype(model.params().dtype())?;
-        Ok(Self { name: name.to_string(), param: Param::new(&format!("prompt.{name}"), t)? })
+        Ok(Self { name: name.to_string(), param: Param::new(&format!("prompt.{name}"), t)?, task_type: model.peft_task_type() })
+    }
+
+    /// The PEFT task type of the model this prompt was made for.
+    pub fn peft_task_type(&self) -> &'static str {
+        self.task_type
     }
 
     /// Write a PEFT prompt-tuning adapter (adapter_model.safetensors +

@@ -257,7 +257,7 @@ pub fn generate_raw(model: &dyn LanguageModel, tok: &Tokenizer, prompts: &[Strin
         }
         let ids = chunk
             .iter()
-            .map(|p| tok.encode(p, true).map(|ids| crate::train::batch::keep_tail(ids, opts.max_input_len)))
+            .map(|p| tok.encode(p, model.input_ends_with_eos()).map(|ids| crate::train::batch::keep_tail(ids, opts.max_input_len)))
             .collect::<Result<Vec<_>>>()?;
         let (embeds, mask) = embed_inputs(model, &ids, &vec![opts.prompt.as_ref(); ids.len()])?;
         for g in model.generate(&embeds, &mask, &gen)? {

@@ -543,6 +543,21 @@ impl LanguageModel for Llama {
     fn input_ends_with_eos(&self) -> bool {
         false
     }
+    fn special_ids(&self) -> Vec<u32> {
+        let mut ids: Vec<u32> = self.eos.iter().copied().chain(self.cfg.bos_token_id).chain([self.pad_id()]).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+    fn peft_task_type(&self) -> &'static str {
+        "CAUSAL_LM"
+    }
+    fn last_layer_groups(&self) -> Vec<(String, Vec<String>)> {
+        let l = format!("model.layers.{}", self.cfg.num_hidden_layers.saturating_sub(1));
+        let one = |name: &str, proj: &str| (name.to_string(), vec![format!("{l}.self_attn.{proj}.weight")]);
+        let mlp = ["gate_proj", "up_proj", "down_proj"].iter().map(|p| format!("{l}.mlp.{p}.weight")).collect();
+        vec![one("self-attn q", "q_proj"), one("self-attn k", "k_proj"), one("self-attn v", "v_proj"), one("self-attn o", "o_proj"), ("MLP".to_string(), mlp)]
+    }
 }
 
 #[cfg(test)]

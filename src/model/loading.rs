@@ -224,15 +224,14 @@ pub fn read_weights(dir: &Path, device: &Device, dtype: DType) -> Result<HashMap
 }
 
 /// Load a model from a directory, GGUF file, "smollm2" or hub id. Weights
-/// are kept in `dtype` (f32 for training on CPU). Returns the model and the
-/// directory its tokenizer lives in (for a GGUF, the file's directory).
+/// are kept in `dtype` (f32 for training on CPU). Returns the model and where
+/// it was found (the directory, or the GGUF file): pass that to
+/// [`load_tokenizer`].
 pub fn load(spec: &str, device: &Device, dtype: DType, seed: u64) -> Result<(Model, PathBuf)> {
     let target = resolve(spec)?;
     if is_gguf(&target) {
         let model = load_gguf(&target, device, dtype, seed)?;
-        let dir = target.parent().map(Path::to_path_buf).unwrap_or_default();
-        cache_gguf_tokenizer(&target);
-        return Ok((Arc::new(model), dir));
+        return Ok((Arc::new(model), target));
     }
     let dir = target;
     let config_path = dir.join("config.json");
@@ -365,30 +364,6 @@ pub fn load_tokenizer(path: &Path, model: &dyn LanguageModel) -> Result<Tokenize
     })
 }
 
-/// For a GGUF in promot's own models cache, write its tokenizer as
-/// tokenizer.json beside it (once), so code that reads a directory's
-/// tokenizer.json finds the same tokenizer `load_tokenizer` builds. GGUFs
-/// elsewhere are never written next to. Best effort.
-fn cache_gguf_tokenizer(path: &Path) {
-    let Some(dir) = path.parent() else { return };
-    let cache = models_cache_dir();
-    let inside = |p: &Path| {
-        p.canonicalize()
-            .ok()
-            .zip(cache.canonicalize().ok())
-            .is_some_and(|(p, c)| p.starts_with(c))
-    };
-    if !inside(dir) {
-        return;
-    }
-    let json = dir.join("tokenizer.json");
-    if json.exists() {
-        return;
-    }
-    if let Ok(tok) = Gguf::open(path).and_then(|g| super::gguf::tokenizer(&g)) {
-        let _ = tok.save(&json, false);
-    }
-}
 
 /// Save config.json and model.safetensors (HF names, tied weights stored once).
 pub fn save(model: &dyn LanguageModel, dir: &Path) -> Result<()> {

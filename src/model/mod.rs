@@ -56,6 +56,15 @@ pub trait LanguageModel: Send + Sync {
     fn input_ends_with_eos(&self) -> bool {
         true
     }
+    /// Ids of special tokens (pad, eos, ...): a "vocab" prompt init never draws them.
+    fn special_ids(&self) -> Vec<u32> {
+        vec![self.pad_id(), self.eos_id()]
+    }
+    /// The PEFT `task_type` of this model's prompt-tuning adapters.
+    fn peft_task_type(&self) -> &'static str;
+    /// The parameters of the last layer in named groups (attention
+    /// projections, the MLP), as the paper's Fig. 3 compares gradients per group.
+    fn last_layer_groups(&self) -> Vec<(String, Vec<String>)>;
 
     /// Logits and the mean token cross-entropy (padding, mask 0, ignored).
     fn loss(&self, input_embeds: &Tensor, input_mask: &Tensor, targets: &Tensor, target_mask: &Tensor, label_smoothing: f64, train: bool) -> Result<Output> {
@@ -91,6 +100,31 @@ impl StepDecoder for T5Steps<'_> {
 impl LanguageModel for T5 {
     fn arch(&self) -> &str {
         "t5"
+    }
+    fn special_ids(&self) -> Vec<u32> {
+        // T5 vocabularies start with pad 0, eos 1 and SentencePiece's unk 2.
+        vec![self.pad_id(), self.eos_id(), 2]
+    }
+    fn peft_task_type(&self) -> &'static str {
+        "SEQ_2_SEQ_LM"
+    }
+    fn last_layer_groups(&self) -> Vec<(String, Vec<String>)> {
+        let l = format!("decoder.block.{}.layer", self.cfg.decoder_layers().saturating_sub(1));
+        let one = |name: &str, param: String| (name.to_string(), vec![param]);
+        let mlp: Vec<String> = self
+            .params
+            .iter()
+            .map(|p| p.name().to_string())
+            .filter(|n| n.starts_with(&format!("{l}.2.DenseReluDense.")))
+            .collect();
+        vec![
+            one("self-attn q", format!("{l}.0.SelfAttention.q.weight")),
+            one("self-attn k", format!("{l}.0.SelfAttention.k.weight")),
+            one("self-attn v", format!("{l}.0.SelfAttention.v.weight")),
+            one("cross-attn q", format!("{l}.1.EncDecAttention.q.weight")),
+            one("cross-attn v", format!("{l}.1.EncDecAttention.v.weight")),
+            ("MLP".to_string(), mlp),
+        ]
     }
     fn params(&self) -> &ParamStore {
         &self.params

@@ -41,18 +41,32 @@ impl ScriptModel {
     pub fn device(&self) -> Device {
         self.model.params().device()
     }
-    pub fn encode_texts(&self, texts: &[String], max_len: usize) -> RResult<Vec<Vec<u32>>> {
+    /// Input ids as the model reads them (EOS where it wants one), cut to
+    /// their last `max_len` tokens so the query survives.
+    pub fn encode_inputs(&self, texts: &[String], max_len: usize) -> RResult<Vec<Vec<u32>>> {
         texts
             .iter()
             .map(|t| {
-                let ids = self.tokenizer.encode(t, true).map_err(to_rhai)?;
+                let ids = self.tokenizer.encode(t, self.lm().input_ends_with_eos()).map_err(to_rhai)?;
                 Ok(crate::train::batch::keep_tail(ids, max_len))
+            })
+            .collect()
+    }
+    /// Target ids: always ending with EOS (the model learns to stop), cut to
+    /// their first `max_len` tokens as training batches are.
+    pub fn encode_targets(&self, texts: &[String], max_len: usize) -> RResult<Vec<Vec<u32>>> {
+        texts
+            .iter()
+            .map(|t| {
+                let mut ids = self.tokenizer.encode(t, true).map_err(to_rhai)?;
+                ids.truncate(max_len.max(1));
+                Ok(ids)
             })
             .collect()
     }
     /// Embeddings and mask of texts, with an optional prompt in front.
     pub fn embed_texts(&self, texts: &[String], prompt: Option<&SoftPrompt>, max_len: usize) -> RResult<(Tensor, Tensor)> {
-        let ids = self.encode_texts(texts, max_len)?;
+        let ids = self.encode_inputs(texts, max_len)?;
         crate::prompt::embed_inputs(self.lm(), &ids, &vec![prompt; ids.len()]).map_err(to_rhai)
     }
     pub fn generate_texts(&self, texts: &[String], prompt: Option<&SoftPrompt>, opts: &GenerateOptions, max_len: usize) -> RResult<Vec<String>> {
@@ -142,7 +156,7 @@ pub fn load(spec: &str, opts: &Map) -> RResult<ScriptModel> {
     let dtype = super::tensor::dtype_arg("load_model", &map_str(opts, "dtype", "f32")?)?;
     let seed = map_int(opts, "seed", 0)? as u64;
     let (model, dir): (Model, PathBuf) = loading::load(&builtin_path(spec), &device, dtype, seed).map_err(to_rhai)?;
-    let tokenizer = Tokenizer::from_dir(&dir).map_err(to_rhai)?;
+    let tokenizer = loading::load_tokenizer(&dir, model.as_ref()).map_err(to_rhai)?;
     let separator = crate::data::fewshot::model_separator(&dir).map_err(to_rhai)?;
     Ok(ScriptModel { model, tokenizer: Arc::new(tokenizer), source: spec.to_string(), separator, prompts: Arc::default() })
 }
@@ -185,7 +199,7 @@ fn loss(m: &mut ScriptModel, inputs: Dynamic, targets: Dynamic, opts: Map) -> RR
         None => None,
     };
     let (embeds, mask) = m.embed_texts(&inputs, prompt.as_ref(), usize::MAX)?;
-    let tgt = m.encode_texts(&targets, usize::MAX)?;
+    let tgt = m.encode_targets(&targets, usize::MAX)?;
     let (tgt, tmask) = pad_batch(&tgt, m.lm().pad_id(), &m.device()).map_err(to_rhai)?;
     let out = m
         .lm()
@@ -248,8 +262,8 @@ pub fn register(engine: &mut Engine) {
         }
         Ok(name.to_string())
     });
-    reg(engine, "tokenize", &["m: Model", "text: &str", "Array"], "Token ids of a text (with EOS).", |m: &mut ScriptModel, t: &str| -> RResult<Array> {
-        Ok(m.tokenizer.encode(t, true).map_err(to_rhai)?.into_iter().map(|i| Dynamic::from(i as INT)).collect())
+    reg(engine, "tokenize", &["m: Model", "text: &str", "Array"], "Token ids of a text as the model's inputs are encoded (with EOS where the model wants one).", |m: &mut ScriptModel, t: &str| -> RResult<Array> {
+        Ok(m.tokenizer.encode(t, m.lm().input_ends_with_eos()).map_err(to_rhai)?.into_iter().map(|i| Dynamic::from(i as INT)).collect())
     });
     reg(engine, "detokenize", &["m: Model", "ids: Array", "String"], "Text of token ids (special tokens skipped).", |m: &mut ScriptModel, ids: Array| -> RResult<String> {
         let ids = ids.iter().map(|i| i.as_int().ok().and_then(|i| u32::try_from(i).ok()).ok_or_else(|| to_rhai("detokenize: ids must be non-negative ints"))).collect::<RResult<Vec<u32>>>()?;
@@ -269,7 +283,7 @@ pub fn register(engine: &mut Engine) {
     reg(engine, "loss", &["m: Model", "inputs: Array", "targets: Array", "opts: Map", "Tensor"], "Loss with #{label_smoothing, train, prompt}.", loss);
     reg(engine, "logits", &["m: Model", "input: &str", "target: &str", "Tensor"], "Teacher-forced logits (1, t, v) of a target given an input.", |m: &mut ScriptModel, i: &str, t: &str| -> RResult<Tensor> {
         let (e, mask) = m.embed_texts(&[i.to_string()], None, usize::MAX)?;
-        let tgt = m.encode_texts(&[t.to_string()], usize::MAX)?;
+        let tgt = m.encode_targets(&[t.to_string()], usize::MAX)?;
         let (tgt, _) = pad_batch(&tgt, m.lm().pad_id(), &m.device()).map_err(to_rhai)?;
         m.lm().forward(&e, &mask, &tgt, false).map_err(to_rhai)
     });
@@ -277,6 +291,13 @@ pub fn register(engine: &mut Engine) {
     reg(engine, "params", &["m: Model", "Array"], "Every parameter: #{name, shape, numel, trainable}.", params_table);
     reg(engine, "param", &["m: Model", "name: &str", "Tensor"], "The value of a named parameter.", |m: &mut ScriptModel, n: &str| -> RResult<Tensor> {
         Ok(m.lm().params().get(n).map_err(to_rhai)?.var().as_tensor().detach())
+    });
+    reg(engine, "last_layer_groups", &["m: Model", "Map"], "The last layer's parameters in named groups (attention projections, MLP), as Fig. 3 compares them.", |m: &mut ScriptModel| -> Map {
+        m.lm()
+            .last_layer_groups()
+            .into_iter()
+            .map(|(name, params)| (name.into(), params.into_iter().map(Dynamic::from).collect::<Array>().into()))
+            .collect()
     });
     reg(engine, "num_params", &["m: Model", "int"], "Total parameter count.", |m: &mut ScriptModel| m.lm().params().count() as INT);
     reg(engine, "trainable_count", &["m: Model", "int"], "Count of trainable (unfrozen) parameters.", |m: &mut ScriptModel| m.lm().params().trainable_count() as INT);

@@ -151,8 +151,8 @@ fn gradients_of(m: &mut ScriptModel, data: Array, o: Map) -> RResult<Map> {
     opts.label_smoothing = map_float(&o, "label_smoothing", 0.0)?;
     let exs = examples("gradients", &data, "default")?;
     let batch = train::Batch {
-        inputs: m.encode_texts(&exs.iter().map(|e| e.input.clone()).collect::<Vec<_>>(), opts.batch.max_input_len)?,
-        targets: m.encode_texts(&exs.iter().map(|e| e.target.clone()).collect::<Vec<_>>(), opts.batch.max_target_len)?,
+        inputs: m.encode_inputs(&exs.iter().map(|e| e.input.clone()).collect::<Vec<_>>(), opts.batch.max_input_len)?,
+        targets: m.encode_targets(&exs.iter().map(|e| e.target.clone()).collect::<Vec<_>>(), opts.batch.max_target_len)?,
         tasks: exs.iter().map(|e| e.task.clone()).collect(),
     };
     let g = gradients::batch_gradients(m.lm(), &batch, &opts).map_err(to_rhai)?;
@@ -182,7 +182,7 @@ pub fn register(engine: &mut Engine) {
     reg(engine, "is_trainable", &["p: Prompt", "bool"], "Whether the prompt trains.", |p: &mut SoftPrompt| p.is_trainable());
     reg(engine, "save", &["p: Prompt", "path: &str", "()"], "Save a prompt as safetensors.", |p: &mut SoftPrompt, path: &str| p.save(Path::new(path)).map_err(to_rhai));
     reg(engine, "export_peft", &["p: Prompt", "dir: &str", "base_model: &str", "()"], "Write a PEFT prompt-tuning adapter (adapter_model.safetensors + adapter_config.json).", |p: &mut SoftPrompt, dir: &str, base: &str| {
-        p.export_peft(Path::new(dir), base, "SEQ_2_SEQ_LM").map_err(to_rhai)
+        p.export_peft(Path::new(dir), base, p.peft_task_type()).map_err(to_rhai)
     });
     reg(engine, "load_prompt", &["m: Model", "path: &str", "name: &str", "Prompt"], "Load a saved prompt or a PEFT adapter directory.", |m: &mut ScriptModel, path: &str, name: &str| -> RResult<SoftPrompt> {
         let p = SoftPrompt::load(name, Path::new(path), m.lm()).map_err(to_rhai)?;

@@ -179,13 +179,15 @@ impl Batcher {
         build_prompt(&ex.input, &demos, &self.opts.separator)
     }
 
-    /// Tokenised batch of step `step`: inputs keep their end (the query) when cut.
-    pub fn batch(&self, step: usize, tok: &Tokenizer) -> Result<Batch> {
+    /// Tokenised batch of step `step`: inputs keep their end (the query) when
+    /// cut, and end with EOS when `input_eos` (the model's
+    /// `input_ends_with_eos`); targets always end with EOS.
+    pub fn batch(&self, step: usize, tok: &Tokenizer, input_eos: bool) -> Result<Batch> {
         let examples = self.examples_at(step);
         let mut b = Batch { inputs: vec![], targets: vec![], tasks: vec![] };
         for (row, ex) in examples.iter().enumerate() {
             let text = self.with_demonstrations(ex, step, row);
-            b.inputs.push(keep_tail(tok.encode(&text, true)?, self.opts.max_input_len));
+            b.inputs.push(keep_tail(tok.encode(&text, input_eos)?, self.opts.max_input_len));
             let mut target = tok.encode(&ex.target, true)?;
             target.truncate(self.opts.max_target_len.max(1));
             b.targets.push(target);
