@@ -11,6 +11,7 @@ pub mod fsio;
 pub mod interrupt;
 pub mod device;
 pub mod tokenizer;
+pub mod text;
 pub mod model;
 pub mod prompt;
 pub mod train;

@@ -27,9 +27,10 @@ impl Param {
     pub fn name(&self) -> &str {
         &self.name
     }
-    /// The value to compute with: tracked by autograd only when trainable.
+    /// The value to compute with: tracked by autograd only when trainable
+    /// (and not inside [`no_grad`]).
     pub fn tensor(&self) -> Tensor {
-        if self.is_trainable() {
+        if self.is_trainable() && !NO_GRAD.with(|f| f.get()) {
             self.var.as_tensor().clone()
         } else {
             self.var.as_tensor().detach()
@@ -138,4 +139,19 @@ impl ParamStore {
     pub fn dtype(&self) -> DType {
         self.iter().next().map(|p| p.var().dtype()).unwrap_or(DType::F32)
     }
+}
+
+thread_local! {
+    static NO_GRAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Run `f` with every parameter read as a constant ([`Param::tensor`]
+/// detached), as generation and evaluation want: no autograd graph is built,
+/// so each layer's intermediates are freed as soon as the next one is done
+/// (a graph over a long prefill would hold every layer's attention weights).
+pub fn no_grad<T>(f: impl FnOnce() -> T) -> T {
+    let before = NO_GRAD.with(|flag| flag.replace(true));
+    let out = f();
+    NO_GRAD.with(|flag| flag.set(before));
+    out
 }

@@ -54,6 +54,9 @@ pub fn record_separator(model_dir: &Path, separator: &str) -> Result<()> {
     crate::fsio::write_json(&path, &config)
 }
 
+/// What stands between a demonstration's input and its target.
+pub const TARGET_JOIN: &str = " ";
+
 /// Builds a k-shot prompt: each `(input, target)` demonstration written as
 /// `input + " " + target`, all joined by `sep`, then `sep` and the query
 /// input with no target. With no demonstrations the prompt is the query.
@@ -61,7 +64,7 @@ pub fn build_prompt(query_input: &str, demos: &[(String, String)], sep: &str) ->
     let mut prompt = String::new();
     for (input, target) in demos {
         prompt.push_str(input);
-        prompt.push(' ');
+        prompt.push_str(TARGET_JOIN);
         prompt.push_str(target);
         prompt.push_str(sep);
     }

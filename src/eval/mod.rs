@@ -257,10 +257,13 @@ pub fn generate_raw(model: &dyn LanguageModel, tok: &Tokenizer, prompts: &[Strin
         }
         let ids = chunk
             .iter()
-            .map(|p| tok.encode(p, model.input_ends_with_eos()).map(|ids| crate::train::batch::keep_tail(ids, opts.max_input_len)))
+            .map(|p| crate::text::encode_input(tok, model, p, opts.max_input_len))
             .collect::<Result<Vec<_>>>()?;
-        let (embeds, mask) = embed_inputs(model, &ids, &vec![opts.prompt.as_ref(); ids.len()])?;
-        for g in model.generate(&embeds, &mask, &gen)? {
+        let generated = crate::params::no_grad(|| -> Result<Vec<Vec<u32>>> {
+            let (embeds, mask) = embed_inputs(model, &ids, &vec![opts.prompt.as_ref(); ids.len()])?;
+            model.generate(&embeds, &mask, &gen)
+        })?;
+        for g in generated {
             out.push(tok.decode_for_postprocess(&g)?);
         }
         progress(out.len());

@@ -543,6 +543,9 @@ impl LanguageModel for Llama {
     fn input_ends_with_eos(&self) -> bool {
         false
     }
+    fn target_continues_input(&self) -> bool {
+        true
+    }
     fn special_ids(&self) -> Vec<u32> {
         let mut ids: Vec<u32> = self.eos.iter().copied().chain(self.cfg.bos_token_id).chain([self.pad_id()]).collect();
         ids.sort_unstable();

@@ -56,6 +56,12 @@ pub trait LanguageModel: Send + Sync {
     fn input_ends_with_eos(&self) -> bool {
         true
     }
+    /// Whether a target continues the input text (decoder-only models), so it
+    /// is written after the demonstration joiner; for T5 it is a separate
+    /// sequence.
+    fn target_continues_input(&self) -> bool {
+        false
+    }
     /// Ids of special tokens (pad, eos, ...): a "vocab" prompt init never draws them.
     fn special_ids(&self) -> Vec<u32> {
         vec![self.pad_id(), self.eos_id()]

@@ -41,27 +41,18 @@ impl ScriptModel {
     pub fn device(&self) -> Device {
         self.model.params().device()
     }
-    /// Input ids as the model reads them (EOS where it wants one), cut to
-    /// their last `max_len` tokens so the query survives.
+    /// Input ids as the model reads them (`crate::text::encode_input`).
     pub fn encode_inputs(&self, texts: &[String], max_len: usize) -> RResult<Vec<Vec<u32>>> {
         texts
             .iter()
-            .map(|t| {
-                let ids = self.tokenizer.encode(t, self.lm().input_ends_with_eos()).map_err(to_rhai)?;
-                Ok(crate::train::batch::keep_tail(ids, max_len))
-            })
+            .map(|t| crate::text::encode_input(&self.tokenizer, self.lm(), t, max_len).map_err(to_rhai))
             .collect()
     }
-    /// Target ids: always ending with EOS (the model learns to stop), cut to
-    /// their first `max_len` tokens as training batches are.
+    /// Target ids as training encodes them (`crate::text::encode_target`).
     pub fn encode_targets(&self, texts: &[String], max_len: usize) -> RResult<Vec<Vec<u32>>> {
         texts
             .iter()
-            .map(|t| {
-                let mut ids = self.tokenizer.encode(t, true).map_err(to_rhai)?;
-                ids.truncate(max_len.max(1));
-                Ok(ids)
-            })
+            .map(|t| crate::text::encode_target(&self.tokenizer, self.lm(), t, max_len).map_err(to_rhai))
             .collect()
     }
     /// Embeddings and mask of texts, with an optional prompt in front.
@@ -70,8 +61,10 @@ impl ScriptModel {
         crate::prompt::embed_inputs(self.lm(), &ids, &vec![prompt; ids.len()]).map_err(to_rhai)
     }
     pub fn generate_texts(&self, texts: &[String], prompt: Option<&SoftPrompt>, opts: &GenerateOptions, max_len: usize) -> RResult<Vec<String>> {
-        let (embeds, mask) = self.embed_texts(texts, prompt, max_len)?;
-        let out = self.lm().generate(&embeds, &mask, opts).map_err(to_rhai)?;
+        let out = crate::params::no_grad(|| -> RResult<Vec<Vec<u32>>> {
+            let (embeds, mask) = self.embed_texts(texts, prompt, max_len)?;
+            self.lm().generate(&embeds, &mask, opts).map_err(to_rhai)
+        })?;
         out.iter().map(|ids| self.tokenizer.decode(ids, true).map_err(to_rhai)).collect()
     }
     pub fn summary(&self) -> String {
@@ -265,6 +258,9 @@ pub fn register(engine: &mut Engine) {
     reg(engine, "tokenize", &["m: Model", "text: &str", "Array"], "Token ids of a text as the model's inputs are encoded (with EOS where the model wants one).", |m: &mut ScriptModel, t: &str| -> RResult<Array> {
         Ok(m.tokenizer.encode(t, m.lm().input_ends_with_eos()).map_err(to_rhai)?.into_iter().map(|i| Dynamic::from(i as INT)).collect())
     });
+    reg(engine, "tokenize_target", &["m: Model", "text: &str", "Array"], "Token ids of a target as training encodes it (after the joiner for decoder-only models, with EOS).", |m: &mut ScriptModel, t: &str| -> RResult<Array> {
+        Ok(m.encode_targets(&[t.to_string()], usize::MAX)?.concat().into_iter().map(|i| Dynamic::from(i as INT)).collect())
+    });
     reg(engine, "detokenize", &["m: Model", "ids: Array", "String"], "Text of token ids (special tokens skipped).", |m: &mut ScriptModel, ids: Array| -> RResult<String> {
         let ids = ids.iter().map(|i| i.as_int().ok().and_then(|i| u32::try_from(i).ok()).ok_or_else(|| to_rhai("detokenize: ids must be non-negative ints"))).collect::<RResult<Vec<u32>>>()?;
         m.tokenizer.decode(&ids, true).map_err(to_rhai)
@@ -281,12 +277,8 @@ pub fn register(engine: &mut Engine) {
     });
     reg(engine, "loss", &["m: Model", "inputs: Array", "targets: Array", "Tensor"], "Mean token cross-entropy of targets given inputs (dropout off).", |m: &mut ScriptModel, i: Dynamic, t: Dynamic| loss(m, i, t, Map::new()));
     reg(engine, "loss", &["m: Model", "inputs: Array", "targets: Array", "opts: Map", "Tensor"], "Loss with #{label_smoothing, train, prompt}.", loss);
-    reg(engine, "logits", &["m: Model", "input: &str", "target: &str", "Tensor"], "Teacher-forced logits (1, t, v) of a target given an input.", |m: &mut ScriptModel, i: &str, t: &str| -> RResult<Tensor> {
-        let (e, mask) = m.embed_texts(&[i.to_string()], None, usize::MAX)?;
-        let tgt = m.encode_targets(&[t.to_string()], usize::MAX)?;
-        let (tgt, _) = pad_batch(&tgt, m.lm().pad_id(), &m.device()).map_err(to_rhai)?;
-        m.lm().forward(&e, &mask, &tgt, false).map_err(to_rhai)
-    });
+    reg(engine, "logits", &["m: Model", "input: &str", "target: &str", "Tensor"], "Teacher-forced logits (1, t, v) of a target given an input.", |m: &mut ScriptModel, i: &str, t: &str| logits(m, i, t, None));
+    reg(engine, "logits", &["m: Model", "input: &str", "target: &str", "prompt: Prompt", "Tensor"], "Teacher-forced logits (1, t, v) with a soft prompt in front of the input.", |m: &mut ScriptModel, i: &str, t: &str, p: SoftPrompt| logits(m, i, t, Some(&p)));
     reg(engine, "grad", &["m: Model", "loss: Tensor", "Map"], "Backpropagate a loss: gradients of trainable parameters and prompts, by name.", grad);
     reg(engine, "params", &["m: Model", "Array"], "Every parameter: #{name, shape, numel, trainable}.", params_table);
     reg(engine, "param", &["m: Model", "name: &str", "Tensor"], "The value of a named parameter.", |m: &mut ScriptModel, n: &str| -> RResult<Tensor> {
@@ -313,6 +305,13 @@ pub fn register(engine: &mut Engine) {
         m.tokenizer.save(dir).map_err(to_rhai)
     });
     reg(engine, "dtype_of", &["m: Model", "String"], "The parameters' dtype.", |m: &mut ScriptModel| format!("{:?}", m.lm().params().dtype()).to_lowercase());
+}
+
+fn logits(m: &mut ScriptModel, input: &str, target: &str, prompt: Option<&SoftPrompt>) -> RResult<Tensor> {
+    let (e, mask) = m.embed_texts(&[input.to_string()], prompt, usize::MAX)?;
+    let tgt = m.encode_targets(&[target.to_string()], usize::MAX)?;
+    let (tgt, _) = pad_batch(&tgt, m.lm().pad_id(), &m.device()).map_err(to_rhai)?;
+    m.lm().forward(&e, &mask, &tgt, false).map_err(to_rhai)
 }
 
 fn gen(m: &mut ScriptModel, x: Dynamic, o: Map) -> RResult<Dynamic> {

@@ -10,6 +10,8 @@ use rand::Rng;
 
 use crate::data::fewshot::build_prompt;
 use crate::error::{Error, Result};
+use crate::model::LanguageModel;
+use crate::text::{encode_input, encode_target};
 use crate::tokenizer::Tokenizer;
 
 #[derive(Clone, Debug)]
@@ -179,29 +181,16 @@ impl Batcher {
         build_prompt(&ex.input, &demos, &self.opts.separator)
     }
 
-    /// Tokenised batch of step `step`: inputs keep their end (the query) when
-    /// cut, and end with EOS when `input_eos` (the model's
-    /// `input_ends_with_eos`); targets always end with EOS.
-    pub fn batch(&self, step: usize, tok: &Tokenizer, input_eos: bool) -> Result<Batch> {
+    /// Tokenised batch of step `step`, encoded for `model` (`crate::text`).
+    pub fn batch(&self, step: usize, tok: &Tokenizer, model: &dyn LanguageModel) -> Result<Batch> {
         let examples = self.examples_at(step);
         let mut b = Batch { inputs: vec![], targets: vec![], tasks: vec![] };
         for (row, ex) in examples.iter().enumerate() {
             let text = self.with_demonstrations(ex, step, row);
-            b.inputs.push(keep_tail(tok.encode(&text, input_eos)?, self.opts.max_input_len));
-            let mut target = tok.encode(&ex.target, true)?;
-            target.truncate(self.opts.max_target_len.max(1));
-            b.targets.push(target);
+            b.inputs.push(encode_input(tok, model, &text, self.opts.max_input_len)?);
+            b.targets.push(encode_target(tok, model, &ex.target, self.opts.max_target_len)?);
             b.tasks.push(ex.task.clone());
         }
         Ok(b)
     }
-}
-
-/// Cut a sequence to `max` tokens from the front, so a long demonstration
-/// prefix shrinks while the query and its EOS stay whole.
-pub fn keep_tail(mut ids: Vec<u32>, max: usize) -> Vec<u32> {
-    if max > 0 && ids.len() > max {
-        ids.drain(..ids.len() - max);
-    }
-    ids
 }

@@ -256,7 +256,7 @@ pub fn train(model: &dyn LanguageModel, tok: &Tokenizer, tasks: Vec<TaskData>, o
             progress.message(&format!("{}: interrupted at step {k}; state kept{saved}", opts.label));
             break;
         }
-        let batch = batcher.batch(k, tok, model.input_ends_with_eos())?;
+        let batch = batcher.batch(k, tok, model)?;
         let loss = step(model, &batch, &mut groups, opts, k).inspect_err(|_| progress.finish())?;
         k += 1;
         history.losses.push(loss);

@@ -20,7 +20,8 @@ impl Llama {
         let s = aligned.dim(1)?;
         let mut cache = self.empty_cache();
         let hidden = self.run(aligned, &positions, &valid, &mut cache, false)?;
-        let pending = self.logits(&hidden.narrow(1, s - 1, 1)?)?.squeeze(1)?;
+        detach(&mut cache);
+        let pending = self.logits(&hidden.narrow(1, s - 1, 1)?)?.squeeze(1)?.detach();
         let next_pos = valid
             .iter()
             .map(|v| v.iter().filter(|&&ok| ok).count() as u32)
@@ -88,10 +89,11 @@ impl StepDecoder for LlamaSteps<'_> {
         }
         let positions: Vec<Vec<u32>> = self.next_pos.iter().map(|&p| vec![p]).collect();
         let hidden = self.model.run(x, &positions, &self.valid, &mut self.cache, false)?;
+        detach(&mut self.cache);
         for p in self.next_pos.iter_mut() {
             *p += 1;
         }
-        Ok(self.model.logits(&hidden)?.squeeze(1)?)
+        Ok(self.model.logits(&hidden)?.squeeze(1)?.detach())
     }
 
     fn reorder(&mut self, rows: &[u32]) -> Result<()> {
@@ -117,6 +119,17 @@ impl StepDecoder for LlamaSteps<'_> {
             .collect::<Option<_>>()
             .ok_or_else(bad_row)?;
         Ok(())
+    }
+}
+
+/// Cut the cache from the autograd graph: decoding never backpropagates, and
+/// a cached key that still points at the ops that made it keeps every
+/// intermediate of the prefill (all layers' attention weights) alive.
+fn detach(cache: &mut [LayerCache]) {
+    for lc in cache.iter_mut() {
+        if let Some((k, v)) = &lc.kv {
+            lc.kv = Some((k.detach(), v.detach()));
+        }
     }
 }
 
