@@ -34,8 +34,25 @@ pub struct GenerateOptions {
 
 impl Default for GenerateOptions {
     fn default() -> Self {
-        Self { max_new_tokens: 32, num_beams: 4, length_penalty: 1.0, early_stopping: false }
+        Self {
+            max_new_tokens: 32,
+            num_beams: 4,
+            length_penalty: 1.0,
+            early_stopping: false,
+        }
     }
+}
+
+/// One generated sequence: its ids (up to and including EOS) and its score.
+///
+/// The score is what Hugging Face reports: for beam search its
+/// `sequences_scores`, the sum of the tokens' log-probabilities divided by
+/// (number of generated tokens)^length_penalty; for greedy decoding the plain
+/// sum of the generated tokens' log-probabilities.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Generation {
+    pub ids: Vec<u32>,
+    pub score: f32,
 }
 
 /// Special ids decoding needs.
@@ -51,19 +68,34 @@ fn log_softmax_rows(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
     Ok(lp.to_vec2::<f32>()?)
 }
 
-/// Greedy decoding of `batch` rows. Returns the generated ids of each row, up
-/// to and including EOS.
-pub fn greedy(dec: &mut dyn StepDecoder, batch: usize, sp: Specials, opts: &GenerateOptions) -> Result<Vec<Vec<u32>>> {
-    let mut out: Vec<Vec<u32>> = vec![Vec::new(); batch];
+/// Greedy decoding of `batch` rows. Returns each row's generated ids, up to
+/// and including EOS, with the sum of their log-probabilities.
+pub fn greedy(
+    dec: &mut dyn StepDecoder,
+    batch: usize,
+    sp: Specials,
+    opts: &GenerateOptions,
+) -> Result<Vec<Generation>> {
+    let mut out = vec![
+        Generation {
+            ids: Vec::new(),
+            score: 0.0
+        };
+        batch
+    ];
     let mut done = vec![false; batch];
     let mut last = vec![sp.start; batch];
     for _ in 0..opts.max_new_tokens {
         let logits = dec.step(&last)?.to_dtype(DType::F32)?;
+        // The argmax of the logits, as HF picks it; the score from the log-probabilities.
         let next: Vec<u32> = logits.argmax(D::Minus1)?.to_vec1()?;
+        let logp = log_softmax_rows(&logits)?;
         for i in 0..batch {
             last[i] = if done[i] { sp.pad } else { next[i] };
             if !done[i] {
-                out[i].push(next[i]);
+                let lp = logp.get(i).and_then(|row| row.get(next[i] as usize));
+                out[i].score += lp.ok_or_else(|| Error::msg("greedy: decoder returned too few rows"))?;
+                out[i].ids.push(next[i]);
                 done[i] = next[i] == sp.eos;
             }
         }
@@ -102,7 +134,12 @@ fn top_k(scores: &[f32], k: usize) -> Vec<(f32, usize)> {
 
 /// Beam search over `batch` sources whose decoder rows are laid out
 /// source-major (row = source * beams + beam).
-pub fn beam_search(dec: &mut dyn StepDecoder, batch: usize, sp: Specials, opts: &GenerateOptions) -> Result<Vec<Vec<u32>>> {
+pub fn beam_search(
+    dec: &mut dyn StepDecoder,
+    batch: usize,
+    sp: Specials,
+    opts: &GenerateOptions,
+) -> Result<Vec<Generation>> {
     let nb = opts.num_beams;
     if nb < 1 {
         return Err(Error::msg("num_beams must be at least 1"));
@@ -114,14 +151,32 @@ pub fn beam_search(dec: &mut dyn StepDecoder, batch: usize, sp: Specials, opts: 
     let max_len = 1 + opts.max_new_tokens;
     let mut searches: Vec<Search> = (0..batch)
         .map(|_| Search {
-            running: (0..nb).map(|j| Beam { tokens: vec![sp.start], score: if j == 0 { 0.0 } else { NEG } }).collect(),
-            finished: (0..nb).map(|_| (Beam { tokens: vec![], score: NEG }, false)).collect(),
+            running: (0..nb)
+                .map(|j| Beam {
+                    tokens: vec![sp.start],
+                    score: if j == 0 { 0.0 } else { NEG },
+                })
+                .collect(),
+            finished: (0..nb)
+                .map(|_| {
+                    (
+                        Beam {
+                            tokens: vec![],
+                            score: NEG,
+                        },
+                        false,
+                    )
+                })
+                .collect(),
             improvable: true,
         })
         .collect();
     let mut cur_len = 1usize;
     while cur_len < max_len {
-        let last: Vec<u32> = searches.iter().flat_map(|s| s.running.iter().map(|b| *b.tokens.last().unwrap_or(&sp.start))).collect();
+        let last: Vec<u32> = searches
+            .iter()
+            .flat_map(|s| s.running.iter().map(|b| *b.tokens.last().unwrap_or(&sp.start)))
+            .collect();
         let logp = log_softmax_rows(&dec.step(&last)?)?;
         let vocab = logp.first().map(|r| r.len()).unwrap_or(0);
         let mut reorder = Vec::with_capacity(batch * nb);
@@ -129,7 +184,9 @@ pub fn beam_search(dec: &mut dyn StepDecoder, batch: usize, sp: Specials, opts: 
         for (si, s) in searches.iter_mut().enumerate() {
             let mut acc = Vec::with_capacity(nb * vocab);
             for (bi, beam) in s.running.iter().enumerate() {
-                let row = logp.get(si * nb + bi).ok_or_else(|| Error::msg("beam search: decoder returned too few rows"))?;
+                let row = logp
+                    .get(si * nb + bi)
+                    .ok_or_else(|| Error::msg("beam search: decoder returned too few rows"))?;
                 acc.extend(row.iter().map(|l| l + beam.score));
             }
             // Candidates: (score, source beam, token, hits a stopping criterion).
@@ -165,7 +222,10 @@ pub fn beam_search(dec: &mut dyn StepDecoder, batch: usize, sp: Specials, opts: 
                 merged.push((Beam { tokens, score }, just_finished));
             }
             let merged_scores: Vec<f32> = merged.iter().map(|m| m.0.score).collect();
-            s.finished = top_k(&merged_scores, nb).into_iter().map(|(_, i)| merged[i].clone()).collect();
+            s.finished = top_k(&merged_scores, nb)
+                .into_iter()
+                .map(|(_, i)| merged[i].clone())
+                .collect();
             let mut running = Vec::with_capacity(nb);
             for (score, ci) in next {
                 let c = cands[ci];
@@ -191,6 +251,15 @@ pub fn beam_search(dec: &mut dyn StepDecoder, batch: usize, sp: Specials, opts: 
     }
     Ok(searches
         .into_iter()
-        .map(|s| s.finished.into_iter().next().map(|(b, _)| b.tokens.into_iter().skip(1).collect()).unwrap_or_default())
+        .map(|s| {
+            let best = s.finished.into_iter().next().map(|(b, _)| b).unwrap_or(Beam {
+                tokens: vec![],
+                score: NEG,
+            });
+            Generation {
+                ids: best.tokens.into_iter().skip(1).collect(),
+                score: best.score,
+            }
+        })
         .collect())
 }

@@ -19,8 +19,8 @@ use candle_core::{DType, Tensor};
 
 use crate::error::{Error, Result};
 use crate::params::ParamStore;
-pub use generate::GenerateOptions;
 use generate::{beam_search, greedy, Specials, StepDecoder};
+pub use generate::{GenerateOptions, Generation};
 pub use layers::Dropout;
 pub use llama::{Llama, LlamaConfig};
 pub use t5::{T5Config, T5};
@@ -44,8 +44,14 @@ pub trait LanguageModel: Send + Sync {
     /// Teacher-forced logits (b, t, v) for targets (b, t) given input
     /// embeddings (b, s, d) with mask (b, s). `train` turns dropout on.
     fn forward(&self, input_embeds: &Tensor, input_mask: &Tensor, targets: &Tensor, train: bool) -> Result<Tensor>;
-    /// Generated ids per row (up to and including EOS).
-    fn generate(&self, input_embeds: &Tensor, input_mask: &Tensor, opts: &GenerateOptions) -> Result<Vec<Vec<u32>>>;
+    /// Generated ids per row (up to and including EOS) with their scores
+    /// (see `Generation`): greedy when `opts.num_beams` is 1, else beam search.
+    fn generate_scored(
+        &self,
+        input_embeds: &Tensor,
+        input_mask: &Tensor,
+        opts: &GenerateOptions,
+    ) -> Result<Vec<Generation>>;
     /// The dropout stream (its rate and its seeded state, for checkpoints).
     fn dropout(&self) -> &Dropout;
     /// The HF config.json this model saves.
@@ -72,8 +78,25 @@ pub trait LanguageModel: Send + Sync {
     /// projections, the MLP), as the paper's Fig. 3 compares gradients per group.
     fn last_layer_groups(&self) -> Vec<(String, Vec<String>)>;
 
+    /// Generated ids per row (up to and including EOS), without scores.
+    fn generate(&self, input_embeds: &Tensor, input_mask: &Tensor, opts: &GenerateOptions) -> Result<Vec<Vec<u32>>> {
+        Ok(self
+            .generate_scored(input_embeds, input_mask, opts)?
+            .into_iter()
+            .map(|g| g.ids)
+            .collect())
+    }
+
     /// Logits and the mean token cross-entropy (padding, mask 0, ignored).
-    fn loss(&self, input_embeds: &Tensor, input_mask: &Tensor, targets: &Tensor, target_mask: &Tensor, label_smoothing: f64, train: bool) -> Result<Output> {
+    fn loss(
+        &self,
+        input_embeds: &Tensor,
+        input_mask: &Tensor,
+        targets: &Tensor,
+        target_mask: &Tensor,
+        label_smoothing: f64,
+        train: bool,
+    ) -> Result<Output> {
         let logits = self.forward(input_embeds, input_mask, targets, train)?;
         let loss = loss::cross_entropy(&logits, targets, target_mask, label_smoothing)?;
         Ok(Output { logits, loss })
@@ -156,19 +179,38 @@ impl LanguageModel for T5 {
         let hidden = self.decode(&dec_in, &enc, input_mask, train)?;
         self.logits(&hidden)
     }
-    fn generate(&self, input_embeds: &Tensor, input_mask: &Tensor, opts: &GenerateOptions) -> Result<Vec<Vec<u32>>> {
+    fn generate_scored(
+        &self,
+        input_embeds: &Tensor,
+        input_mask: &Tensor,
+        opts: &GenerateOptions,
+    ) -> Result<Vec<Generation>> {
         let b = input_embeds.dim(0)?;
         let enc = self.encode(input_embeds, input_mask, false)?;
-        let sp = Specials { start: self.cfg.decoder_start_id(), eos: self.eos_id(), pad: self.pad_id() };
+        let sp = Specials {
+            start: self.cfg.decoder_start_id(),
+            eos: self.eos_id(),
+            pad: self.pad_id(),
+        };
         if opts.num_beams <= 1 {
-            let mut steps = T5Steps { model: self, enc_mask: input_mask.clone(), cache: self.start_decoding(&enc)? };
+            let mut steps = T5Steps {
+                model: self,
+                enc_mask: input_mask.clone(),
+                cache: self.start_decoding(&enc)?,
+            };
             return greedy(&mut steps, b, sp, opts);
         }
-        let rows: Vec<u32> = (0..b as u32).flat_map(|i| std::iter::repeat_n(i, opts.num_beams)).collect();
+        let rows: Vec<u32> = (0..b as u32)
+            .flat_map(|i| std::iter::repeat_n(i, opts.num_beams))
+            .collect();
         let idx = Tensor::from_vec(rows, b * opts.num_beams, enc.device())?;
         let enc = enc.index_select(&idx, 0)?;
         let mask = input_mask.index_select(&idx, 0)?;
-        let mut steps = T5Steps { model: self, enc_mask: mask, cache: self.start_decoding(&enc)? };
+        let mut steps = T5Steps {
+            model: self,
+            enc_mask: mask,
+            cache: self.start_decoding(&enc)?,
+        };
         beam_search(&mut steps, b, sp, opts)
     }
     fn dropout(&self) -> &Dropout {
@@ -191,5 +233,8 @@ pub fn pad_batch(seqs: &[Vec<u32>], pad: u32, device: &candle_core::Device) -> R
         ids.extend(s.iter().copied().chain(std::iter::repeat_n(pad, n - s.len())));
         mask.extend(std::iter::repeat_n(1f32, s.len()).chain(std::iter::repeat_n(0f32, n - s.len())));
     }
-    Ok((Tensor::from_vec(ids, (seqs.len(), n), device)?, Tensor::from_vec(mask, (seqs.len(), n), device)?.to_dtype(DType::F32)?))
+    Ok((
+        Tensor::from_vec(ids, (seqs.len(), n), device)?,
+        Tensor::from_vec(mask, (seqs.len(), n), device)?.to_dtype(DType::F32)?,
+    ))
 }
