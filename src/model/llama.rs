@@ -24,7 +24,7 @@ mod decode;
 use candle_core::{DType, Device, Tensor, D};
 
 use super::layers::{linear, rms_norm, Dropout};
-use super::{GenerateOptions, LanguageModel};
+use super::{GenerateOptions, Generation, LanguageModel};
 use crate::error::{Error, Result};
 use crate::params::{Param, ParamStore};
 pub use config::{LlamaConfig, RopeScaling, TokenIds};
@@ -531,8 +531,8 @@ impl LanguageModel for Llama {
     fn forward(&self, input_embeds: &Tensor, input_mask: &Tensor, targets: &Tensor, train: bool) -> Result<Tensor> {
         self.teacher_forced(input_embeds, input_mask, targets, train)
     }
-    fn generate(&self, input_embeds: &Tensor, input_mask: &Tensor, opts: &GenerateOptions) -> Result<Vec<Vec<u32>>> {
-        self.generate_ids(input_embeds, input_mask, opts)
+    fn generate_scored(&self, input_embeds: &Tensor, input_mask: &Tensor, opts: &GenerateOptions) -> Result<Vec<Generation>> {
+        Llama::generate_scored(self, input_embeds, input_mask, opts)
     }
     fn dropout(&self) -> &Dropout {
         &self.dropout

@@ -60,6 +60,13 @@ impl ScriptModel {
         let ids = self.encode_inputs(texts, max_len)?;
         crate::prompt::embed_inputs(self.lm(), &ids, &vec![prompt; ids.len()]).map_err(to_rhai)
     }
+    /// Generations with their ids and HF scores (`Generation`).
+    pub fn generate_scored(&self, texts: &[String], prompt: Option<&SoftPrompt>, opts: &GenerateOptions, max_len: usize) -> RResult<Vec<crate::model::Generation>> {
+        crate::params::no_grad(|| {
+            let (embeds, mask) = self.embed_texts(texts, prompt, max_len)?;
+            self.lm().generate_scored(&embeds, &mask, opts).map_err(to_rhai)
+        })
+    }
     pub fn generate_texts(&self, texts: &[String], prompt: Option<&SoftPrompt>, opts: &GenerateOptions, max_len: usize) -> RResult<Vec<String>> {
         let out = crate::params::no_grad(|| -> RResult<Vec<Vec<u32>>> {
             let (embeds, mask) = self.embed_texts(texts, prompt, max_len)?;
@@ -274,6 +281,20 @@ pub fn register(engine: &mut Engine) {
     let doc = super::options::doc_with_options::<GenerateOptions>("Generate text for a text (or array of texts).", &GENERATE_EXTRA);
     reg(engine, "generate", &["m: Model", "input: String|Array", "opts: Map", "Dynamic"], &doc, |m: &mut ScriptModel, x: Dynamic, o: Map| -> RResult<Dynamic> {
         gen(m, x, o)
+    });
+    reg(engine, "generate_scored", &["m: Model", "inputs: Array", "opts: Map", "Array"], "Generate for each text: #{text, ids, score}, the score as transformers reports it (beam: sequences_scores; greedy: sum of log-probabilities).", |m: &mut ScriptModel, x: Dynamic, o: Map| -> RResult<Array> {
+        let texts = strings("generate_scored", &x)?;
+        let (opts, prompt, max_len) = generate_opts(&o)?;
+        m.generate_scored(&texts, prompt.as_ref(), &opts, max_len)?
+            .into_iter()
+            .map(|g| {
+                let mut row = Map::new();
+                row.insert("text".into(), m.tokenizer.decode(&g.ids, true).map_err(to_rhai)?.into());
+                row.insert("ids".into(), g.ids.iter().map(|&i| Dynamic::from(i as INT)).collect::<Array>().into());
+                row.insert("score".into(), Dynamic::from(g.score as f64));
+                Ok(Dynamic::from(row))
+            })
+            .collect()
     });
     reg(engine, "loss", &["m: Model", "inputs: Array", "targets: Array", "Tensor"], "Mean token cross-entropy of targets given inputs (dropout off).", |m: &mut ScriptModel, i: Dynamic, t: Dynamic| loss(m, i, t, Map::new()));
     reg(engine, "loss", &["m: Model", "inputs: Array", "targets: Array", "opts: Map", "Tensor"], "Loss with #{label_smoothing, train, prompt}.", loss);

@@ -7,7 +7,7 @@ use candle_core::Tensor;
 use super::{Aligned, LayerCache, Llama};
 use crate::error::{Error, Result};
 use crate::model::generate::{beam_search, greedy, Specials, StepDecoder};
-use crate::model::{GenerateOptions, LanguageModel};
+use crate::model::{GenerateOptions, Generation, LanguageModel};
 
 impl Llama {
     /// Start decoding: run the inputs (prefill) and keep their keys/values.
@@ -45,12 +45,12 @@ impl Llama {
 
     /// Greedy or beam-search generation; rows for beams are source-major
     /// (row = source * beams + beam).
-    pub fn generate_ids(
+    pub fn generate_scored(
         &self,
         input_embeds: &Tensor,
         input_mask: &Tensor,
         opts: &GenerateOptions,
-    ) -> Result<Vec<Vec<u32>>> {
+    ) -> Result<Vec<Generation>> {
         let b = input_embeds.dim(0)?;
         let mut steps = self.start_decoding(input_embeds, input_mask)?;
         if opts.num_beams <= 1 {
