@@ -94,7 +94,13 @@ impl Phases {
 
 /// One training step, as the trainer does it: embed, attach the prompt, loss
 /// (dropout on), read the loss, backward, optimizer update.
-fn train_step(model: &T5, prompt: Option<&SoftPrompt>, batch: &Batch, opt: &mut dyn Optimizer, params: &[Param]) -> Result<Phases> {
+fn train_step(
+    model: &T5,
+    prompt: Option<&SoftPrompt>,
+    batch: &Batch,
+    opt: &mut dyn Optimizer,
+    params: &[Param],
+) -> Result<Phases> {
     let t0 = Instant::now();
     let embeds = model.embed(&batch.ids)?;
     let (embeds, mask) = match prompt {
@@ -126,7 +132,14 @@ struct Timing {
     min_total: f64,
 }
 
-fn time_steps(model: &T5, prompt: Option<&SoftPrompt>, batch: &Batch, params: &[Param], warmup: usize, steps: usize) -> Result<Timing> {
+fn time_steps(
+    model: &T5,
+    prompt: Option<&SoftPrompt>,
+    batch: &Batch,
+    params: &[Param],
+    warmup: usize,
+    steps: usize,
+) -> Result<Timing> {
     let mut opt = optim::build("adafactor", LR, &OptimOptions::default())?;
     for _ in 0..warmup {
         train_step(model, prompt, batch, opt.as_mut(), params)?;
@@ -141,7 +154,14 @@ fn time_steps(model: &T5, prompt: Option<&SoftPrompt>, batch: &Batch, params: &[
         min_total = min_total.min(p.total());
     }
     let n = steps.max(1) as f64;
-    Ok(Timing { mean: Phases { forward: sum.forward / n, backward: sum.backward / n, optimizer: sum.optimizer / n }, min_total })
+    Ok(Timing {
+        mean: Phases {
+            forward: sum.forward / n,
+            backward: sum.backward / n,
+            optimizer: sum.optimizer / n,
+        },
+        min_total,
+    })
 }
 
 fn ms(s: f64) -> f64 {
@@ -198,47 +218,96 @@ fn op_profile(device: &Device) -> Result<()> {
     let w_in = Param::new("wi", randn(&[f, d], device)?)?;
     let x = x3.reshape((n, d))?;
     let w_t = w_in.tensor().t()?.contiguous()?;
-    row("linear (1024x512)·Wᵀ, W (2048x512) as a transposed view", time_op(reps, || linear(&x3, &w_in))?);
-    row("same with Wᵀ stored contiguous (512x2048)", time_op(reps, || Ok(x.matmul(&w_t)?))?);
+    row(
+        "linear (1024x512)·Wᵀ, W (2048x512) as a transposed view",
+        time_op(reps, || linear(&x3, &w_in))?,
+    );
+    row(
+        "same with Wᵀ stored contiguous (512x2048)",
+        time_op(reps, || Ok(x.matmul(&w_t)?))?,
+    );
     // Backward of that linear: dX = G·W is needed; dW = Xᵀ·G is wasted when W is frozen.
     let g = randn(&[n, f], device)?;
     let w = w_in.tensor();
-    row("  backward dX = G·W (1024x2048 · 2048x512)", time_op(reps, || Ok(g.matmul(&w)?))?);
-    row("  backward dW = Xᵀ·G (512x1024 · 1024x2048), wasted if frozen", time_op(reps, || Ok(x.t()?.matmul(&g)?))?);
+    row(
+        "  backward dX = G·W (1024x2048 · 2048x512)",
+        time_op(reps, || Ok(g.matmul(&w)?))?,
+    );
+    row(
+        "  backward dW = Xᵀ·G (512x1024 · 1024x2048), wasted if frozen",
+        time_op(reps, || Ok(x.t()?.matmul(&g)?))?,
+    );
     // Attention score matmul, batched over b*h small matrices.
     let q = randn(&[b, h, s, k], device)?;
     let kt = randn(&[b, h, s, k], device)?;
-    row("attention scores q·kᵀ (64 x 128x64·64x128)", time_op(reps, || Ok(q.matmul(&kt.t()?)?))?);
+    row(
+        "attention scores q·kᵀ (64 x 128x64·64x128)",
+        time_op(reps, || Ok(q.matmul(&kt.t()?)?))?,
+    );
 
     // Softmax over (b, h, s, s): promot composes 5 ops; candle's fused kernel has no backward.
     let scores = randn(&[b, h, s, s], device)?;
-    row("softmax (8,8,128,128) composed (candle_nn::ops::softmax)", time_op(reps, || Ok(candle_nn::ops::softmax(&scores, D::Minus1)?))?);
-    row("softmax (8,8,128,128) fused softmax_last_dim (no backward)", time_op(reps, || Ok(candle_nn::ops::softmax_last_dim(&scores)?))?);
+    row(
+        "softmax (8,8,128,128) composed (candle_nn::ops::softmax)",
+        time_op(reps, || Ok(candle_nn::ops::softmax(&scores, D::Minus1)?))?,
+    );
+    row(
+        "softmax (8,8,128,128) fused softmax_last_dim (no backward)",
+        time_op(reps, || Ok(candle_nn::ops::softmax_last_dim(&scores)?))?,
+    );
 
     // rms_norm over (b, s, d): promot's composed f32 version vs candle's fused one.
     let norm_w = Param::new("ln", Tensor::ones(d, DType::F32, device)?)?;
-    row("rms_norm (8,128,512) promot layers::rms_norm (composed)", time_op(reps, || rms_norm(&x3, &norm_w, 1e-6))?);
-    row("rms_norm (8,128,512) candle_nn::ops::rms_norm (fused, no backward)", time_op(reps, || Ok(candle_nn::ops::rms_norm(&x3, &norm_w.tensor(), 1e-6)?))?);
+    row(
+        "rms_norm (8,128,512) promot layers::rms_norm (composed)",
+        time_op(reps, || rms_norm(&x3, &norm_w, 1e-6))?,
+    );
+    row(
+        "rms_norm (8,128,512) candle_nn::ops::rms_norm (fused, no backward)",
+        time_op(reps, || Ok(candle_nn::ops::rms_norm(&x3, &norm_w.tensor(), 1e-6)?))?,
+    );
 
     // Dropout: promot draws one f64 per element from a seeded ChaCha8 on one thread.
     let drop = Dropout::new(0.1, 0);
     let hidden = randn(&[b, s, f], device)?;
     let mask = drop.apply(&Tensor::ones((b, s, f), DType::F32, device)?, true)?;
-    row("dropout (8,128,2048) promot Dropout::apply (mask + mul)", time_op(reps, || drop.apply(&hidden, true))?);
-    row("dropout (8,128,2048) candle_nn::ops::dropout (Tensor::rand mask)", time_op(reps, || Ok(candle_nn::ops::dropout(&hidden, 0.1)?))?);
-    row("dropout (8,128,2048) multiply by a ready mask (the floor)", time_op(reps, || Ok(hidden.mul(&mask)?))?);
+    row(
+        "dropout (8,128,2048) promot Dropout::apply (mask + mul)",
+        time_op(reps, || drop.apply(&hidden, true))?,
+    );
+    row(
+        "dropout (8,128,2048) candle_nn::ops::dropout (Tensor::rand mask)",
+        time_op(reps, || Ok(candle_nn::ops::dropout(&hidden, 0.1)?))?,
+    );
+    row(
+        "dropout (8,128,2048) multiply by a ready mask (the floor)",
+        time_op(reps, || Ok(hidden.mul(&mask)?))?,
+    );
 
     // The loss: log_softmax over the vocabulary for every target position.
     let logits = randn(&[b, TARGET_LEN, v], device)?;
-    row("log_softmax (8,32,32128) for the cross-entropy", time_op(reps, || Ok(candle_nn::ops::log_softmax(&logits, D::Minus1)?))?);
+    row(
+        "log_softmax (8,32,32128) for the cross-entropy",
+        time_op(reps, || Ok(candle_nn::ops::log_softmax(&logits, D::Minus1)?))?,
+    );
     let hid = randn(&[b * TARGET_LEN, d], device)?;
     let emb = randn(&[v, d], device)?;
-    row("tied lm head (256x512)·Eᵀ, E (32128x512)", time_op(reps, || Ok(hid.matmul(&emb.t()?)?))?);
+    row(
+        "tied lm head (256x512)·Eᵀ, E (32128x512)",
+        time_op(reps, || Ok(hid.matmul(&emb.t()?)?))?,
+    );
     Ok(())
 }
 
 /// Time a single setting by name, nothing else (a clean `perf record` target).
-fn time_one_setting(model: &T5, prompt: &SoftPrompt, batch: &Batch, name: &str, warmup: usize, steps: usize) -> Result<()> {
+fn time_one_setting(
+    model: &T5,
+    prompt: &SoftPrompt,
+    batch: &Batch,
+    name: &str,
+    warmup: usize,
+    steps: usize,
+) -> Result<()> {
     let all_model: Vec<Param> = model.params().iter().cloned().collect();
     let timing = match name {
         "full" => time_steps(model, None, batch, &all_model, warmup, steps)?,
@@ -250,7 +319,11 @@ fn time_one_setting(model: &T5, prompt: &SoftPrompt, batch: &Batch, name: &str, 
             model.params().set_trainable("*", false)?;
             time_steps(model, Some(prompt), batch, &[prompt.param().clone()], warmup, steps)?
         }
-        other => return Err(Error::msg(format!("PROMOT_BENCH_ONLY: unknown setting '{other}' (expected full, stage1 or stage2)"))),
+        other => {
+            return Err(Error::msg(format!(
+                "PROMOT_BENCH_ONLY: unknown setting '{other}' (expected full, stage1 or stage2)"
+            )))
+        }
     };
     print_row(name, &timing);
     Ok(())
@@ -274,14 +347,21 @@ fn main() -> Result<()> {
     );
     // candle reads these once: its elementwise thread pool spin-waits, which
     // costs a lot on a small shared machine: compare a run with CANDLE_NUM_THREADS=1.
-    let knobs: Vec<String> = ["CANDLE_NUM_THREADS", "RAYON_NUM_THREADS", "CANDLE_BARRIER_POOL_SPIN_LIMIT"]
-        .iter()
-        .filter_map(|k| std::env::var(k).ok().map(|v| format!("{k}={v}")))
-        .collect();
+    let knobs: Vec<String> = [
+        "CANDLE_NUM_THREADS",
+        "RAYON_NUM_THREADS",
+        "CANDLE_BARRIER_POOL_SPIN_LIMIT",
+    ]
+    .iter()
+    .filter_map(|k| std::env::var(k).ok().map(|v| format!("{k}={v}")))
+    .collect();
     if !knobs.is_empty() {
         println!("thread settings: {}", knobs.join(" "));
     }
-    println!("{:<22} {:>9} {:>9} {:>9} {:>9} {:>9}", "ms/step", "mean", "min", "forward", "backward", "optim");
+    println!(
+        "{:<22} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "ms/step", "mean", "min", "forward", "backward", "optim"
+    );
     if let Ok(only) = std::env::var("PROMOT_BENCH_ONLY") {
         return time_one_setting(&model, &prompt, &batch, &only, warmup, steps);
     }
@@ -319,12 +399,17 @@ fn main() -> Result<()> {
                 "\nvs PyTorch {} / transformers {} ({path}, {} threads, OMP_WAIT_POLICY {})",
                 json["torch"], json["transformers"], json["threads"], json["omp_wait_policy"]
             );
-            println!("{:<10} {:>12} {:>12} {:>15} {:>12} {:>12}", "", "promot ms", "torch ms", "promot/torch", "fwd ratio", "bwd ratio");
+            println!(
+                "{:<10} {:>12} {:>12} {:>15} {:>12} {:>12}",
+                "", "promot ms", "torch ms", "promot/torch", "fwd ratio", "bwd ratio"
+            );
             for (name, ours) in [("full", &full), ("stage1", &stage1), ("stage2", &stage2)] {
                 let theirs = &json["results"][name];
-                let (Some(total), Some(fwd), Some(bwd)) =
-                    (theirs["ms_per_step"].as_f64(), theirs["forward_ms"].as_f64(), theirs["backward_ms"].as_f64())
-                else {
+                let (Some(total), Some(fwd), Some(bwd)) = (
+                    theirs["ms_per_step"].as_f64(),
+                    theirs["forward_ms"].as_f64(),
+                    theirs["backward_ms"].as_f64(),
+                ) else {
                     println!("{name:<10} (no PyTorch result)");
                     continue;
                 };
@@ -338,7 +423,9 @@ fn main() -> Result<()> {
                 );
             }
         }
-        None => println!("\n(no PyTorch results: run `python benches/train_step_torch.py` or benches/run.sh for the ratio)"),
+        None => {
+            println!("\n(no PyTorch results: run `python benches/train_step_torch.py` or benches/run.sh for the ratio)")
+        }
     }
 
     if std::env::var("PROMOT_BENCH_OPS").map(|v| v != "0").unwrap_or(true) {

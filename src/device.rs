@@ -12,16 +12,22 @@ pub fn device(name: &str) -> Result<Device> {
             if cfg!(feature = "cuda") {
                 Ok(Device::new_cuda(0)?)
             } else {
-                Err(Error::msg("this promot was built without CUDA; rebuild with `cargo build --release --features cuda`"))
+                Err(Error::msg(
+                    "this promot was built without CUDA; rebuild with `cargo build --release --features cuda`",
+                ))
             }
         }
         "metal" => {
             if cfg!(feature = "metal") {
                 Ok(Device::new_metal(0)?)
             } else {
-                Err(Error::msg("this promot was built without Metal; rebuild with `cargo build --release --features metal`"))
+                Err(Error::msg(
+                    "this promot was built without Metal; rebuild with `cargo build --release --features metal`",
+                ))
             }
         }
-        other => Err(Error::msg(format!("unknown device '{other}' (expected \"cpu\", \"cuda\" or \"metal\")"))),
+        other => Err(Error::msg(format!(
+            "unknown device '{other}' (expected \"cpu\", \"cuda\" or \"metal\")"
+        ))),
     }
 }

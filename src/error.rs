@@ -32,10 +32,17 @@ impl Error {
         Error::Msg(s.into())
     }
     pub fn data(file: impl AsRef<Path>, line: usize, msg: impl Into<String>) -> Self {
-        Error::Data { file: file.as_ref().display().to_string(), line, msg: msg.into() }
+        Error::Data {
+            file: file.as_ref().display().to_string(),
+            line,
+            msg: msg.into(),
+        }
     }
     pub fn file(path: impl AsRef<Path>, err: impl std::fmt::Display) -> Self {
-        Error::File { path: path.as_ref().display().to_string(), msg: err.to_string() }
+        Error::File {
+            path: path.as_ref().display().to_string(),
+            msg: err.to_string(),
+        }
     }
 }
 

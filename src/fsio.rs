@@ -11,7 +11,10 @@ use candle_core::Tensor;
 use crate::error::{Error, Result};
 
 fn temp_path(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
     path.with_file_name(format!(".{name}.tmp{}", std::process::id()))
 }
 
@@ -50,7 +53,8 @@ pub fn load_safetensors(path: &Path, device: &candle_core::Device) -> Result<Has
     if !path.exists() {
         return Err(Error::file(path, "no such file"));
     }
-    candle_core::safetensors::load(path, device).map_err(|e| Error::file(path, format!("not a readable safetensors file: {e}")))
+    candle_core::safetensors::load(path, device)
+        .map_err(|e| Error::file(path, format!("not a readable safetensors file: {e}")))
 }
 
 pub fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {

@@ -3,24 +3,24 @@
 //! learning. The library is the product; the Rhai scripting layer (`script`)
 //! and the `promot` binary sit on top of it.
 
+pub mod data;
+pub mod device;
 pub mod error;
-pub mod options;
-pub mod seed;
-pub mod params;
+pub mod eval;
 pub mod fsio;
 pub mod interrupt;
-pub mod device;
-pub mod tokenizer;
-pub mod text;
-pub mod model;
-pub mod prompt;
-pub mod train;
-pub mod eval;
-pub mod plot;
-pub mod optim;
 pub mod metrics;
-pub mod data;
-pub mod toy;
+pub mod model;
+pub mod optim;
+pub mod options;
+pub mod params;
+pub mod plot;
+pub mod prompt;
 pub mod script;
+pub mod seed;
+pub mod text;
+pub mod tokenizer;
+pub mod toy;
+pub mod train;
 
 pub use error::{Error, Result};

@@ -23,7 +23,7 @@ use promot::script::{help, interrupt};
 #[command(
     name = "promot",
     version,
-    about = "ProMoT research environment: a Rhai REPL and script runner for prompt tuning + model tuning",
+    about = "ProMoT research environment: a Rhai REPL and script runner for prompt tuning + model tuning"
 )]
 struct Cli {
     /// Evaluate EXPR (a Rhai expression or statements), print the value and exit.

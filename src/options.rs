@@ -55,5 +55,7 @@ pub fn describe<T: Default + Serialize>(extra: &[(&str, &str)]) -> Result<Vec<(S
 
 /// The option names of a struct (and `extra`), for unknown-key messages.
 pub fn names<T: Default + Serialize>(extra: &[(&str, &str)]) -> Vec<String> {
-    describe::<T>(extra).map(|rows| rows.into_iter().map(|(k, _)| k).collect()).unwrap_or_default()
+    describe::<T>(extra)
+        .map(|rows| rows.into_iter().map(|(k, _)| k).collect())
+        .unwrap_or_default()
 }

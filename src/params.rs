@@ -22,7 +22,11 @@ pub struct Param {
 
 impl Param {
     pub fn new(name: &str, tensor: Tensor) -> Result<Self> {
-        Ok(Self { name: name.into(), var: Var::from_tensor(&tensor)?, trainable: Arc::new(AtomicBool::new(true)) })
+        Ok(Self {
+            name: name.into(),
+            var: Var::from_tensor(&tensor)?,
+            trainable: Arc::new(AtomicBool::new(true)),
+        })
     }
     pub fn name(&self) -> &str {
         &self.name
@@ -62,7 +66,8 @@ impl Param {
                 value.dims()
             )));
         }
-        self.var.set(&value.to_dtype(self.var.dtype())?.to_device(self.var.device())?)?;
+        self.var
+            .set(&value.to_dtype(self.var.dtype())?.to_device(self.var.device())?)?;
         Ok(())
     }
 }
@@ -81,7 +86,9 @@ impl ParamStore {
         self.params.insert(p.name().to_string(), p);
     }
     pub fn get(&self, name: &str) -> Result<&Param> {
-        self.params.get(name).ok_or_else(|| Error::msg(format!("no parameter named '{name}'")))
+        self.params
+            .get(name)
+            .ok_or_else(|| Error::msg(format!("no parameter named '{name}'")))
     }
     pub fn contains(&self, name: &str) -> bool {
         self.params.contains_key(name)
@@ -134,7 +141,10 @@ impl ParamStore {
         Ok(out)
     }
     pub fn device(&self) -> Device {
-        self.iter().next().map(|p| p.var().device().clone()).unwrap_or(Device::Cpu)
+        self.iter()
+            .next()
+            .map(|p| p.var().device().clone())
+            .unwrap_or(Device::Cpu)
     }
     pub fn dtype(&self) -> DType {
         self.iter().next().map(|p| p.var().dtype()).unwrap_or(DType::F32)

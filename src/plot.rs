@@ -20,7 +20,9 @@ pub const HEIGHT: f64 = 420.0;
 
 /// Okabe–Ito colours: distinguishable with the common colour-vision
 /// deficiencies. Yellow is last because it is faint on white.
-const PALETTE: [&str; 8] = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000", "#F0E442"];
+const PALETTE: [&str; 8] = [
+    "#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000", "#F0E442",
+];
 /// Marker shapes cycle with a period (5) coprime to the palette's (8), so
 /// series that share a colour still differ in shape.
 const MARKERS: usize = 5;
@@ -49,7 +51,11 @@ pub struct Series {
 
 impl Series {
     pub fn new(name: impl Into<String>, xs: Vec<f64>, ys: Vec<f64>) -> Self {
-        Series { name: name.into(), xs, ys }
+        Series {
+            name: name.into(),
+            xs,
+            ys,
+        }
     }
 }
 
@@ -77,7 +83,12 @@ pub struct Plot {
 
 impl Plot {
     pub fn new(title: impl Into<String>, x_label: impl Into<String>, y_label: impl Into<String>) -> Self {
-        Plot { title: title.into(), x_label: x_label.into(), y_label: y_label.into(), ..Default::default() }
+        Plot {
+            title: title.into(),
+            x_label: x_label.into(),
+            y_label: y_label.into(),
+            ..Default::default()
+        }
     }
 }
 
@@ -94,11 +105,17 @@ pub fn to_svg(plot: &Plot) -> Result<String> {
     }
     let all = || plot.series.iter().chain(right_series);
     let x_axis = fit_axis("x", all().flat_map(finite_points).map(|(x, _)| x), None)?;
-    let left = fit_axis("y", plot.series.iter().flat_map(finite_points).map(|(_, y)| y), plot.y_range)?;
+    let left = fit_axis(
+        "y",
+        plot.series.iter().flat_map(finite_points).map(|(_, y)| y),
+        plot.y_range,
+    )?;
     let right = match &plot.secondary {
-        Some(sec) if !sec.series.is_empty() => {
-            Some(fit_axis("right y", sec.series.iter().flat_map(finite_points).map(|(_, y)| y), sec.y_range)?)
-        }
+        Some(sec) if !sec.series.is_empty() => Some(fit_axis(
+            "right y",
+            sec.series.iter().flat_map(finite_points).map(|(_, y)| y),
+            sec.y_range,
+        )?),
         _ => None,
     };
     let legend: Vec<LegendEntry> = plot
@@ -107,7 +124,10 @@ pub fn to_svg(plot: &Plot) -> Result<String> {
         .map(|s| (s.name.clone(), false))
         .chain(right_series.iter().map(|s| (format!("{} (right)", s.name), true)))
         .enumerate()
-        .map(|(i, (label, dashed))| LegendEntry { label, style: Style::nth(i, dashed) })
+        .map(|(i, (label, dashed))| LegendEntry {
+            label,
+            style: Style::nth(i, dashed),
+        })
         .collect();
     let frame = Frame::layout(&x_axis, &left, right.as_ref(), &legend);
 
@@ -118,7 +138,10 @@ pub fn to_svg(plot: &Plot) -> Result<String> {
          font-family=\"Helvetica, Arial, sans-serif\" font-size=\"{FONT_SIZE}\">"
     );
     let _ = writeln!(svg, "<title>{}</title>", escape(&plot.title));
-    let _ = writeln!(svg, "<rect x=\"0\" y=\"0\" width=\"{WIDTH}\" height=\"{HEIGHT}\" fill=\"white\"/>");
+    let _ = writeln!(
+        svg,
+        "<rect x=\"0\" y=\"0\" width=\"{WIDTH}\" height=\"{HEIGHT}\" fill=\"white\"/>"
+    );
     let _ = writeln!(
         svg,
         "<defs><clipPath id=\"plot-area\"><rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\"/></clipPath></defs>",
@@ -131,7 +154,11 @@ pub fn to_svg(plot: &Plot) -> Result<String> {
     draw_axes(&mut svg, &frame, &x_axis, &left, right.as_ref());
     draw_labels(&mut svg, &frame, plot, right.is_some());
     let _ = writeln!(svg, "<g clip-path=\"url(#plot-area)\">");
-    let styled = plot.series.iter().map(|s| (s, &left)).chain(right_series.iter().map(|s| (s, right.as_ref().unwrap_or(&left))));
+    let styled = plot
+        .series
+        .iter()
+        .map(|s| (s, &left))
+        .chain(right_series.iter().map(|s| (s, right.as_ref().unwrap_or(&left))));
     for ((series, y_axis), entry) in styled.zip(&legend) {
         draw_series(&mut svg, &frame, series, &x_axis, y_axis, &entry.style);
     }
@@ -203,33 +230,59 @@ impl NiceStep {
             n if n >= 2f64.sqrt() => 2.0,
             _ => 1.0,
         };
-        let step = if mantissa == 10.0 { NiceStep { mantissa: 1.0, exponent: exponent + 1 } } else { NiceStep { mantissa, exponent } };
+        let step = if mantissa == 10.0 {
+            NiceStep {
+                mantissa: 1.0,
+                exponent: exponent + 1,
+            }
+        } else {
+            NiceStep { mantissa, exponent }
+        };
         (step.size() > 0.0 && step.size().is_finite()).then_some(step)
     }
     fn size(&self) -> f64 {
         self.times(1.0)
     }
     fn times(&self, n: f64) -> f64 {
-        let v = if self.exponent < 0 { n * self.mantissa / 10f64.powi(-self.exponent) } else { n * self.mantissa * 10f64.powi(self.exponent) };
-        if v == 0.0 { 0.0 } else { v }
+        let v = if self.exponent < 0 {
+            n * self.mantissa / 10f64.powi(-self.exponent)
+        } else {
+            n * self.mantissa * 10f64.powi(self.exponent)
+        };
+        if v == 0.0 {
+            0.0
+        } else {
+            v
+        }
     }
 }
 
 fn check_series(s: &Series) -> Result<()> {
     if s.xs.len() != s.ys.len() {
-        return Err(Error::msg(format!("plot series '{}': {} xs but {} ys", s.name, s.xs.len(), s.ys.len())));
+        return Err(Error::msg(format!(
+            "plot series '{}': {} xs but {} ys",
+            s.name,
+            s.xs.len(),
+            s.ys.len()
+        )));
     }
     if s.xs.is_empty() {
         return Err(Error::msg(format!("plot series '{}' is empty", s.name)));
     }
     if finite_points(s).next().is_none() {
-        return Err(Error::msg(format!("plot series '{}' has no finite point (every x or y is NaN or infinite)", s.name)));
+        return Err(Error::msg(format!(
+            "plot series '{}' has no finite point (every x or y is NaN or infinite)",
+            s.name
+        )));
     }
     Ok(())
 }
 
 fn finite_points(s: &Series) -> impl Iterator<Item = (f64, f64)> + '_ {
-    s.xs.iter().zip(&s.ys).map(|(x, y)| (*x, *y)).filter(|(x, y)| x.is_finite() && y.is_finite())
+    s.xs.iter()
+        .zip(&s.ys)
+        .map(|(x, y)| (*x, *y))
+        .filter(|(x, y)| x.is_finite() && y.is_finite())
 }
 
 /// An axis: its value range and the ticks drawn on it.
@@ -252,7 +305,9 @@ fn fit_axis(name: &str, values: impl Iterator<Item = f64>, fixed: Option<(f64, f
     let (lo, hi, expand) = match fixed {
         Some((lo, hi)) => {
             if !(lo.is_finite() && hi.is_finite() && lo < hi) {
-                return Err(Error::msg(format!("plot: {name} range ({lo}, {hi}) must be finite with min < max")));
+                return Err(Error::msg(format!(
+                    "plot: {name} range ({lo}, {hi}) must be finite with min < max"
+                )));
             }
             (lo, hi, false)
         }
@@ -265,13 +320,25 @@ fn fit_axis(name: &str, values: impl Iterator<Item = f64>, fixed: Option<(f64, f
             (lo, hi, true)
         }
     };
-    let step = NiceStep::fit(lo, hi, TARGET_TICKS)
-        .ok_or_else(|| Error::msg(format!("plot: the {name} range ({lo:e} to {hi:e}) is too wide (or too narrow) to draw")))?;
-    let (lo, hi) = if expand { (step.times((lo / step.size()).floor()), step.times((hi / step.size()).ceil())) } else { (lo, hi) };
+    let step = NiceStep::fit(lo, hi, TARGET_TICKS).ok_or_else(|| {
+        Error::msg(format!(
+            "plot: the {name} range ({lo:e} to {hi:e}) is too wide (or too narrow) to draw"
+        ))
+    })?;
+    let (lo, hi) = if expand {
+        (
+            step.times((lo / step.size()).floor()),
+            step.times((hi / step.size()).ceil()),
+        )
+    } else {
+        (lo, hi)
+    };
     let ticks = ticks_with(lo, hi, step);
     let step = step.size();
     if ticks.is_empty() || !(hi - lo).is_finite() {
-        return Err(Error::msg(format!("plot: cannot place ticks on the {name} range ({lo:e} to {hi:e})")));
+        return Err(Error::msg(format!(
+            "plot: cannot place ticks on the {name} range ({lo:e} to {hi:e})"
+        )));
     }
     Ok(Axis { lo, hi, ticks, step })
 }
@@ -314,7 +381,10 @@ impl Frame {
         let left = 30.0 + widest(left_axis) + 10.0;
         // The last x tick label is centred on the frame's right edge: leave room for its half.
         let last_x_label = x_axis.labels().last().map(|l| l.chars().count()).unwrap_or(1) as f64 * CHAR_WIDTH;
-        let right = WIDTH - right_axis.map(|a| 30.0 + widest(a) + 10.0).unwrap_or((last_x_label / 2.0 + 6.0).max(24.0));
+        let right = WIDTH
+            - right_axis
+                .map(|a| 30.0 + widest(a) + 10.0)
+                .unwrap_or((last_x_label / 2.0 + 6.0).max(24.0));
         let legend_top = 40.0;
         // Legend items flow left to right under the title, wrapping at the plot's width.
         let mut rows: Vec<Vec<(usize, f64)>> = vec![Vec::new()];
@@ -333,7 +403,14 @@ impl Frame {
         // Past a handful of rows the legend would crush the plot; drop the rest.
         rows.truncate(6);
         let top = legend_top + rows.len() as f64 * LEGEND_ROW + 4.0;
-        Frame { left, right, top, bottom: HEIGHT - 50.0, legend_top, legend_rows: rows }
+        Frame {
+            left,
+            right,
+            top,
+            bottom: HEIGHT - 50.0,
+            legend_top,
+            legend_rows: rows,
+        }
     }
     fn width(&self) -> f64 {
         self.right - self.left
@@ -359,10 +436,18 @@ struct Style {
 
 impl Style {
     fn nth(i: usize, dashed: bool) -> Style {
-        Style { color: PALETTE[i % PALETTE.len()], marker: i % MARKERS, dashed }
+        Style {
+            color: PALETTE[i % PALETTE.len()],
+            marker: i % MARKERS,
+            dashed,
+        }
     }
     fn dash_attr(&self) -> &'static str {
-        if self.dashed { " stroke-dasharray=\"7 4\"" } else { "" }
+        if self.dashed {
+            " stroke-dasharray=\"7 4\""
+        } else {
+            ""
+        }
     }
 }
 
@@ -375,11 +460,19 @@ fn draw_grid(svg: &mut String, f: &Frame, x_axis: &Axis, y_axis: &Axis) {
     let _ = writeln!(svg, "<g stroke=\"#e5e5e5\" stroke-width=\"1\">");
     for t in &x_axis.ticks {
         let x = f.x(x_axis, *t);
-        let _ = writeln!(svg, "<line x1=\"{x:.1}\" y1=\"{:.1}\" x2=\"{x:.1}\" y2=\"{:.1}\"/>", f.top, f.bottom);
+        let _ = writeln!(
+            svg,
+            "<line x1=\"{x:.1}\" y1=\"{:.1}\" x2=\"{x:.1}\" y2=\"{:.1}\"/>",
+            f.top, f.bottom
+        );
     }
     for t in &y_axis.ticks {
         let y = f.y(y_axis, *t);
-        let _ = writeln!(svg, "<line x1=\"{:.1}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\"/>", f.left, f.right);
+        let _ = writeln!(
+            svg,
+            "<line x1=\"{:.1}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\"/>",
+            f.left, f.right
+        );
     }
     let _ = writeln!(svg, "</g>");
 }
@@ -396,29 +489,59 @@ fn draw_axes(svg: &mut String, f: &Frame, x_axis: &Axis, left: &Axis, right: Opt
     let _ = writeln!(svg, "<g stroke=\"#333\" stroke-width=\"1\">");
     for t in &x_axis.ticks {
         let x = f.x(x_axis, *t);
-        let _ = writeln!(svg, "<line x1=\"{x:.1}\" y1=\"{:.1}\" x2=\"{x:.1}\" y2=\"{:.1}\"/>", f.bottom, f.bottom + 5.0);
+        let _ = writeln!(
+            svg,
+            "<line x1=\"{x:.1}\" y1=\"{:.1}\" x2=\"{x:.1}\" y2=\"{:.1}\"/>",
+            f.bottom,
+            f.bottom + 5.0
+        );
     }
     for t in &left.ticks {
         let y = f.y(left, *t);
-        let _ = writeln!(svg, "<line x1=\"{:.1}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\"/>", f.left - 5.0, f.left);
+        let _ = writeln!(
+            svg,
+            "<line x1=\"{:.1}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\"/>",
+            f.left - 5.0,
+            f.left
+        );
     }
     if let Some(right) = right {
         for t in &right.ticks {
             let y = f.y(right, *t);
-            let _ = writeln!(svg, "<line x1=\"{:.1}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\"/>", f.right, f.right + 5.0);
+            let _ = writeln!(
+                svg,
+                "<line x1=\"{:.1}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\"/>",
+                f.right,
+                f.right + 5.0
+            );
         }
     }
     let _ = writeln!(svg, "</g>");
     let _ = writeln!(svg, "<g fill=\"#333\">");
     for (t, label) in x_axis.ticks.iter().zip(x_axis.labels()) {
-        let _ = writeln!(svg, "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{label}</text>", f.x(x_axis, *t), f.bottom + 19.0);
+        let _ = writeln!(
+            svg,
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{label}</text>",
+            f.x(x_axis, *t),
+            f.bottom + 19.0
+        );
     }
     for (t, label) in left.ticks.iter().zip(left.labels()) {
-        let _ = writeln!(svg, "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{label}</text>", f.left - 8.0, f.y(left, *t) + 4.0);
+        let _ = writeln!(
+            svg,
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{label}</text>",
+            f.left - 8.0,
+            f.y(left, *t) + 4.0
+        );
     }
     if let Some(right) = right {
         for (t, label) in right.ticks.iter().zip(right.labels()) {
-            let _ = writeln!(svg, "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"start\">{label}</text>", f.right + 8.0, f.y(right, *t) + 4.0);
+            let _ = writeln!(
+                svg,
+                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"start\">{label}</text>",
+                f.right + 8.0,
+                f.y(right, *t) + 4.0
+            );
         }
     }
     let _ = writeln!(svg, "</g>");
@@ -431,12 +554,26 @@ fn draw_labels(svg: &mut String, f: &Frame, plot: &Plot, has_right_axis: bool) {
         (f.left + f.right) / 2.0,
         escape(&plot.title)
     );
-    let _ = writeln!(svg, "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>", (f.left + f.right) / 2.0, HEIGHT - 12.0, escape(&plot.x_label));
+    let _ = writeln!(
+        svg,
+        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
+        (f.left + f.right) / 2.0,
+        HEIGHT - 12.0,
+        escape(&plot.x_label)
+    );
     let mid_y = (f.top + f.bottom) / 2.0;
-    let _ = writeln!(svg, "<text transform=\"translate(16 {mid_y:.1}) rotate(-90)\" text-anchor=\"middle\">{}</text>", escape(&plot.y_label));
+    let _ = writeln!(
+        svg,
+        "<text transform=\"translate(16 {mid_y:.1}) rotate(-90)\" text-anchor=\"middle\">{}</text>",
+        escape(&plot.y_label)
+    );
     if let Some(sec) = plot.secondary.as_ref().filter(|_| has_right_axis) {
         let x = WIDTH - 12.0;
-        let _ = writeln!(svg, "<text transform=\"translate({x:.1} {mid_y:.1}) rotate(90)\" text-anchor=\"middle\">{}</text>", escape(&sec.label));
+        let _ = writeln!(
+            svg,
+            "<text transform=\"translate({x:.1} {mid_y:.1}) rotate(90)\" text-anchor=\"middle\">{}</text>",
+            escape(&sec.label)
+        );
     }
 }
 
@@ -477,10 +614,46 @@ fn marker(svg: &mut String, x: f64, y: f64, style: &Style) {
     let r = 3.5;
     let _ = match style.marker {
         0 => writeln!(svg, "<circle cx=\"{x:.2}\" cy=\"{y:.2}\" r=\"{r}\" fill=\"{c}\"/>"),
-        1 => writeln!(svg, "<rect x=\"{:.2}\" y=\"{:.2}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{c}\"/>", x - r * 0.9, y - r * 0.9, r * 1.8, r * 1.8),
-        2 => writeln!(svg, "<polygon points=\"{:.2},{:.2} {:.2},{:.2} {:.2},{:.2}\" fill=\"{c}\"/>", x, y - r * 1.2, x + r * 1.1, y + r * 0.8, x - r * 1.1, y + r * 0.8),
-        3 => writeln!(svg, "<polygon points=\"{:.2},{:.2} {:.2},{:.2} {:.2},{:.2} {:.2},{:.2}\" fill=\"{c}\"/>", x, y - r * 1.3, x + r * 1.1, y, x, y + r * 1.3, x - r * 1.1, y),
-        _ => writeln!(svg, "<polygon points=\"{:.2},{:.2} {:.2},{:.2} {:.2},{:.2}\" fill=\"{c}\"/>", x, y + r * 1.2, x + r * 1.1, y - r * 0.8, x - r * 1.1, y - r * 0.8),
+        1 => writeln!(
+            svg,
+            "<rect x=\"{:.2}\" y=\"{:.2}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{c}\"/>",
+            x - r * 0.9,
+            y - r * 0.9,
+            r * 1.8,
+            r * 1.8
+        ),
+        2 => writeln!(
+            svg,
+            "<polygon points=\"{:.2},{:.2} {:.2},{:.2} {:.2},{:.2}\" fill=\"{c}\"/>",
+            x,
+            y - r * 1.2,
+            x + r * 1.1,
+            y + r * 0.8,
+            x - r * 1.1,
+            y + r * 0.8
+        ),
+        3 => writeln!(
+            svg,
+            "<polygon points=\"{:.2},{:.2} {:.2},{:.2} {:.2},{:.2} {:.2},{:.2}\" fill=\"{c}\"/>",
+            x,
+            y - r * 1.3,
+            x + r * 1.1,
+            y,
+            x,
+            y + r * 1.3,
+            x - r * 1.1,
+            y
+        ),
+        _ => writeln!(
+            svg,
+            "<polygon points=\"{:.2},{:.2} {:.2},{:.2} {:.2},{:.2}\" fill=\"{c}\"/>",
+            x,
+            y + r * 1.2,
+            x + r * 1.1,
+            y - r * 0.8,
+            x - r * 1.1,
+            y - r * 0.8
+        ),
     };
 }
 
@@ -499,7 +672,13 @@ fn draw_legend(svg: &mut String, f: &Frame, legend: &[LegendEntry]) {
                 style.dash_attr()
             );
             marker(svg, x + LEGEND_SAMPLE / 2.0, y, style);
-            let _ = writeln!(svg, "<text x=\"{:.1}\" y=\"{:.1}\">{}</text>", x + LEGEND_SAMPLE + 6.0, y + 4.0, escape(&entry.label));
+            let _ = writeln!(
+                svg,
+                "<text x=\"{:.1}\" y=\"{:.1}\">{}</text>",
+                x + LEGEND_SAMPLE + 6.0,
+                y + 4.0,
+                escape(&entry.label)
+            );
         }
     }
     let _ = writeln!(svg, "</g>");

@@ -78,11 +78,17 @@ impl SoftPrompt {
                 // The `top` lowest ids (the most frequent, in SentencePiece and BPE
                 // vocabularies alike) less the model's special tokens.
                 let specials = model.special_ids();
-                let pool: Vec<u32> = (0..top.min(model.vocab_size()) as u32).filter(|i| !specials.contains(i)).collect();
+                let pool: Vec<u32> = (0..top.min(model.vocab_size()) as u32)
+                    .filter(|i| !specials.contains(i))
+                    .collect();
                 if pool.is_empty() {
-                    return Err(Error::msg(format!("soft_prompt: no ordinary token among the first {top} ids")));
+                    return Err(Error::msg(format!(
+                        "soft_prompt: no ordinary token among the first {top} ids"
+                    )));
                 }
-                let ids: Vec<u32> = (0..length).map(|_| pool[rng.random_range(0..pool.len() as u32) as usize]).collect();
+                let ids: Vec<u32> = (0..length)
+                    .map(|_| pool[rng.random_range(0..pool.len() as u32) as usize])
+                    .collect();
                 Self::embed_rows(model, &ids)?
             }
             Init::Ids(ids) => {
@@ -94,13 +100,20 @@ impl SoftPrompt {
             }
             Init::Tensor(t) => {
                 if t.dims() != [length, d] {
-                    return Err(Error::msg(format!("soft_prompt: init tensor must be [{length}, {d}], got {:?}", t.dims())));
+                    return Err(Error::msg(format!(
+                        "soft_prompt: init tensor must be [{length}, {d}], got {:?}",
+                        t.dims()
+                    )));
                 }
                 t.to_device(&device)?
             }
         };
         let values = values.to_dtype(model.params().dtype())?;
-        Ok(Self { name: name.to_string(), param: Param::new(&format!("prompt.{name}"), values)?, task_type: model.peft_task_type() })
+        Ok(Self {
+            name: name.to_string(),
+            param: Param::new(&format!("prompt.{name}"), values)?,
+            task_type: model.peft_task_type(),
+        })
     }
 
     fn embed_rows(model: &dyn LanguageModel, ids: &[u32]) -> Result<Tensor> {
@@ -138,9 +151,17 @@ impl SoftPrompt {
     pub fn attach(&self, embeds: &Tensor, mask: &Tensor) -> Result<(Tensor, Tensor)> {
         let (b, _, d) = embeds.dims3()?;
         if d != self.width() {
-            return Err(Error::msg(format!("prompt '{}' has width {}, the model's embeddings have {d}", self.name, self.width())));
+            return Err(Error::msg(format!(
+                "prompt '{}' has width {}, the model's embeddings have {d}",
+                self.name,
+                self.width()
+            )));
         }
-        let p = self.tensor().to_dtype(embeds.dtype())?.unsqueeze(0)?.broadcast_as((b, self.len(), d))?;
+        let p = self
+            .tensor()
+            .to_dtype(embeds.dtype())?
+            .unsqueeze(0)?
+            .broadcast_as((b, self.len(), d))?;
         let ones = Tensor::ones((b, self.len()), mask.dtype(), mask.device())?;
         Ok((Tensor::cat(&[&p, embeds], 1)?, Tensor::cat(&[&ones, mask], 1)?))
     }
@@ -153,21 +174,39 @@ impl SoftPrompt {
 
     /// Load a prompt saved by `save`, or a PEFT adapter directory / file.
     pub fn load(name: &str, path: &Path, model: &dyn LanguageModel) -> Result<Self> {
-        let file = if path.is_dir() { path.join("adapter_model.safetensors") } else { path.to_path_buf() };
+        let file = if path.is_dir() {
+            path.join("adapter_model.safetensors")
+        } else {
+            path.to_path_buf()
+        };
         let mut tensors = fsio::load_safetensors(&file, &model.params().device())?;
         let (t, from_peft) = match tensors.remove("prompt") {
             Some(t) => (t, false),
-            None => (tensors.remove("prompt_embeddings").ok_or_else(|| Error::file(&file, "no 'prompt' or 'prompt_embeddings' tensor"))?, true),
+            None => (
+                tensors
+                    .remove("prompt_embeddings")
+                    .ok_or_else(|| Error::file(&file, "no 'prompt' or 'prompt_embeddings' tensor"))?,
+                true,
+            ),
         };
-        let (rows, d) = t.dims2().map_err(|_| Error::file(&file, format!("prompt must be 2-D, got {:?}", t.dims())))?;
+        let (rows, d) = t
+            .dims2()
+            .map_err(|_| Error::file(&file, format!("prompt must be 2-D, got {:?}", t.dims())))?;
         if from_peft {
             check_peft_config(&file, rows)?;
         }
         if d != model.hidden_size() {
-            return Err(Error::file(&file, format!("prompt width {d} does not match the model's {}", model.hidden_size())));
+            return Err(Error::file(
+                &file,
+                format!("prompt width {d} does not match the model's {}", model.hidden_size()),
+            ));
         }
         let t = t.to_dtype(model.params().dtype())?;
-        Ok(Self { name: name.to_string(), param: Param::new(&format!("prompt.{name}"), t)?, task_type: model.peft_task_type() })
+        Ok(Self {
+            name: name.to_string(),
+            param: Param::new(&format!("prompt.{name}"), t)?,
+            task_type: model.peft_task_type(),
+        })
     }
 
     /// The PEFT task type of the model this prompt was made for.
@@ -216,12 +255,22 @@ fn check_peft_config(file: &Path, rows: usize) -> Result<()> {
     }
     let config = fsio::read_json(&path)?;
     let seq2seq = config.get("task_type").and_then(|v| v.as_str()) == Some("SEQ_2_SEQ_LM");
-    let submodules = config.get("num_transformer_submodules").and_then(|v| v.as_u64()).unwrap_or(if seq2seq { 2 } else { 1 });
+    let submodules = config
+        .get("num_transformer_submodules")
+        .and_then(|v| v.as_u64())
+        .unwrap_or(if seq2seq { 2 } else { 1 });
     if submodules != 1 {
         return Err(Error::file(&path, format!("num_transformer_submodules is {submodules}: the adapter also prompts the decoder, and soft prompts are encoder-side only (train it with num_transformer_submodules=1)")));
     }
-    if let Some(n) = config.get("num_virtual_tokens").and_then(|v| v.as_u64()).filter(|&n| n != rows as u64) {
-        return Err(Error::file(&path, format!("num_virtual_tokens is {n}, the adapter's prompt has {rows} rows")));
+    if let Some(n) = config
+        .get("num_virtual_tokens")
+        .and_then(|v| v.as_u64())
+        .filter(|&n| n != rows as u64)
+    {
+        return Err(Error::file(
+            &path,
+            format!("num_virtual_tokens is {n}, the adapter's prompt has {rows} rows"),
+        ));
     }
     Ok(())
 }
@@ -231,14 +280,24 @@ fn check_peft_config(file: &Path, rows: usize) -> Result<()> {
 /// row, `prompts` the soft prompt of each row (or none). Rows sharing one
 /// prompt take the batched path; mixed rows (multi-task) are attached row by
 /// row and re-padded. Returns embeddings (b, s, d) and mask (b, s).
-pub fn embed_inputs(model: &dyn LanguageModel, inputs: &[Vec<u32>], prompts: &[Option<&SoftPrompt>]) -> Result<(Tensor, Tensor)> {
+pub fn embed_inputs(
+    model: &dyn LanguageModel,
+    inputs: &[Vec<u32>],
+    prompts: &[Option<&SoftPrompt>],
+) -> Result<(Tensor, Tensor)> {
     if inputs.len() != prompts.len() {
-        return Err(Error::msg(format!("embed_inputs: {} rows but {} prompts", inputs.len(), prompts.len())));
+        return Err(Error::msg(format!(
+            "embed_inputs: {} rows but {} prompts",
+            inputs.len(),
+            prompts.len()
+        )));
     }
     let device = model.params().device();
     let (ids, mask) = crate::model::pad_batch(inputs, model.pad_id(), &device)?;
     let embeds = model.embed(&ids)?;
-    let same = prompts.windows(2).all(|w| w[0].map(|p| &p.name) == w[1].map(|p| &p.name));
+    let same = prompts
+        .windows(2)
+        .all(|w| w[0].map(|p| &p.name) == w[1].map(|p| &p.name));
     match prompts.first() {
         None | Some(None) if same => return Ok((embeds, mask)),
         Some(Some(p)) if same => return p.attach(&embeds, &mask),

@@ -89,7 +89,13 @@ impl Tokenizer {
         let pad_id = find(&["<pad>", "[PAD]", "<|pad|>"]).unwrap_or(0);
         let eos_id = find(&["</s>", "<eos>", "[EOS]", "<|endoftext|>"]);
         let unk_id = find(&["<unk>", "[UNK]"]);
-        Self { inner, spiece: None, pad_id, eos_id, unk_id }
+        Self {
+            inner,
+            spiece: None,
+            pad_id,
+            eos_id,
+            unk_id,
+        }
     }
 
     /// The same tokenizer with the model's pad and eos ids (a decoder-only vocabulary can hold several
@@ -102,7 +108,10 @@ impl Tokenizer {
 
     /// Token ids of `text`, with the eos id appended when `add_eos` (an error if there is no eos token).
     pub fn encode(&self, text: &str, add_eos: bool) -> Result<Vec<u32>> {
-        let enc = self.inner.encode(text, false).map_err(|e| Error::msg(format!("tokenizer: encode: {e}")))?;
+        let enc = self
+            .inner
+            .encode(text, false)
+            .map_err(|e| Error::msg(format!("tokenizer: encode: {e}")))?;
         let mut ids = enc.get_ids().to_vec();
         if add_eos {
             ids.push(self.require_eos()?);
@@ -114,7 +123,9 @@ impl Tokenizer {
     /// Ids past the tokenizer's vocabulary are skipped, as transformers does: T5 models have more output rows
     /// (32128, 250112) than tokens (32100, 250100), so generation can produce them.
     pub fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String> {
-        self.inner.decode(ids, skip_special).map_err(|e| Error::msg(format!("tokenizer: decode: {e}")))
+        self.inner
+            .decode(ids, skip_special)
+            .map_err(|e| Error::msg(format!("tokenizer: decode: {e}")))
     }
 
     /// Text of `ids` for the paper's post-processing: special tokens are dropped
@@ -123,7 +134,9 @@ impl Tokenizer {
     pub fn decode_for_postprocess(&self, ids: &[u32]) -> Result<String> {
         let added = self.inner.get_added_tokens_decoder();
         let is_sentinel = |t: &str| {
-            t.strip_prefix("<extra_id_").and_then(|r| r.strip_suffix('>')).is_some_and(|n| n.parse::<u32>().is_ok())
+            t.strip_prefix("<extra_id_")
+                .and_then(|r| r.strip_suffix('>'))
+                .is_some_and(|n| n.parse::<u32>().is_ok())
         };
         let kept: Vec<u32> = ids
             .iter()
@@ -172,7 +185,9 @@ impl Tokenizer {
     pub fn save(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| Error::file(dir, e))?;
         let json_path = dir.join("tokenizer.json");
-        self.inner.save(&json_path, true).map_err(|e| Error::file(&json_path, e))?;
+        self.inner
+            .save(&json_path, true)
+            .map_err(|e| Error::file(&json_path, e))?;
         if let Some(bytes) = &self.spiece {
             let spm_path: PathBuf = dir.join("spiece.model");
             std::fs::write(&spm_path, bytes).map_err(|e| Error::file(&spm_path, e))?;
@@ -181,7 +196,8 @@ impl Tokenizer {
     }
 
     fn require_eos(&self) -> Result<u32> {
-        self.eos_id.ok_or_else(|| Error::msg("tokenizer: add_eos requested but the vocabulary has no eos token"))
+        self.eos_id
+            .ok_or_else(|| Error::msg("tokenizer: add_eos requested but the vocabulary has no eos token"))
     }
 }
 
@@ -286,7 +302,11 @@ impl SpmModel {
 }
 
 fn parse_piece(bytes: &[u8]) -> Result<SpmPiece> {
-    let mut p = SpmPiece { piece: String::new(), score: 0.0, kind: 1 };
+    let mut p = SpmPiece {
+        piece: String::new(),
+        score: 0.0,
+        kind: 1,
+    };
     let mut r = ProtoReader::new(bytes);
     while let Some((field, value)) = r.next_field()? {
         match (field, value) {
@@ -344,7 +364,11 @@ impl<'a> ProtoReader<'a> {
     }
 
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len()).ok_or_else(Self::truncated)?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.buf.len())
+            .ok_or_else(Self::truncated)?;
         let out = &self.buf[self.pos..end];
         self.pos = end;
         Ok(out)
@@ -389,8 +413,11 @@ fn build_t5_tokenizer(proto: &SpmModel, extra_ids: usize) -> Result<tokenizers::
             proto.model_type
         )));
     }
-    let mut vocab: Vec<(String, f64)> =
-        proto.pieces.iter().map(|p| (p.piece.clone(), f64::from(p.score))).collect();
+    let mut vocab: Vec<(String, f64)> = proto
+        .pieces
+        .iter()
+        .map(|p| (p.piece.clone(), f64::from(p.score)))
+        .collect();
     let has = |vocab: &[(String, f64)], t: &str| vocab.iter().any(|(p, _)| p == t);
     let mut sentinels = Vec::new();
     for i in (0..extra_ids).rev() {
@@ -413,7 +440,11 @@ fn build_t5_tokenizer(proto: &SpmModel, extra_ids: usize) -> Result<tokenizers::
             .map_err(|e| Error::msg(format!("SentencePiece model: bad precompiled_charsmap: {e}")))?;
         tok.with_normalizer(Some(norm));
     }
-    let prepend = if proto.add_dummy_prefix { PrependScheme::Always } else { PrependScheme::Never };
+    let prepend = if proto.add_dummy_prefix {
+        PrependScheme::Always
+    } else {
+        PrependScheme::Never
+    };
     let metaspace = Metaspace::new('▁', prepend, true);
     let mut pre: Vec<PreTokenizerWrapper> = Vec::new();
     if proto.remove_extra_whitespaces {

@@ -40,7 +40,11 @@ fn random_model(seed: u64) -> (Llama, usize) {
     // Peaky logits: scale the output projection, and make EOS likelier in some models.
     let gain = [20.0f32, 60.0, 150.0][rng.random_range(0..3)];
     let eos = if rng.random_bool(0.5) { 3.0 } else { 1.0 };
-    let name = if qwen { "lm_head.weight" } else { "model.embed_tokens.weight" };
+    let name = if qwen {
+        "lm_head.weight"
+    } else {
+        "model.embed_tokens.weight"
+    };
     let p = model.params().get(name).unwrap();
     let mut rows = vec![gain; vocab];
     rows[1] *= eos;
@@ -54,8 +58,14 @@ fn teacher_forced(model: &Llama, embeds: &Tensor, mask: &Tensor, gens: &[Generat
     let seqs: Vec<Vec<u32>> = gens.iter().map(|g| g.ids.clone()).collect();
     let (targets, _) = pad_batch(&seqs, 1, &Device::Cpu).unwrap();
     let logits = model.forward(embeds, mask, &targets, false).unwrap();
-    let logp = candle_nn::ops::log_softmax(&logits, D::Minus1).unwrap().to_vec3::<f32>().unwrap();
-    seqs.iter().enumerate().map(|(i, ids)| ids.iter().enumerate().map(|(t, &k)| logp[i][t][k as usize]).sum()).collect()
+    let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)
+        .unwrap()
+        .to_vec3::<f32>()
+        .unwrap();
+    seqs.iter()
+        .enumerate()
+        .map(|(i, ids)| ids.iter().enumerate().map(|(t, &k)| logp[i][t][k as usize]).sum())
+        .collect()
 }
 
 fn close(a: f32, b: f32) -> bool {
@@ -69,27 +79,49 @@ fn decoder_only_scores_are_teacher_forced_and_rows_are_independent() {
         let (model, vocab) = random_model(seed);
         let mut rng = ChaCha8Rng::seed_from_u64(1000 + seed);
         let inputs: Vec<Vec<u32>> = (0..3)
-            .map(|_| (0..rng.random_range(1..=9)).map(|_| rng.random_range(2..vocab as u32)).collect())
+            .map(|_| {
+                (0..rng.random_range(1..=9))
+                    .map(|_| rng.random_range(2..vocab as u32))
+                    .collect()
+            })
             .collect();
         let (ids, mask) = pad_batch(&inputs, 1, &Device::Cpu).unwrap();
         let embeds = model.embed(&ids).unwrap();
         let max_new_tokens = rng.random_range(1..=8);
         let length_penalty = [1.0, 0.6, 2.0][rng.random_range(0..3)];
         let early_stopping = rng.random_bool(0.5);
-        let opts = |beams| GenerateOptions { max_new_tokens, num_beams: beams, length_penalty, early_stopping };
+        let opts = |beams| GenerateOptions {
+            max_new_tokens,
+            num_beams: beams,
+            length_penalty,
+            early_stopping,
+        };
         let greedy = model.generate_scored(&embeds, &mask, &opts(1)).unwrap();
         let beams = model.generate_scored(&embeds, &mask, &opts(4)).unwrap();
         let forced_greedy = teacher_forced(&model, &embeds, &mask, &greedy);
         let forced_beams = teacher_forced(&model, &embeds, &mask, &beams);
         for i in 0..inputs.len() {
-            assert!(close(greedy[i].score, forced_greedy[i]), "seed {seed} row {i}: greedy {} vs forced {}", greedy[i].score, forced_greedy[i]);
+            assert!(
+                close(greedy[i].score, forced_greedy[i]),
+                "seed {seed} row {i}: greedy {} vs forced {}",
+                greedy[i].score,
+                forced_greedy[i]
+            );
             let norm = (beams[i].ids.len() as f32).powf(length_penalty as f32);
-            assert!(close(beams[i].score, forced_beams[i] / norm), "seed {seed} row {i}: beam {} vs forced {}", beams[i].score, forced_beams[i] / norm);
+            assert!(
+                close(beams[i].score, forced_beams[i] / norm),
+                "seed {seed} row {i}: beam {} vs forced {}",
+                beams[i].score,
+                forced_beams[i] / norm
+            );
             // The same input alone: identical result.
             let (one, one_mask) = pad_batch(&inputs[i..i + 1], 1, &Device::Cpu).unwrap();
             let one = model.embed(&one).unwrap();
             let alone = model.generate_scored(&one, &one_mask, &opts(4)).unwrap();
-            assert_eq!(alone[0].ids, beams[i].ids, "seed {seed} row {i}: batched and alone differ");
+            assert_eq!(
+                alone[0].ids, beams[i].ids,
+                "seed {seed} row {i}: batched and alone differ"
+            );
             assert!(close(alone[0].score, beams[i].score), "seed {seed} row {i}");
             rows += 1;
         }

@@ -49,7 +49,11 @@ fn eval_prints_values() {
 fn run_passes_args() {
     let dir = temp_dir("args");
     let script = dir.join("args.rhai");
-    std::fs::write(&script, "#!/usr/bin/env promot\nprint(ARGS.len());\nfor a in ARGS { print(a); }\n").unwrap();
+    std::fs::write(
+        &script,
+        "#!/usr/bin/env promot\nprint(ARGS.len());\nfor a in ARGS { print(a); }\n",
+    )
+    .unwrap();
     let o = promot(&["run", script.to_str().unwrap(), "first", "--flag", "3"], None);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o), "3\nfirst\n--flag\n3\n");
@@ -78,7 +82,10 @@ fn unknown_function_is_an_error() {
     let o = promot(&["-e", "1 + nosuch(2)"], None);
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
-    assert!(err.starts_with("error: <expr>:1:5: function not found: nosuch"), "{err}");
+    assert!(
+        err.starts_with("error: <expr>:1:5: function not found: nosuch"),
+        "{err}"
+    );
     assert!(err.contains("1 + nosuch(2)\n      |     ^"), "{err}");
 }
 
@@ -93,14 +100,21 @@ fn runtime_error_inside_a_function_points_at_the_function() {
     let file = script.display().to_string();
     assert!(err.starts_with(&format!("error: {file}:2:")), "{err}");
     assert!(err.contains("matmul(Tensor[2, 3] f32, Tensor[4, 4] f32)"), "{err}");
-    assert!(err.contains(&format!("note: in call to function 'f' at {file}:4:1")), "{err}");
+    assert!(
+        err.contains(&format!("note: in call to function 'f' at {file}:4:1")),
+        "{err}"
+    );
 }
 
 #[test]
 fn missing_file_is_an_error() {
     let o = promot(&["run", "/nonexistent/promot/script.rhai"], None);
     assert!(!o.status.success());
-    assert!(stderr(&o).starts_with("error: /nonexistent/promot/script.rhai: cannot read script"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with("error: /nonexistent/promot/script.rhai: cannot read script"),
+        "{}",
+        stderr(&o)
+    );
     let o = promot(&["no-such-command"], None);
     assert!(!o.status.success());
 }
@@ -109,11 +123,22 @@ fn missing_file_is_an_error() {
 fn imports_resolve_next_to_the_script() {
     let dir = temp_dir("imports");
     std::fs::create_dir_all(dir.join("lib")).unwrap();
-    std::fs::write(dir.join("lib/helpers.rhai"), "import \"inner\" as inner;\nfn twice(x) { inner::id(x) * 2 }\n").unwrap();
+    std::fs::write(
+        dir.join("lib/helpers.rhai"),
+        "import \"inner\" as inner;\nfn twice(x) { inner::id(x) * 2 }\n",
+    )
+    .unwrap();
     std::fs::write(dir.join("lib/inner.rhai"), "fn id(x) { x }\n").unwrap();
-    std::fs::write(dir.join("main.rhai"), "import \"lib/helpers\" as h;\nprint(h::twice(21));\n").unwrap();
+    std::fs::write(
+        dir.join("main.rhai"),
+        "import \"lib/helpers\" as h;\nprint(h::twice(21));\n",
+    )
+    .unwrap();
     // Run from another directory: imports still resolve relative to the script.
-    let o = promot(&["run", dir.join("main.rhai").to_str().unwrap()], Some(&std::env::temp_dir()));
+    let o = promot(
+        &["run", dir.join("main.rhai").to_str().unwrap()],
+        Some(&std::env::temp_dir()),
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o), "42\n");
     std::fs::write(dir.join("missing.rhai"), "import \"nope\" as n;\n").unwrap();
@@ -129,7 +154,10 @@ fn error_inside_an_imported_module_names_that_file() {
     let o = promot(&["run", dir.join("main.rhai").to_str().unwrap()], None);
     let err = stderr(&o);
     let module = dir.join("m.rhai").display().to_string();
-    assert!(err.starts_with(&format!("error: {module}:2:3: zeros: negative size -1")), "{err}");
+    assert!(
+        err.starts_with(&format!("error: {module}:2:3: zeros: negative size -1")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -137,7 +165,11 @@ fn exit_codes() {
     let o = promot(&["-e", "exit(3)"], None);
     assert_eq!(o.status.code(), Some(3));
     let dir = temp_dir("exit");
-    std::fs::write(dir.join("e.rhai"), "fn quit_with(n) { exit(n); }\nprint(\"before\");\nquit_with(4);\nprint(\"after\");\n").unwrap();
+    std::fs::write(
+        dir.join("e.rhai"),
+        "fn quit_with(n) { exit(n); }\nprint(\"before\");\nquit_with(4);\nprint(\"after\");\n",
+    )
+    .unwrap();
     let o = promot(&["run", dir.join("e.rhai").to_str().unwrap()], None);
     assert_eq!(o.status.code(), Some(4));
     assert_eq!(stdout(&o), "before\n");

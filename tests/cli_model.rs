@@ -5,14 +5,24 @@
 use std::process::Command;
 
 fn promot(expr: &str) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_promot")).current_dir(env!("CARGO_MANIFEST_DIR")).args(["-e", expr]).output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string())
+    let out = Command::new(env!("CARGO_BIN_EXE_promot"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["-e", expr])
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
 }
 
 #[test]
 fn beam_four_generation_matches_transformers_text() {
-    let reference: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny-mt5-ref.json")).unwrap()).unwrap();
+    let reference: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny-mt5-ref.json")).unwrap(),
+    )
+    .unwrap();
     let inputs = reference["inputs"].as_array().unwrap();
     let texts = reference["beam4_single_text"].as_array().unwrap();
     for (input, want) in inputs.iter().zip(texts) {
@@ -42,6 +52,9 @@ fn loss_and_named_gradient_norm_from_the_command_line() {
 fn a_missing_model_is_one_clear_error_with_a_location() {
     let (ok, _, stderr) = promot("load_model(\"no/such/dir/anywhere\")");
     assert!(!ok);
-    assert!(stderr.contains("<expr>:1:1") && stderr.contains("no/such/dir/anywhere"), "{stderr}");
+    assert!(
+        stderr.contains("<expr>:1:1") && stderr.contains("no/such/dir/anywhere"),
+        "{stderr}"
+    );
     assert_eq!(stderr.lines().filter(|l| l.starts_with("error")).count(), 1, "{stderr}");
 }

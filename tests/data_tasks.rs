@@ -9,8 +9,8 @@ use promot::data::template::{
     WIC_LABELS, WIC_TEMPLATE,
 };
 use promot::data::{
-    build_prompt, cut_at_second_prefix, extract_sentinel, fill, first_word, fit_to_budget, language_name,
-    map_label, postprocess, read_json_array, read_jsonl, read_lines, read_parallel, sample_demos, template_by_name,
+    build_prompt, cut_at_second_prefix, extract_sentinel, fill, first_word, fit_to_budget, language_name, map_label,
+    postprocess, read_json_array, read_jsonl, read_lines, read_parallel, sample_demos, template_by_name,
     triviaqa_question, OutputKind, PREFIX_TOKENS,
 };
 use serde_json::{json, Map, Value};
@@ -32,7 +32,9 @@ fn record(value: Value) -> Map<String, Value> {
 }
 
 fn str_field<'a>(r: &'a Map<String, Value>, name: &str) -> &'a str {
-    r.get(name).and_then(Value::as_str).unwrap_or_else(|| panic!("record has no string field {name}"))
+    r.get(name)
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("record has no string field {name}"))
 }
 
 // ---------------------------------------------------------------- readers
@@ -71,7 +73,9 @@ fn vendored_files_have_the_documented_sizes() {
     let mut train = 0;
     for year in 2009..=2013 {
         let stem = format!("wmt14_en_fr/train/newstest{year}");
-        train += read_parallel(data(&format!("{stem}.en")), data(&format!("{stem}.fr"))).unwrap().len();
+        train += read_parallel(data(&format!("{stem}.en")), data(&format!("{stem}.fr")))
+            .unwrap()
+            .len();
     }
     assert_eq!(train, 14020);
 }
@@ -80,10 +84,17 @@ fn vendored_files_have_the_documented_sizes() {
 fn xsum_validation_has_one_record_without_an_article() {
     // The source wrote NaN there; the vendored copy says null (data/SOURCES.md).
     let rows = read_jsonl(data("xsum/validation980.jsonl")).unwrap();
-    let missing: Vec<&str> =
-        rows.iter().filter(|r| !r["document"].is_string()).map(|r| str_field(r, "id")).collect();
+    let missing: Vec<&str> = rows
+        .iter()
+        .filter(|r| !r["document"].is_string())
+        .map(|r| str_field(r, "id"))
+        .collect();
     assert_eq!(missing, vec!["32556640"]);
-    let err = fill(SUMMARIZATION_TEMPLATE, &record(json!({ "article": rows[219]["document"] }))).unwrap_err();
+    let err = fill(
+        SUMMARIZATION_TEMPLATE,
+        &record(json!({ "article": rows[219]["document"] })),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("'article' is null"), "{err}");
 }
 
@@ -211,8 +222,14 @@ fn qa_template_on_triviaqa_and_web_questions() {
 
     let rows = read_json_array(data("web_questions/test.json")).unwrap();
     let fields = record(json!({ "question": str_field(&rows[0], "qText") }));
-    assert_eq!(fill(QA_TEMPLATE, &fields).unwrap(), "Q: what does jamaican people speak? A:");
-    assert_eq!(rows[0]["answers"], json!(["Jamaican Creole English Language", "Jamaican English"]));
+    assert_eq!(
+        fill(QA_TEMPLATE, &fields).unwrap(),
+        "Q: what does jamaican people speak? A:"
+    );
+    assert_eq!(
+        rows[0]["answers"],
+        json!(["Jamaican Creole English Language", "Jamaican English"])
+    );
 }
 
 #[test]
@@ -234,7 +251,10 @@ fn translation_template_on_a_real_example() {
 #[test]
 fn summarization_template_on_a_real_example() {
     let rows = read_jsonl(data("xsum/test321.jsonl")).unwrap();
-    let r = rows.iter().find(|r| r.get("id") == Some(&json!("34775703"))).expect("xsum record 34775703");
+    let r = rows
+        .iter()
+        .find(|r| r.get("id") == Some(&json!("34775703")))
+        .expect("xsum record 34775703");
     let fields = record(json!({ "article": str_field(r, "document") }));
     assert_eq!(
         fill(SUMMARIZATION_TEMPLATE, &fields).unwrap(),
@@ -261,7 +281,10 @@ fn fill_escapes_renders_and_reports() {
     assert!(fill("{l}", &r).is_err());
     assert_eq!(template_by_name("WiC").unwrap(), WIC_TEMPLATE);
     assert!(template_by_name("wikilingua").is_err());
-    assert!(map_label(RTE_LABELS, &json!("neutral")).unwrap_err().to_string().contains("neutral"));
+    assert!(map_label(RTE_LABELS, &json!("neutral"))
+        .unwrap_err()
+        .to_string()
+        .contains("neutral"));
 }
 
 // ---------------------------------------------------------------- few-shot
@@ -272,7 +295,10 @@ fn prompt_joins_demonstrations_then_the_query() {
         ("Q: a? A:".to_string(), "x".to_string()),
         ("Q: b? A:".to_string(), "y".to_string()),
     ];
-    assert_eq!(build_prompt("Q: c? A:", &demos, DEFAULT_SEPARATOR), "Q: a? A: x\n\nQ: b? A: y\n\nQ: c? A:");
+    assert_eq!(
+        build_prompt("Q: c? A:", &demos, DEFAULT_SEPARATOR),
+        "Q: a? A: x\n\nQ: b? A: y\n\nQ: c? A:"
+    );
     assert_eq!(build_prompt("Q: c? A:", &[], DEFAULT_SEPARATOR), "Q: c? A:");
     assert_eq!(build_prompt("q", &demos[..1], DEFAULT_SEPARATOR), "Q: a? A: x\n\nq");
 }
@@ -281,7 +307,11 @@ fn prompt_joins_demonstrations_then_the_query() {
 fn sampling_is_deterministic_and_never_picks_the_query() {
     let a = sample_demos(277, 4, 7, Some(5)).unwrap();
     assert_eq!(a, sample_demos(277, 4, 7, Some(5)).unwrap());
-    assert_ne!(a, sample_demos(277, 4, 8, Some(5)).unwrap(), "another seed should give another draw");
+    assert_ne!(
+        a,
+        sample_demos(277, 4, 8, Some(5)).unwrap(),
+        "another seed should give another draw"
+    );
     let mut distinct = a.clone();
     distinct.sort_unstable();
     distinct.dedup();
@@ -329,7 +359,10 @@ fn budget_keeps_the_query_and_cuts_the_longest_demo_input_first() {
     let demos = vec![(words(20, "a"), "A".to_string()), (words(50, "b"), "B".to_string())];
     // Whole prompt: 21 + 51 + 10 = 82 words; 72 allowed: b's input loses 10.
     let fitted = fit_to_budget(&demos, &query, " ", 72, 5, &count_words, &truncate_words).unwrap();
-    assert_eq!(fitted, vec![(words(20, "a"), "A".to_string()), (words(40, "b"), "B".to_string())]);
+    assert_eq!(
+        fitted,
+        vec![(words(20, "a"), "A".to_string()), (words(40, "b"), "B".to_string())]
+    );
     let prompt = build_prompt(&query, &fitted, " ");
     assert!(prompt.ends_with(&query));
     assert_eq!(count_words(&prompt), 72);
@@ -373,7 +406,10 @@ fn budget_survives_a_truncate_that_cannot_shorten() {
 fn sentinel_extraction() {
     assert_eq!(extract_sentinel("<extra_id_0> Paris <extra_id_1> rest"), "Paris");
     assert_eq!(extract_sentinel("<pad> <extra_id_0> Paris"), "Paris");
-    assert_eq!(extract_sentinel("noise <extra_id_0>Le chat.<extra_id_1>x<extra_id_2>"), "Le chat.");
+    assert_eq!(
+        extract_sentinel("noise <extra_id_0>Le chat.<extra_id_1>x<extra_id_2>"),
+        "Le chat."
+    );
     // A later sentinel than 1 also ends the span.
     assert_eq!(extract_sentinel("<extra_id_0> a <extra_id_7> b"), "a");
     assert_eq!(extract_sentinel("no sentinels here"), "no sentinels here");
@@ -385,22 +421,37 @@ fn sentinel_extraction() {
 #[test]
 fn prefix_cut_counts_the_query_prefix_as_the_first() {
     // The output continues the pattern: the next example's prefix is the second.
-    assert_eq!(cut_at_second_prefix("Paris Q: What is the capital of Spain? A: Madrid", PREFIX_TOKENS), "Paris");
+    assert_eq!(
+        cut_at_second_prefix("Paris Q: What is the capital of Spain? A: Madrid", PREFIX_TOKENS),
+        "Paris"
+    );
     assert_eq!(
         cut_at_second_prefix("Le chat. Translate English to French: The dog.", PREFIX_TOKENS),
         "Le chat."
     );
-    assert_eq!(cut_at_second_prefix("A short summary. Article: more", PREFIX_TOKENS), "A short summary.");
+    assert_eq!(
+        cut_at_second_prefix("A short summary. Article: more", PREFIX_TOKENS),
+        "A short summary."
+    );
     // The output restates a prefix first: that one is the first, cut at the next.
     assert_eq!(
-        cut_at_second_prefix("Q: capital of France? A: Paris Q: capital of Spain? A: Madrid", PREFIX_TOKENS),
+        cut_at_second_prefix(
+            "Q: capital of France? A: Paris Q: capital of Spain? A: Madrid",
+            PREFIX_TOKENS
+        ),
         "Q: capital of France? A: Paris"
     );
-    assert_eq!(cut_at_second_prefix("  Translate x Translate y", PREFIX_TOKENS), "Translate x");
+    assert_eq!(
+        cut_at_second_prefix("  Translate x Translate y", PREFIX_TOKENS),
+        "Translate x"
+    );
     // No prefix at all: the whole (trimmed) text.
     assert_eq!(cut_at_second_prefix("  Madrid  ", PREFIX_TOKENS), "Madrid");
     // Only whole tokens count.
-    assert_eq!(cut_at_second_prefix("See the FAQ: it was Translated", PREFIX_TOKENS), "See the FAQ: it was Translated");
+    assert_eq!(
+        cut_at_second_prefix("See the FAQ: it was Translated", PREFIX_TOKENS),
+        "See the FAQ: it was Translated"
+    );
     // Earliest of mixed prefixes wins.
     assert_eq!(cut_at_second_prefix("x Article: y Q: z", PREFIX_TOKENS), "x");
 }

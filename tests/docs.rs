@@ -45,7 +45,11 @@ fn the_readme_repl_session_prints_what_it_shows() {
         match repl.handle_input(&input) {
             Outcome::Output(got) => {
                 if !shown.is_empty() {
-                    assert_eq!(got.trim_end(), shown.join("\n").trim_end(), "README shows another value for `{input}`");
+                    assert_eq!(
+                        got.trim_end(),
+                        shown.join("\n").trim_end(),
+                        "README shows another value for `{input}`"
+                    );
                 }
             }
             other => panic!("README line `{input}` gave {other:?}"),
@@ -96,7 +100,13 @@ fn every_rhai_block_in_the_docs_runs() {
             for (i, l) in print_lines.iter().enumerate() {
                 if let Some((_, want)) = l.split_once("//=> ") {
                     let got = printed.get(i).map(String::as_str).unwrap_or("<nothing printed>");
-                    assert_eq!(got, want.trim(), "{}:{line}: `{}` printed something else", file.display(), l.trim());
+                    assert_eq!(
+                        got,
+                        want.trim(),
+                        "{}:{line}: `{}` printed something else",
+                        file.display(),
+                        l.trim()
+                    );
                 }
             }
         }
@@ -112,5 +122,8 @@ fn every_function_has_a_signature_and_a_one_line_doc() {
         .filter(|f| f.summary().trim().is_empty() || !f.signature.contains('('))
         .map(|f| f.signature)
         .collect();
-    assert!(undocumented.is_empty(), "functions without a doc line in help(): {undocumented:#?}");
+    assert!(
+        undocumented.is_empty(),
+        "functions without a doc line in help(): {undocumented:#?}"
+    );
 }

@@ -35,7 +35,13 @@ fn every_example_runs_in_order() {
         let expected = file.with_extension("out");
         if expected.exists() {
             let want = std::fs::read_to_string(&expected).unwrap();
-            assert_eq!(stdout, want, "{} printed something else than {}", file.display(), expected.display());
+            assert_eq!(
+                stdout,
+                want,
+                "{} printed something else than {}",
+                file.display(),
+                expected.display()
+            );
         }
     }
 }

@@ -3,8 +3,8 @@
 //! tests/fixtures/make_metric_fixtures.py into tests/fixtures/metrics/*.json.
 
 use promot::metrics::{
-    accuracy, corpus_bleu, exact_match, exact_match_score, first_word, label_share, mean_rouge2_f,
-    normalize_answer, rouge2, sentence_bleu, tokenize_13a, BleuScore,
+    accuracy, corpus_bleu, exact_match, exact_match_score, first_word, label_share, mean_rouge2_f, normalize_answer,
+    rouge2, sentence_bleu, tokenize_13a, BleuScore,
 };
 use serde::Deserialize;
 
@@ -67,7 +67,12 @@ struct BleuFixture {
 
 fn check_bleu(name: &str, got: &BleuScore, want: &ExpectedBleu) {
     let close = |a: f64, b: f64| (a - b).abs() <= BLEU_TOLERANCE;
-    assert!(close(got.score, want.score), "{name}: score {} vs sacrebleu {}", got.score, want.score);
+    assert!(
+        close(got.score, want.score),
+        "{name}: score {} vs sacrebleu {}",
+        got.score,
+        want.score
+    );
     assert_eq!(want.precisions.len(), 4, "{name}: fixture precisions");
     for (n, (g, w)) in got.precisions.iter().zip(&want.precisions).enumerate() {
         assert!(close(*g, *w), "{name}: precision {} is {g} vs sacrebleu {w}", n + 1);
@@ -141,12 +146,20 @@ fn sentence_bleu_matches_sacrebleu() {
 #[test]
 fn acceptance_example_matches_recorded_value() {
     let fixture: BleuFixture = load("bleu.json");
-    let recorded = fixture.corpus.iter().find(|c| c.name == "acceptance_cat").map(|c| c.expected.score);
+    let recorded = fixture
+        .corpus
+        .iter()
+        .find(|c| c.name == "acceptance_cat")
+        .map(|c| c.expected.score);
     let hyps = vec!["the cat sat on the mat".to_string()];
     let refs = vec![vec!["the cat is on the mat".to_string()]];
     let got = corpus_bleu(&hyps, &refs).unwrap_or_else(|e| panic!("{e}"));
     let recorded = recorded.unwrap_or_else(|| panic!("acceptance_cat missing from bleu.json"));
-    assert!((got.score - recorded).abs() <= BLEU_TOLERANCE, "{} vs sacrebleu {recorded}", got.score);
+    assert!(
+        (got.score - recorded).abs() <= BLEU_TOLERANCE,
+        "{} vs sacrebleu {recorded}",
+        got.score
+    );
     // Sanity on the recorded value itself: 5/6, 3/5, 1/4, 0/3 (exp-smoothed), no penalty.
     assert!((recorded - 37.99).abs() < 0.01, "unexpected recorded value {recorded}");
 }
@@ -217,13 +230,21 @@ fn rouge2_matches_rouge_score() {
             ("recall", got.recall, want.recall),
             ("fmeasure", got.fmeasure, want.fmeasure),
         ] {
-            assert!((g - w).abs() <= ROUGE_TOLERANCE, "{}: {what} {g} vs rouge-score {w}", case.name);
+            assert!(
+                (g - w).abs() <= ROUGE_TOLERANCE,
+                "{}: {what} {g} vs rouge-score {w}",
+                case.name
+            );
         }
     }
     let hyps: Vec<String> = fixture.cases.iter().map(|c| c.hyp.clone()).collect();
     let refs: Vec<String> = fixture.cases.iter().map(|c| c.reference.clone()).collect();
     let mean = mean_rouge2_f(&hyps, &refs).unwrap_or_else(|e| panic!("{e}"));
-    assert!((mean - fixture.mean_fmeasure).abs() <= ROUGE_TOLERANCE, "mean {mean} vs {}", fixture.mean_fmeasure);
+    assert!(
+        (mean - fixture.mean_fmeasure).abs() <= ROUGE_TOLERANCE,
+        "mean {mean} vs {}",
+        fixture.mean_fmeasure
+    );
     assert!(mean_rouge2_f(&hyps, &refs[1..]).is_err());
     assert!(mean_rouge2_f(&[], &[]).is_err());
 }
@@ -270,13 +291,27 @@ fn exact_match_matches_squad_normalisation() {
         ],
     );
     for case in &fixture.cases {
-        assert_eq!(normalize_answer(&case.prediction), case.normalized_prediction, "{}: normalised", case.name);
-        assert_eq!(exact_match(&case.prediction, &case.aliases), case.expected, "{}: match", case.name);
+        assert_eq!(
+            normalize_answer(&case.prediction),
+            case.normalized_prediction,
+            "{}: normalised",
+            case.name
+        );
+        assert_eq!(
+            exact_match(&case.prediction, &case.aliases),
+            case.expected,
+            "{}: match",
+            case.name
+        );
     }
     let preds: Vec<String> = fixture.cases.iter().map(|c| c.prediction.clone()).collect();
     let aliases: Vec<Vec<String>> = fixture.cases.iter().map(|c| c.aliases.clone()).collect();
     let score = exact_match_score(&preds, &aliases).unwrap_or_else(|e| panic!("{e}"));
-    assert!((score - fixture.score).abs() < 1e-9, "score {score} vs {}", fixture.score);
+    assert!(
+        (score - fixture.score).abs() < 1e-9,
+        "score {score} vs {}",
+        fixture.score
+    );
     assert!(exact_match_score(&preds, &aliases[1..]).is_err());
     assert!(exact_match_score(&[], &[]).is_err());
 }

@@ -12,7 +12,9 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn load(spec: &str) -> Model {
-    loading::load(spec, &Device::Cpu, DType::F32, 0).unwrap_or_else(|e| panic!("{spec}: {e}")).0
+    loading::load(spec, &Device::Cpu, DType::F32, 0)
+        .unwrap_or_else(|e| panic!("{spec}: {e}"))
+        .0
 }
 
 fn logits(m: &Model) -> Tensor {
@@ -58,7 +60,8 @@ fn saved_models_reload_bit_identically_with_an_hf_config() {
     let m = load(fixture("tiny-mt5").to_str().unwrap());
     let dir = std::env::temp_dir().join(format!("promot-save-{}", std::process::id()));
     loading::save(m.as_ref(), &dir).unwrap();
-    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
     assert_eq!(config["model_type"], "mt5");
     assert_eq!(config["feed_forward_proj"], "gated-gelu");
     assert_eq!(config["tie_word_embeddings"], false);
@@ -72,7 +75,12 @@ fn broken_checkpoints_are_clear_errors() {
     let dir = std::env::temp_dir().join(format!("promot-broken-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::copy(fixture("tiny-mt5").join("config.json"), dir.join("config.json")).unwrap();
-    let err = |d: &Path| loading::load(d.to_str().unwrap(), &Device::Cpu, DType::F32, 0).err().map(|e| e.to_string()).unwrap_or_default();
+    let err = |d: &Path| {
+        loading::load(d.to_str().unwrap(), &Device::Cpu, DType::F32, 0)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    };
     assert!(err(&dir).contains("no weights found"), "{}", err(&dir));
     std::fs::write(dir.join("model.safetensors"), b"not a safetensors file").unwrap();
     assert!(err(&dir).contains("model.safetensors"), "{}", err(&dir));

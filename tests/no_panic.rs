@@ -39,12 +39,19 @@ const FIXTURES: &[(&str, &[&str])] = &[
 
 /// Malformed values for a parameter type; "A|B" (a doc-only union) takes both.
 fn pool_for(engine: &Engine, ty: &str) -> Vec<Dynamic> {
-    ty.split('|').flat_map(|t| pool_for_one(engine, &base_type(t))).collect()
+    ty.split('|')
+        .flat_map(|t| pool_for_one(engine, &base_type(t)))
+        .collect()
 }
 
 /// "&mut Model" -> "Model".
 fn base_type(ty: &str) -> String {
-    ty.trim().trim_start_matches('&').trim().trim_start_matches("mut ").trim().to_string()
+    ty.trim()
+        .trim_start_matches('&')
+        .trim()
+        .trim_start_matches("mut ")
+        .trim()
+        .to_string()
 }
 
 fn pool_for_one(engine: &Engine, ty: &str) -> Vec<Dynamic> {
@@ -180,7 +187,10 @@ fn describe(args: &[Dynamic]) -> String {
 struct Lcg(u64);
 impl Lcg {
     fn next(&mut self, n: usize) -> usize {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((self.0 >> 33) as usize) % n.max(1)
     }
 }
@@ -206,7 +216,11 @@ fn no_registered_function_panics_on_malformed_arguments() {
     promot::script::help::register(&mut engine);
     let engine = Arc::new(engine);
     let fns: Vec<FnDoc> = functions(&engine, false).into_iter().filter(|f| !f.is_script).collect();
-    assert!(fns.len() > 50, "expected the tensor functions at least, found {}", fns.len());
+    assert!(
+        fns.len() > 50,
+        "expected the tensor functions at least, found {}",
+        fns.len()
+    );
 
     let mixed = mixed_pool(&engine);
     let mut offenders = BTreeSet::new();
@@ -268,9 +282,15 @@ fn no_registered_function_panics_on_malformed_arguments() {
     if quiet {
         let _ = std::panic::take_hook();
     }
-    eprintln!("no_panic: {} functions, {calls} calls, {reached} reached the function", fns.len());
+    eprintln!(
+        "no_panic: {} functions, {calls} calls, {reached} reached the function",
+        fns.len()
+    );
     let _ = std::fs::remove_dir_all(&scratch);
-    assert!(reached * 3 > calls, "most calls never reached a function: check the value pools");
+    assert!(
+        reached * 3 > calls,
+        "most calls never reached a function: check the value pools"
+    );
     if !uncovered.is_empty() {
         eprintln!("no_panic: no fixture values for types {uncovered:?} (add them to FIXTURES); used mixed values");
     }

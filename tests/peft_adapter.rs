@@ -20,7 +20,9 @@ fn fixtures() -> PathBuf {
 
 fn model() -> Model {
     let dir = fixtures().join("tiny-mt5");
-    loading::load(dir.to_str().unwrap(), &Device::Cpu, DType::F32, 0).unwrap().0
+    loading::load(dir.to_str().unwrap(), &Device::Cpu, DType::F32, 0)
+        .unwrap()
+        .0
 }
 
 fn reference() -> HashMap<String, Tensor> {
@@ -34,13 +36,36 @@ fn read_json(path: &Path) -> serde_json::Value {
 /// max |a - b| / max |b|.
 fn rel_err(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!(a.dims(), b.dims(), "shape mismatch");
-    let diff = (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
-    let scale = b.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap().max(1e-12);
+    let diff = (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    let scale = b
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+        .max(1e-12);
     diff / scale
 }
 
 fn values(t: &Tensor) -> Vec<f32> {
-    t.to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    t.to_dtype(DType::F32)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap()
 }
 
 /// The prompt attached to the recorded batch, run through the model (eval mode).
@@ -69,7 +94,11 @@ fn peft_adapter_gives_peft_logits() {
     let r = reference();
     let prompt = SoftPrompt::load("p", &fixtures().join("peft-prompt"), &*m).unwrap();
     assert_eq!((prompt.len(), prompt.width()), (5, 32));
-    assert_eq!(values(&prompt.tensor()), values(&r["prompt_embeddings"]), "prompt values changed on load");
+    assert_eq!(
+        values(&prompt.tensor()),
+        values(&r["prompt_embeddings"]),
+        "prompt values changed on load"
+    );
 
     let logits = prompted_logits(&m, &prompt, &r);
     let e = rel_err(&logits, &r["logits"]);
@@ -97,15 +126,26 @@ fn export_peft_matches_peft_and_round_trips() {
     let m = model();
     let prompt = SoftPrompt::load("p", &fixtures().join("peft-prompt"), &*m).unwrap();
     let dir = temp_dir("export");
-    prompt.export_peft(&dir, "tests/fixtures/tiny-mt5", "SEQ_2_SEQ_LM").unwrap();
+    prompt
+        .export_peft(&dir, "tests/fixtures/tiny-mt5", "SEQ_2_SEQ_LM")
+        .unwrap();
     if let Ok(keep) = std::env::var("PROMOT_PEFT_EXPORT_DIR") {
-        prompt.export_peft(Path::new(&keep), "tests/fixtures/tiny-mt5", "SEQ_2_SEQ_LM").unwrap();
+        prompt
+            .export_peft(Path::new(&keep), "tests/fixtures/tiny-mt5", "SEQ_2_SEQ_LM")
+            .unwrap();
     }
 
     // The fields PEFT builds a prompt-tuning model from, valued as PEFT itself saved them.
     let ours = read_json(&dir.join("adapter_config.json"));
     let peft = read_json(&fixtures().join("peft-prompt/adapter_config.json"));
-    for key in ["peft_type", "task_type", "num_virtual_tokens", "token_dim", "num_transformer_submodules", "inference_mode"] {
+    for key in [
+        "peft_type",
+        "task_type",
+        "num_virtual_tokens",
+        "token_dim",
+        "num_transformer_submodules",
+        "inference_mode",
+    ] {
         assert!(!ours[key].is_null(), "export lacks {key}");
         assert_eq!(ours[key], peft[key], "adapter_config.json field {key}");
     }
@@ -121,7 +161,13 @@ fn export_peft_matches_peft_and_round_trips() {
     let back = SoftPrompt::load("p2", &dir, &*m).unwrap();
     let bits = |p: &SoftPrompt| values(&p.tensor()).iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
     assert_eq!(bits(&back), bits(&prompt), "export did not round-trip bit-identically");
-    assert_eq!(bits(&back), values(&reference()["prompt_embeddings"]).iter().map(|x| x.to_bits()).collect::<Vec<_>>());
+    assert_eq!(
+        bits(&back),
+        values(&reference()["prompt_embeddings"])
+            .iter()
+            .map(|x| x.to_bits())
+            .collect::<Vec<_>>()
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -8,7 +8,11 @@ use rhai::Dynamic;
 /// Fig. 3-like data: cosine similarity per parameter group, falling with steps.
 fn fig3() -> Plot {
     let steps: Vec<f64> = (0..=8).map(|i| i as f64 * 50.0).collect();
-    let mut plot = Plot::new("Gradient alignment <g, g_format> & friends", "fine-tuning step", "cosine similarity");
+    let mut plot = Plot::new(
+        "Gradient alignment <g, g_format> & friends",
+        "fine-tuning step",
+        "cosine similarity",
+    );
     for (k, name) in ["MLP", "Query", "Key", "Value"].iter().enumerate() {
         let ys = steps.iter().map(|s| 0.95 - 0.0018 * s - 0.03 * k as f64).collect();
         plot.series.push(Series::new(*name, steps.clone(), ys));
@@ -33,7 +37,12 @@ fn tags(svg: &str) -> Vec<(String, char)> {
             out.push((name.trim().to_string(), 'c'));
         } else {
             let self_closing = tag.ends_with('/');
-            let name = tag.trim_end_matches('/').split_whitespace().next().expect("tag name").to_string();
+            let name = tag
+                .trim_end_matches('/')
+                .split_whitespace()
+                .next()
+                .expect("tag name")
+                .to_string();
             out.push((name, if self_closing { 's' } else { 'o' }));
         }
         rest = &rest[end + 1..];
@@ -45,7 +54,9 @@ fn tags(svg: &str) -> Vec<(String, char)> {
 /// Every '&' starts one of the entities the writer uses.
 fn check_entities(text: &str) {
     for (i, _) in text.match_indices('&') {
-        let ok = ["&amp;", "&lt;", "&gt;", "&quot;", "&apos;"].iter().any(|e| text[i..].starts_with(e));
+        let ok = ["&amp;", "&lt;", "&gt;", "&quot;", "&apos;"]
+            .iter()
+            .any(|e| text[i..].starts_with(e));
         assert!(ok, "bare '&' in text: {text:?}");
     }
 }
@@ -105,17 +116,32 @@ fn series_get_distinct_colours() {
 
 #[test]
 fn ticks_are_nice_numbers() {
-    for (lo, hi) in [(0.0, 1.0), (0.0, 500.0), (0.13, 0.87), (-3.7, 12.2), (1e-6, 7e-6), (95.0, 105.0), (0.0, 1234567.0), (-1.0, -0.2)] {
+    for (lo, hi) in [
+        (0.0, 1.0),
+        (0.0, 500.0),
+        (0.13, 0.87),
+        (-3.7, 12.2),
+        (1e-6, 7e-6),
+        (95.0, 105.0),
+        (0.0, 1234567.0),
+        (-1.0, -0.2),
+    ] {
         let ticks = nice_ticks(lo, hi, 5);
         let step = nice_step(lo, hi, 5).unwrap();
         assert!((3..=11).contains(&ticks.len()), "{lo}..{hi}: {ticks:?}");
         let exponent = step.log10().floor();
         let mantissa = step / 10f64.powf(exponent);
-        assert!([1.0, 2.0, 5.0].iter().any(|m| (mantissa - m).abs() < 1e-9), "step {step} for {lo}..{hi}");
+        assert!(
+            [1.0, 2.0, 5.0].iter().any(|m| (mantissa - m).abs() < 1e-9),
+            "step {step} for {lo}..{hi}"
+        );
         for t in &ticks {
             let k = t / step;
             assert!((k - k.round()).abs() < 1e-6, "tick {t} is not a multiple of {step}");
-            assert!(*t >= lo - step * 1e-6 && *t <= hi + step * 1e-6, "tick {t} outside {lo}..{hi}");
+            assert!(
+                *t >= lo - step * 1e-6 && *t <= hi + step * 1e-6,
+                "tick {t} outside {lo}..{hi}"
+            );
         }
     }
     assert_eq!(nice_ticks(0.0, 1.0, 5), vec![0.0, 0.2, 0.4, 0.6, 0.8, 1.0]);
@@ -127,9 +153,14 @@ fn ticks_are_nice_numbers() {
 
 #[test]
 fn tick_labels_are_short() {
-    let plot = Plot { series: vec![Series::new("acc", vec![0.0, 100.0, 300.0], vec![0.1, 0.3, 0.9])], ..Plot::new("t", "x", "y") };
+    let plot = Plot {
+        series: vec![Series::new("acc", vec![0.0, 100.0, 300.0], vec![0.1, 0.3, 0.9])],
+        ..Plot::new("t", "x", "y")
+    };
     let svg = to_svg(&plot).unwrap();
-    for label in [">0.0<", ">0.2<", ">0.4<", ">0.6<", ">0.8<", ">1.0<", ">0<", ">100<", ">300<"] {
+    for label in [
+        ">0.0<", ">0.2<", ">0.4<", ">0.6<", ">0.8<", ">1.0<", ">0<", ">100<", ">300<",
+    ] {
         assert!(svg.contains(label), "missing tick label {label}");
     }
     assert!(!svg.contains("0000000"), "rounding noise in a label");
@@ -137,8 +168,16 @@ fn tick_labels_are_short() {
 
 #[test]
 fn nan_points_are_skipped_and_break_the_line() {
-    let s = Series::new("acc", vec![0.0, 1.0, 2.0, 3.0, 4.0], vec![0.1, 0.2, f64::NAN, 0.4, f64::INFINITY]);
-    let svg = to_svg(&Plot { series: vec![s], ..Plot::new("t", "x", "y") }).unwrap();
+    let s = Series::new(
+        "acc",
+        vec![0.0, 1.0, 2.0, 3.0, 4.0],
+        vec![0.1, 0.2, f64::NAN, 0.4, f64::INFINITY],
+    );
+    let svg = to_svg(&Plot {
+        series: vec![s],
+        ..Plot::new("t", "x", "y")
+    })
+    .unwrap();
     assert_balanced(&svg);
     assert!(!svg.contains("NaN") && !svg.contains("inf"));
     let path = svg.lines().find(|l| l.starts_with("<path ")).unwrap();
@@ -148,11 +187,17 @@ fn nan_points_are_skipped_and_break_the_line() {
 
 #[test]
 fn single_point_and_constant_series_still_plot() {
-    let one = Plot { series: vec![Series::new("one", vec![5.0], vec![0.5])], ..Plot::new("t", "x", "y") };
+    let one = Plot {
+        series: vec![Series::new("one", vec![5.0], vec![0.5])],
+        ..Plot::new("t", "x", "y")
+    };
     let svg = to_svg(&one).unwrap();
     assert_balanced(&svg);
     assert_eq!(count_tag(&svg, "path"), 1);
-    let flat = Plot { series: vec![Series::new("flat", vec![0.0, 1.0, 2.0], vec![0.0, 0.0, 0.0])], ..Plot::new("t", "x", "y") };
+    let flat = Plot {
+        series: vec![Series::new("flat", vec![0.0, 1.0, 2.0], vec![0.0, 0.0, 0.0])],
+        ..Plot::new("t", "x", "y")
+    };
     assert_balanced(&to_svg(&flat).unwrap());
 }
 
@@ -160,7 +205,11 @@ fn single_point_and_constant_series_still_plot() {
 fn secondary_axis_series_are_drawn_dashed_with_their_label() {
     let steps: Vec<f64> = (0..6).map(|i| i as f64 * 100.0).collect();
     let plot = Plot {
-        series: vec![Series::new("RTE accuracy", steps.clone(), vec![0.5, 0.7, 0.8, 0.85, 0.86, 0.87])],
+        series: vec![Series::new(
+            "RTE accuracy",
+            steps.clone(),
+            vec![0.5, 0.7, 0.8, 0.85, 0.86, 0.87],
+        )],
         y_range: Some((0.0, 1.0)),
         secondary: Some(SecondaryAxis {
             label: "ratio of True/False".into(),
@@ -182,15 +231,41 @@ fn bad_input_is_an_error() {
     let base = || Plot::new("t", "x", "y");
     let err = |p: Plot| to_svg(&p).unwrap_err().to_string();
     assert!(err(base()).contains("no series"));
-    assert!(err(Plot { series: vec![Series::new("e", vec![], vec![])], ..base() }).contains("empty"));
-    assert!(err(Plot { series: vec![Series::new("m", vec![1.0, 2.0], vec![1.0])], ..base() }).contains("2 xs but 1 ys"));
+    assert!(err(Plot {
+        series: vec![Series::new("e", vec![], vec![])],
+        ..base()
+    })
+    .contains("empty"));
+    assert!(err(Plot {
+        series: vec![Series::new("m", vec![1.0, 2.0], vec![1.0])],
+        ..base()
+    })
+    .contains("2 xs but 1 ys"));
     let nan = Series::new("n", vec![0.0, 1.0], vec![f64::NAN, f64::INFINITY]);
-    assert!(err(Plot { series: vec![nan], ..base() }).contains("no finite point"));
+    assert!(err(Plot {
+        series: vec![nan],
+        ..base()
+    })
+    .contains("no finite point"));
     let ok = Series::new("ok", vec![0.0, 1.0], vec![0.0, 1.0]);
-    assert!(err(Plot { series: vec![ok.clone()], y_range: Some((1.0, 0.0)), ..base() }).contains("min < max"));
-    assert!(err(Plot { series: vec![ok.clone()], y_range: Some((0.0, f64::NAN)), ..base() }).contains("min < max"));
+    assert!(err(Plot {
+        series: vec![ok.clone()],
+        y_range: Some((1.0, 0.0)),
+        ..base()
+    })
+    .contains("min < max"));
+    assert!(err(Plot {
+        series: vec![ok.clone()],
+        y_range: Some((0.0, f64::NAN)),
+        ..base()
+    })
+    .contains("min < max"));
     let huge = Series::new("huge", vec![0.0, 1.0], vec![-f64::MAX, f64::MAX]);
-    assert!(err(Plot { series: vec![huge], ..base() }).contains("too wide"));
+    assert!(err(Plot {
+        series: vec![huge],
+        ..base()
+    })
+    .contains("too wide"));
 }
 
 #[test]
@@ -226,10 +301,19 @@ fn plot_lines_from_a_script() {
 
     let err = |src: &str| engine.eval::<Dynamic>(src).unwrap_err().to_string();
     let p = dir.join("bad.svg").display().to_string();
-    assert!(err(&format!(r#"plot_lines("{p}", #{{ series: [#{{ ys: [1] }}], colour: "red" }})"#)).contains("unknown option 'colour'"));
-    assert!(err(&format!(r#"plot_lines("{p}", #{{ series: [#{{ xs: [1, 2], ys: [1] }}] }})"#)).contains("2 xs but 1 ys"));
+    assert!(err(&format!(
+        r#"plot_lines("{p}", #{{ series: [#{{ ys: [1] }}], colour: "red" }})"#
+    ))
+    .contains("unknown option 'colour'"));
+    assert!(err(&format!(
+        r#"plot_lines("{p}", #{{ series: [#{{ xs: [1, 2], ys: [1] }}] }})"#
+    ))
+    .contains("2 xs but 1 ys"));
     assert!(err(&format!(r#"plot_lines("{p}", #{{ series: [#{{ ys: ["a"] }}] }})"#)).contains("not a number"));
-    assert!(err(&format!(r#"plot_lines("{p}", #{{ series: [#{{ ys: [1] }}], y_min: 0 }})"#)).contains("both y_min and y_max"));
+    assert!(err(&format!(
+        r#"plot_lines("{p}", #{{ series: [#{{ ys: [1] }}], y_min: 0 }})"#
+    ))
+    .contains("both y_min and y_max"));
     assert!(err(&format!(r#"plot_lines("{p}", #{{ title: "t" }})"#)).contains("needs 'series'"));
     assert!(err(&format!(r#"plot_lines("{p}", #{{ series: [] }})"#)).contains("no series"));
     assert!(!dir.join("bad.svg").exists());

@@ -81,7 +81,10 @@ fn errors_inside_earlier_functions_point_at_their_input() {
     feed(&mut r, &["fn bad(t) {", "  t.matmul(ones([5, 5]))", "}"]);
     match r.handle_input("bad(ones([2, 3]))") {
         Outcome::Error(e) => {
-            assert!(e.starts_with("error: <repl 1>:2:5: matmul(Tensor[2, 3] f32, Tensor[5, 5] f32)"), "{e}");
+            assert!(
+                e.starts_with("error: <repl 1>:2:5: matmul(Tensor[2, 3] f32, Tensor[5, 5] f32)"),
+                "{e}"
+            );
             assert!(e.contains("note: in call to function 'bad' at <repl 2>:1:1"), "{e}");
         }
         other => panic!("expected an error, got {other:?}"),
@@ -140,10 +143,24 @@ fn interrupt_stops_a_running_command() {
 #[test]
 fn incomplete_detection() {
     let e = full_engine(&std::env::temp_dir(), false);
-    for text in ["fn f() {", "foo(1,", "let a = [1, 2", "let s = `abc", "/* open comment", "let x = 1 +"] {
+    for text in [
+        "fn f() {",
+        "foo(1,",
+        "let a = [1, 2",
+        "let s = `abc",
+        "/* open comment",
+        "let x = 1 +",
+    ] {
         assert!(is_incomplete(&e, text), "{text:?} should be incomplete");
     }
-    for text in ["1 + 2", "fn f() { 1 }", "let s = \"}\";", "foo(1))", "// comment (", "let x = ;"] {
+    for text in [
+        "1 + 2",
+        "fn f() { 1 }",
+        "let s = \"}\";",
+        "foo(1))",
+        "// comment (",
+        "let x = ;",
+    ] {
         assert!(!is_incomplete(&e, text), "{text:?} should be complete");
     }
 }

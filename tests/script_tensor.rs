@@ -29,7 +29,10 @@ fn floats(d: Dynamic) -> Vec<f64> {
             if x.is_array() {
                 floats(x)
             } else {
-                vec![x.as_float().or_else(|_| x.as_int().map(|i| i as f64)).expect("a number")]
+                vec![x
+                    .as_float()
+                    .or_else(|_| x.as_int().map(|i| i as f64))
+                    .expect("a number")]
             }
         })
         .collect()
@@ -43,7 +46,11 @@ fn close(a: &[f64], b: &[f64]) {
 }
 
 fn ints(d: Dynamic) -> Vec<i64> {
-    d.into_array().expect("an array").into_iter().map(|x| x.as_int().expect("an int")).collect()
+    d.into_array()
+        .expect("an array")
+        .into_iter()
+        .map(|x| x.as_int().expect("an int"))
+        .collect()
 }
 
 #[test]
@@ -79,14 +86,32 @@ fn nested_arrays_round_trip() {
 #[test]
 fn arithmetic_broadcasts_with_numbers_on_either_side() {
     let t = "let t = tensor([[1, 2], [3, 4]]);";
-    close(&floats(eval(&format!("{t} (t + tensor([10, 20])).to_array()"))), &[11.0, 22.0, 13.0, 24.0]);
+    close(
+        &floats(eval(&format!("{t} (t + tensor([10, 20])).to_array()"))),
+        &[11.0, 22.0, 13.0, 24.0],
+    );
     close(&floats(eval(&format!("{t} (2 * t).to_array()"))), &[2.0, 4.0, 6.0, 8.0]);
-    close(&floats(eval(&format!("{t} (t * 0.5).to_array()"))), &[0.5, 1.0, 1.5, 2.0]);
-    close(&floats(eval(&format!("{t} (1 - t).to_array()"))), &[0.0, -1.0, -2.0, -3.0]);
+    close(
+        &floats(eval(&format!("{t} (t * 0.5).to_array()"))),
+        &[0.5, 1.0, 1.5, 2.0],
+    );
+    close(
+        &floats(eval(&format!("{t} (1 - t).to_array()"))),
+        &[0.0, -1.0, -2.0, -3.0],
+    );
     close(&floats(eval(&format!("{t} (t / 2).to_array()"))), &[0.5, 1.0, 1.5, 2.0]);
-    close(&floats(eval(&format!("{t} (12.0 / t).to_array()"))), &[12.0, 6.0, 4.0, 3.0]);
-    close(&floats(eval(&format!("{t} (-t).to_array()"))), &[-1.0, -2.0, -3.0, -4.0]);
-    close(&floats(eval(&format!("{t} t += 1; t.to_array()"))), &[2.0, 3.0, 4.0, 5.0]);
+    close(
+        &floats(eval(&format!("{t} (12.0 / t).to_array()"))),
+        &[12.0, 6.0, 4.0, 3.0],
+    );
+    close(
+        &floats(eval(&format!("{t} (-t).to_array()"))),
+        &[-1.0, -2.0, -3.0, -4.0],
+    );
+    close(
+        &floats(eval(&format!("{t} t += 1; t.to_array()"))),
+        &[2.0, 3.0, 4.0, 5.0],
+    );
     let e = err("tensor([1, 2, 3]) + tensor([1, 2])");
     assert!(e.contains("+(Tensor[3] f32, Tensor[2] f32)"), "{e}");
     let e = err("zeros([2]) + zeros([2], \"f16\")");
@@ -96,23 +121,50 @@ fn arithmetic_broadcasts_with_numbers_on_either_side() {
 #[test]
 fn integer_tensors_do_not_overflow_or_panic() {
     // argmax gives u32; arithmetic on it goes through f64.
-    close(&floats(eval("(tensor([[1, 5], [7, 2]]).argmax(1) + 1).to_array()")), &[2.0, 1.0]);
+    close(
+        &floats(eval("(tensor([[1, 5], [7, 2]]).argmax(1) + 1).to_array()")),
+        &[2.0, 1.0],
+    );
     close(&floats(eval("(ones([2], \"u8\") * 300).to_array()")), &[255.0, 255.0]);
-    close(&floats(eval("(ones([2], \"i64\") / 0).to_array()")), &[i64::MAX as f64, i64::MAX as f64]);
-    close(&floats(eval("ones([2], \"u32\").exp().to_array()")), &[std::f64::consts::E; 2]);
+    close(
+        &floats(eval("(ones([2], \"i64\") / 0).to_array()")),
+        &[i64::MAX as f64, i64::MAX as f64],
+    );
+    close(
+        &floats(eval("ones([2], \"u32\").exp().to_array()")),
+        &[std::f64::consts::E; 2],
+    );
     close(&floats(eval("(-ones([2], \"i64\")).abs().to_array()")), &[1.0, 1.0]);
     assert_eq!(eval("ones([3], \"u8\").sum().item()").as_float().unwrap(), 3.0);
 }
 
 #[test]
 fn matmul_rules() {
-    close(&floats(eval("matmul(tensor([[1, 2], [3, 4]]), tensor([[5], [6]])).to_array()")), &[17.0, 39.0]);
-    close(&floats(eval("tensor([1, 2]).matmul(tensor([[1, 0], [0, 1]])).to_array()")), &[1.0, 2.0]);
-    assert_eq!(ints(eval("tensor([1, 2]).matmul(tensor([[1, 0], [0, 1]])).shape()")), vec![2]);
-    assert_eq!(eval("tensor([1, 2]).matmul(tensor([3, 4])).item()").as_float().unwrap(), 11.0);
-    assert_eq!(ints(eval("matmul(ones([5, 2, 3]), ones([3, 4])).shape()")), vec![5, 2, 4]);
+    close(
+        &floats(eval("matmul(tensor([[1, 2], [3, 4]]), tensor([[5], [6]])).to_array()")),
+        &[17.0, 39.0],
+    );
+    close(
+        &floats(eval("tensor([1, 2]).matmul(tensor([[1, 0], [0, 1]])).to_array()")),
+        &[1.0, 2.0],
+    );
+    assert_eq!(
+        ints(eval("tensor([1, 2]).matmul(tensor([[1, 0], [0, 1]])).shape()")),
+        vec![2]
+    );
+    assert_eq!(
+        eval("tensor([1, 2]).matmul(tensor([3, 4])).item()").as_float().unwrap(),
+        11.0
+    );
+    assert_eq!(
+        ints(eval("matmul(ones([5, 2, 3]), ones([3, 4])).shape()")),
+        vec![5, 2, 4]
+    );
     let e = err("matmul(ones([2, 3]), ones([4, 5]))");
-    assert!(e.contains("matmul(Tensor[2, 3] f32, Tensor[4, 5] f32)") && e.contains("3 vs 4"), "{e}");
+    assert!(
+        e.contains("matmul(Tensor[2, 3] f32, Tensor[4, 5] f32)") && e.contains("3 vs 4"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -123,9 +175,15 @@ fn indexing_and_slicing() {
     assert_eq!(eval(&format!("{t} t.get(1, 2).item()")).as_float().unwrap(), 5.0);
     assert_eq!(eval(&format!("{t} t.get([1, -1]).item()")).as_float().unwrap(), 5.0);
     close(&floats(eval(&format!("{t} t.select(1, 0).to_array()"))), &[0.0, 3.0]);
-    close(&floats(eval(&format!("{t} t.narrow(1, 1, 2).to_array()"))), &[1.0, 2.0, 4.0, 5.0]);
+    close(
+        &floats(eval(&format!("{t} t.narrow(1, 1, 2).to_array()"))),
+        &[1.0, 2.0, 4.0, 5.0],
+    );
     let e = err(&format!("{t} t[2]"));
-    assert!(e.contains("index 2 is out of range") && e.contains("Tensor[2, 3]"), "{e}");
+    assert!(
+        e.contains("index 2 is out of range") && e.contains("Tensor[2, 3]"),
+        "{e}"
+    );
     let e = err(&format!("{t} t.narrow(1, 2, 5)"));
     assert!(e.contains("narrow") && e.contains("does not fit"), "{e}");
     let e = err(&format!("{t} t.narrow(5, 0, 1)"));
@@ -151,7 +209,9 @@ fn reductions() {
 fn elementwise_math() {
     close(&floats(eval("tensor([1, 2, 3]).softmax(0).sum(0).to_array()")), &[1.0]);
     close(
-        &floats(eval("let t = tensor([[1, 2], [0, 0]]); (t.log_softmax(-1).exp() - t.softmax(-1)).abs().max().to_array()")),
+        &floats(eval(
+            "let t = tensor([[1, 2], [0, 0]]); (t.log_softmax(-1).exp() - t.softmax(-1)).abs().max().to_array()",
+        )),
         &[0.0],
     );
     close(&floats(eval("tensor([-1, 0, 2]).relu().to_array()")), &[0.0, 0.0, 2.0]);
@@ -187,10 +247,19 @@ fn shape_changes() {
 
 #[test]
 fn dtype_and_device_conversion() {
-    assert_eq!(eval("ones([2]).to_dtype(\"bf16\").dtype()").into_string().unwrap(), "bf16");
-    assert_eq!(eval("ones([2]).to_dtype(\"f64\").sum().item()").as_float().unwrap(), 2.0);
+    assert_eq!(
+        eval("ones([2]).to_dtype(\"bf16\").dtype()").into_string().unwrap(),
+        "bf16"
+    );
+    assert_eq!(
+        eval("ones([2]).to_dtype(\"f64\").sum().item()").as_float().unwrap(),
+        2.0
+    );
     assert!(err("ones([2]).to_dtype(\"f13\")").contains("unknown dtype"));
-    assert_eq!(eval("ones([2]).to_device(\"cpu\").device()").into_string().unwrap(), "cpu");
+    assert_eq!(
+        eval("ones([2]).to_device(\"cpu\").device()").into_string().unwrap(),
+        "cpu"
+    );
     assert!(err("ones([2]).to_device(\"tpu\")").contains("unknown device"));
     assert!(err("ones([2]).item()").contains("exactly one element"));
 }
@@ -211,12 +280,17 @@ fn random_tensors_are_seeded() {
     let var = n.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n.len() as f64;
     assert!(mean.abs() < 0.1 && (var - 1.0).abs() < 0.1, "{mean} {var}");
     // Unseeded calls differ.
-    assert_ne!(floats(eval("randn([8]).to_array()")), floats(eval("randn([8]).to_array()")));
+    assert_ne!(
+        floats(eval("randn([8]).to_array()")),
+        floats(eval("randn([8]).to_array()"))
+    );
 }
 
 #[test]
 fn display_shows_shape_dtype_device_and_truncates() {
-    let s = eval("tensor([[1, 2, 3], [4, 5, 6]]).to_string()").into_string().unwrap();
+    let s = eval("tensor([[1, 2, 3], [4, 5, 6]]).to_string()")
+        .into_string()
+        .unwrap();
     assert_eq!(s, "Tensor[2, 3] f32 cpu\n[[1.0, 2.0, 3.0],\n [4.0, 5.0, 6.0]]");
     let s = eval("arange(100).to_string()").into_string().unwrap();
     assert_eq!(s, "Tensor[100] f32 cpu [0.0, 1.0, 2.0, ..., 97.0, 98.0, 99.0]");

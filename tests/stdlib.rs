@@ -7,8 +7,13 @@ use rhai::{Dynamic, Map};
 
 fn eval(script: &str) -> Dynamic {
     let engine = promot::script::new_engine();
-    let script = format!("let m = load_model(\"{}/tests/fixtures/tiny-mt5\");\n{script}", env!("CARGO_MANIFEST_DIR"));
-    engine.eval::<Dynamic>(&script).unwrap_or_else(|e| panic!("script failed: {e}"))
+    let script = format!(
+        "let m = load_model(\"{}/tests/fixtures/tiny-mt5\");\n{script}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    engine
+        .eval::<Dynamic>(&script)
+        .unwrap_or_else(|e| panic!("script failed: {e}"))
 }
 
 const DATA: &str = r#"let data = [#{input: "Hello world", target: "True"}, #{input: "The house is wonderful.", target: "False"}];
@@ -16,22 +21,46 @@ let o = #{prompt_length: 4, prompt_steps: 2, model_steps: 2, batch_size: 2, quie
 
 #[test]
 fn every_method_runs_and_returns_model_prompt_and_history() {
-    for method in ["prompt_tuning", "fine_tuning", "promot", "promot_one_shot", "fine_tuning_one_shot", "joint_tuning", "random_prompt_tuning"] {
-        let r = eval(&format!("{DATA}\nlet r = {method}(m, data, o); [r.history.len(), type_of(r.prompt), r.history[-1].losses.len()]"));
+    for method in [
+        "prompt_tuning",
+        "fine_tuning",
+        "promot",
+        "promot_one_shot",
+        "fine_tuning_one_shot",
+        "joint_tuning",
+        "random_prompt_tuning",
+    ] {
+        let r = eval(&format!(
+            "{DATA}\nlet r = {method}(m, data, o); [r.history.len(), type_of(r.prompt), r.history[-1].losses.len()]"
+        ));
         let r = r.into_array().unwrap();
         assert!(r[0].as_int().unwrap() >= 1, "{method}: no history");
-        assert_eq!(r[2].as_int().unwrap(), 2, "{method}: expected 2 steps in the last stage");
+        assert_eq!(
+            r[2].as_int().unwrap(),
+            2,
+            "{method}: expected 2 steps in the last stage"
+        );
         let prompt_type = r[1].clone().into_string().unwrap();
         let wants_prompt = !method.starts_with("fine_tuning");
-        assert_eq!(prompt_type == "Prompt", wants_prompt, "{method}: prompt is {prompt_type}");
+        assert_eq!(
+            prompt_type == "Prompt",
+            wants_prompt,
+            "{method}: prompt is {prompt_type}"
+        );
     }
 }
 
 #[test]
 fn every_method_returns_the_same_shape_and_the_inference_rule_picks_the_prompt() {
     let methods = [
-        "prompt_tuning", "fine_tuning", "promot", "promot_one_shot", "fine_tuning_one_shot", "joint_tuning",
-        "fine_tuning_fixed_random_prompt", "random_prompt_tuning",
+        "prompt_tuning",
+        "fine_tuning",
+        "promot",
+        "promot_one_shot",
+        "fine_tuning_one_shot",
+        "joint_tuning",
+        "fine_tuning_fixed_random_prompt",
+        "random_prompt_tuning",
     ];
     for method in methods {
         let r = eval(&format!(
@@ -40,11 +69,22 @@ fn every_method_returns_the_same_shape_and_the_inference_rule_picks_the_prompt()
         ))
         .into_array()
         .unwrap();
-        assert!(r[0].as_bool().unwrap() && r[1].as_bool().unwrap(), "{method}: missing prompts or prompt");
+        assert!(
+            r[0].as_bool().unwrap() && r[1].as_bool().unwrap(),
+            "{method}: missing prompts or prompt"
+        );
         let wants_prompt = !matches!(method, "fine_tuning" | "fine_tuning_one_shot");
         assert_eq!(r[2].as_int().unwrap(), i64::from(wants_prompt), "{method}: prompts map");
-        assert_eq!(r[3].clone().into_string().unwrap() == "Prompt", wants_prompt, "{method}: prompt for its task");
-        assert_eq!(r[4].clone().into_string().unwrap(), "()", "{method}: another task must get no prompt");
+        assert_eq!(
+            r[3].clone().into_string().unwrap() == "Prompt",
+            wants_prompt,
+            "{method}: prompt for its task"
+        );
+        assert_eq!(
+            r[4].clone().into_string().unwrap(),
+            "()",
+            "{method}: another task must get no prompt"
+        );
     }
 }
 
@@ -59,8 +99,15 @@ fn prompt_init_depends_on_seed_and_name_only() {
     )
     .into_array()
     .unwrap();
-    assert_eq!(r[0].as_float().unwrap(), 0.0, "same seed and name must give the same prompt");
-    assert!(r[1].as_float().unwrap() > 0.0, "another seed should give another prompt");
+    assert_eq!(
+        r[0].as_float().unwrap(),
+        0.0,
+        "same seed and name must give the same prompt"
+    );
+    assert!(
+        r[1].as_float().unwrap() > 0.0,
+        "another seed should give another prompt"
+    );
 }
 
 #[test]
@@ -76,7 +123,11 @@ fn promot_freezes_the_model_in_stage_one_and_the_prompt_in_stage_two() {
     ))
     .into_array()
     .unwrap();
-    assert_eq!(r[0].as_int().unwrap(), r[1].as_int().unwrap(), "stage 2 should train every weight");
+    assert_eq!(
+        r[0].as_int().unwrap(),
+        r[1].as_int().unwrap(),
+        "stage 2 should train every weight"
+    );
     assert!(!r[2].as_bool().unwrap(), "the prompt must be frozen after stage 2");
 }
 
@@ -97,18 +148,27 @@ fn multitask_and_sequential_promot_keep_a_prompt_per_task() {
 
 #[test]
 fn tasks_use_the_paper_templates_on_real_examples() {
-    let r = eval("#{ rte: rte().examples[0], cb: cb().examples[0], wic: wic().examples[0], tqa: triviaqa().examples[0],
+    let r = eval(
+        "#{ rte: rte().examples[0], cb: cb().examples[0], wic: wic().examples[0], tqa: triviaqa().examples[0],
                     wq: web_questions().examples[0], de: wmt16_en_de().examples[0], ro: wmt16_en_ro().examples[0],
-                    fr: wmt14_en_fr().examples[0], xsum: xsum().examples.len() }");
+                    fr: wmt14_en_fr().examples[0], xsum: xsum().examples.len() }",
+    );
     let m = r.cast::<Map>();
     let input = |k: &str| m[k].clone().cast::<Map>()["input"].clone().into_string().unwrap();
     let target = |k: &str| m[k].clone().cast::<Map>()["target"].to_string();
     assert_eq!(input("rte"), "Dana Reeve, the widow of the actor Christopher Reeve, has died of lung cancer at age 44, according to the Christopher Reeve Foundation. question: Christopher Reeve had an accident. Is it true or false? answer:");
     assert_eq!(target("rte"), "False");
-    assert!(input("cb").ends_with("question: Valence was helping Is it true or false or neither? answer:"), "{}", input("cb"));
+    assert!(
+        input("cb").ends_with("question: Valence was helping Is it true or false or neither? answer:"),
+        "{}",
+        input("cb")
+    );
     assert_eq!(target("cb"), "False");
     assert_eq!(input("wic"), "An emerging professional class. Apologizing for losing your temper, even though you were badly provoked, showed real class. question: The word class is used in the same way in the two sentences. Is it true or False? answer:");
-    assert_eq!(input("tqa"), "Q: Brunswick, Lancastrian and Pearl Pickler are types of which vegetable? A:");
+    assert_eq!(
+        input("tqa"),
+        "Q: Brunswick, Lancastrian and Pearl Pickler are types of which vegetable? A:"
+    );
     assert_eq!(input("wq"), "Q: what does jamaican people speak? A:");
     assert_eq!(input("de"), "Translate English to German: Obama receives Netanyahu");
     assert!(input("ro").starts_with("Translate English to Romanian: "));
@@ -139,7 +199,15 @@ fn evaluate_prints_a_table_and_repeats_from_the_cache() {
 fn options_come_from_the_structs_unknown_keys_name_the_known_ones() {
     let engine = promot::script::new_engine();
     for (function, wants) in [
-        ("train", &["steps: 100", "lr: 0.001", "multiply_by_parameter_scale: none", "evaluate: "][..]),
+        (
+            "train",
+            &[
+                "steps: 100",
+                "lr: 0.001",
+                "multiply_by_parameter_scale: none",
+                "evaluate: ",
+            ][..],
+        ),
         ("evaluate", &["shots: [1,4]", "beams: 4", "cache: true", "prompt: "][..]),
         ("generate", &["beams: 4", "max_new_tokens: 32", "max_input_len: "][..]),
         ("new_toy_model", &["d_model: 128", "num_heads: 4"][..]),
@@ -154,7 +222,10 @@ fn options_come_from_the_structs_unknown_keys_name_the_known_ones() {
         env!("CARGO_MANIFEST_DIR")
     );
     let err = engine.eval::<rhai::Dynamic>(&script).unwrap_err().to_string();
-    assert!(err.contains("unknown option 'stepz'") && err.contains("steps") && err.contains("max_input_len"), "{err}");
+    assert!(
+        err.contains("unknown option 'stepz'") && err.contains("steps") && err.contains("max_input_len"),
+        "{err}"
+    );
     assert!(err.contains("line 1"), "the error should say where: {err}");
 }
 

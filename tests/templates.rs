@@ -25,11 +25,23 @@ fn a_changed_template_reaches_training_evaluation_and_the_toy_world() {
         .into_iter()
         .map(|v| v.into_string().unwrap())
         .collect();
-    for (what, text) in [("training data", &out[0]), ("evaluation examples", &out[1]), ("demonstrations", &out[2]), ("toy world", &out[3])] {
-        assert!(text.starts_with("Premise: ") && text.ends_with(" Answer:"), "{what} did not use the new template: {text}");
+    for (what, text) in [
+        ("training data", &out[0]),
+        ("evaluation examples", &out[1]),
+        ("demonstrations", &out[2]),
+        ("toy world", &out[3]),
+    ] {
+        assert!(
+            text.starts_with("Premise: ") && text.ends_with(" Answer:"),
+            "{what} did not use the new template: {text}"
+        );
         assert!(text.contains(" Hypothesis: "), "{what}: {text}");
     }
-    assert!(out[4].ends_with("Is it true or false? answer:"), "reset did not restore the paper's template: {}", out[4]);
+    assert!(
+        out[4].ends_with("Is it true or false? answer:"),
+        "reset did not restore the paper's template: {}",
+        out[4]
+    );
     assert_eq!(out[5], out[6]);
     assert_eq!(out[5], promot::data::template::RTE_TEMPLATE);
 }

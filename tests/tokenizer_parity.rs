@@ -16,7 +16,11 @@ fn reference(model: &str) -> serde_json::Value {
 }
 
 fn ids_of(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
 }
 
 /// A fresh empty scratch directory for one test.
@@ -29,12 +33,22 @@ fn scratch_dir(name: &str) -> PathBuf {
 
 fn check_against_reference(tok: &Tokenizer, model: &str, how: &str) {
     let r = reference(model);
-    assert_eq!(tok.vocab_size(), r["vocab_size"].as_u64().unwrap() as usize, "{model} {how}: vocab size");
+    assert_eq!(
+        tok.vocab_size(),
+        r["vocab_size"].as_u64().unwrap() as usize,
+        "{model} {how}: vocab size"
+    );
     assert_eq!(tok.pad_id(), r["pad_id"].as_u64().unwrap() as u32);
     assert_eq!(tok.eos_id(), Some(r["eos_id"].as_u64().unwrap() as u32));
     assert_eq!(tok.unk_id(), Some(r["unk_id"].as_u64().unwrap() as u32));
-    assert_eq!(tok.token_to_id("<extra_id_0>"), Some(r["extra_id_0"].as_u64().unwrap() as u32));
-    assert_eq!(tok.id_to_token(r["extra_id_0"].as_u64().unwrap() as u32).as_deref(), Some("<extra_id_0>"));
+    assert_eq!(
+        tok.token_to_id("<extra_id_0>"),
+        Some(r["extra_id_0"].as_u64().unwrap() as u32)
+    );
+    assert_eq!(
+        tok.id_to_token(r["extra_id_0"].as_u64().unwrap() as u32).as_deref(),
+        Some("<extra_id_0>")
+    );
 
     let cases = r["tokenizer_cases"].as_array().unwrap();
     assert!(cases.len() >= 15);
@@ -45,20 +59,41 @@ fn check_against_reference(tok: &Tokenizer, model: &str, how: &str) {
         let got = tok.encode(text, true).unwrap();
         assert_eq!(got, want, "{model} {how}: encode {text:?}");
         let without_eos = tok.encode(text, false).unwrap();
-        assert_eq!(without_eos[..], want[..want.len() - 1], "{model} {how}: encode without eos {text:?}");
+        assert_eq!(
+            without_eos[..],
+            want[..want.len() - 1],
+            "{model} {how}: encode without eos {text:?}"
+        );
         let skip = tok.decode(&want, true).unwrap();
-        assert_eq!(skip, case["decoded_skip_special"].as_str().unwrap(), "{model} {how}: decode {text:?}");
+        assert_eq!(
+            skip,
+            case["decoded_skip_special"].as_str().unwrap(),
+            "{model} {how}: decode {text:?}"
+        );
         let full = tok.decode(&want, false).unwrap();
-        assert_eq!(full, case["decoded"].as_str().unwrap(), "{model} {how}: decode with specials {text:?}");
+        assert_eq!(
+            full,
+            case["decoded"].as_str().unwrap(),
+            "{model} {how}: decode with specials {text:?}"
+        );
         texts.push(text);
     }
 
     // The model inputs recorded with the forward references are the same tokenization.
-    let inputs: Vec<&str> = r["inputs"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let inputs: Vec<&str> = r["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
     let greedy = r["greedy_single_text"].as_array().unwrap();
     for (i, seq) in r["greedy_single_ids"].as_array().unwrap().iter().enumerate() {
         let text = tok.decode(&ids_of(seq), true).unwrap();
-        assert_eq!(text, greedy[i].as_str().unwrap(), "{model} {how}: decode of greedy output {i}");
+        assert_eq!(
+            text,
+            greedy[i].as_str().unwrap(),
+            "{model} {how}: decode of greedy output {i}"
+        );
     }
     assert_eq!(inputs.len(), 3);
 }
@@ -66,7 +101,10 @@ fn check_against_reference(tok: &Tokenizer, model: &str, how: &str) {
 #[test]
 fn mt5_from_spiece_model_matches_transformers() {
     let dir = fixtures().join("tiny-mt5");
-    assert!(!dir.join("tokenizer.json").exists(), "tiny-mt5 must ship spiece.model only");
+    assert!(
+        !dir.join("tokenizer.json").exists(),
+        "tiny-mt5 must ship spiece.model only"
+    );
     let tok = Tokenizer::from_dir(&dir).unwrap();
     check_against_reference(&tok, "tiny-mt5", "from_dir(spiece.model)");
 }
@@ -93,7 +131,11 @@ fn saved_spiece_tokenizer_reloads_identically() {
     tok.save(&out).unwrap();
     assert!(out.join("tokenizer.json").is_file());
     let original = std::fs::read(fixtures().join("tiny-mt5/spiece.model")).unwrap();
-    assert_eq!(std::fs::read(out.join("spiece.model")).unwrap(), original, "spiece.model copied along");
+    assert_eq!(
+        std::fs::read(out.join("spiece.model")).unwrap(),
+        original,
+        "spiece.model copied along"
+    );
     let reloaded = Tokenizer::from_dir(&out).unwrap();
     check_against_reference(&reloaded, "tiny-mt5", "saved and reloaded tokenizer.json");
     let _ = std::fs::remove_dir_all(&out);
@@ -124,7 +166,9 @@ fn garbage_or_truncated_spiece_model_is_an_error() {
     ];
     for (i, bytes) in bad_inputs.iter().enumerate() {
         std::fs::write(&path, bytes).unwrap();
-        let err = Tokenizer::from_dir(&dir).err().unwrap_or_else(|| panic!("bad input {i} loaded"));
+        let err = Tokenizer::from_dir(&dir)
+            .err()
+            .unwrap_or_else(|| panic!("bad input {i} loaded"));
         let msg = err.to_string();
         assert!(msg.contains("spiece.model"), "error names the file: {msg}");
     }
@@ -150,7 +194,11 @@ fn ids_past_the_vocabulary_are_skipped_and_missing_eos_is_an_error() {
         .iter()
         .map(|(t, i)| (t.to_string(), *i))
         .collect();
-    let model = WordLevel::builder().vocab(vocab).unk_token("<unk>".into()).build().unwrap();
+    let model = WordLevel::builder()
+        .vocab(vocab)
+        .unk_token("<unk>".into())
+        .build()
+        .unwrap();
     let mut inner = tokenizers::Tokenizer::new(model);
     inner.with_pre_tokenizer(Some(WhitespaceSplit));
     let tok = Tokenizer::from_tokenizers(inner);

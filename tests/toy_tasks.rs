@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use promot::toy::world::{fill, World};
-use promot::toy::{build_tokenizer, Example, Split, TaskKind, DEMO_SEPARATOR, DEFAULT_WORLD_SEED};
+use promot::toy::{build_tokenizer, Example, Split, TaskKind, DEFAULT_WORLD_SEED, DEMO_SEPARATOR};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -45,16 +45,26 @@ fn deterministic_for_a_seed() {
     for (la, lb) in a.languages.iter().zip(&b.languages) {
         assert_eq!(la.lexicon, lb.lexicon);
     }
-    assert_ne!(World::new(1).unwrap().entities, a.entities, "another world seed gives another world");
+    assert_ne!(
+        World::new(1).unwrap().entities,
+        a.entities,
+        "another world seed gives another world"
+    );
     for task in TaskKind::all() {
         let x = a.examples(task, "train", 20, 5).unwrap();
         assert_eq!(x, b.examples(task, "train", 20, 5).unwrap());
         assert_ne!(x, a.examples(task, "train", 20, 6).unwrap(), "{}", task.name());
-        assert_eq!(a.episodes(task, "test", 2, 5, 9).unwrap(), b.episodes(task, "test", 2, 5, 9).unwrap());
+        assert_eq!(
+            a.episodes(task, "test", 2, 5, 9).unwrap(),
+            b.episodes(task, "test", 2, 5, 9).unwrap()
+        );
     }
     let mut r1 = ChaCha8Rng::seed_from_u64(3);
     let mut r2 = ChaCha8Rng::seed_from_u64(3);
-    assert_eq!(a.pretrain_batch_examples(&mut r1, 30, 4).unwrap(), a.pretrain_batch_examples(&mut r2, 30, 4).unwrap());
+    assert_eq!(
+        a.pretrain_batch_examples(&mut r1, 30, 4).unwrap(),
+        a.pretrain_batch_examples(&mut r2, 30, 4).unwrap()
+    );
 }
 
 #[test]
@@ -68,10 +78,19 @@ fn splits_are_disjoint_and_labelled() {
             assert!(examples.iter().all(|e| Split::of(task, &e.input) == split));
         }
         let train_inputs: BTreeSet<&str> = train.iter().map(|e| e.input.as_str()).collect();
-        let leaked = test.iter().chain(&dev).filter(|e| train_inputs.contains(e.input.as_str())).count();
+        let leaked = test
+            .iter()
+            .chain(&dev)
+            .filter(|e| train_inputs.contains(e.input.as_str()))
+            .count();
         assert_eq!(leaked, 0, "{}: held-out inputs found in train", task.name());
         let test_inputs: BTreeSet<&str> = test.iter().map(|e| e.input.as_str()).collect();
-        assert!(test_inputs.len() >= 50, "{}: only {} distinct test inputs", task.name(), test_inputs.len());
+        assert!(
+            test_inputs.len() >= 50,
+            "{}: only {} distinct test inputs",
+            task.name(),
+            test_inputs.len()
+        );
     }
 }
 
@@ -85,7 +104,12 @@ fn held_out_english_sentences_are_held_out_in_every_language() {
     }
     for task in [TaskKind::EnFr, TaskKind::EnDe, TaskKind::EnRo] {
         for e in w.examples(task, "test", 300, 2).unwrap() {
-            assert!(!train.contains(&sentence(&e)), "{} test sentence in train: {}", task.name(), e.input);
+            assert!(
+                !train.contains(&sentence(&e)),
+                "{} test sentence in train: {}",
+                task.name(),
+                e.input
+            );
         }
     }
 }
@@ -97,11 +121,18 @@ fn labels_are_balanced() {
         let examples = w.examples(task, "train", 3000, 4).unwrap();
         let labels = task.label_set().unwrap();
         let counts = count_by(examples.iter());
-        assert_eq!(counts.keys().cloned().collect::<BTreeSet<_>>(), labels.iter().map(|l| l.to_string()).collect());
+        assert_eq!(
+            counts.keys().cloned().collect::<BTreeSet<_>>(),
+            labels.iter().map(|l| l.to_string()).collect()
+        );
         let expected = 1.0 / labels.len() as f64;
         for (label, count) in counts {
             let share = count as f64 / examples.len() as f64;
-            assert!((share - expected).abs() < 0.04, "{}: {label} share {share:.3}", task.name());
+            assert!(
+                (share - expected).abs() < 0.04,
+                "{}: {label} share {share:.3}",
+                task.name()
+            );
         }
     }
 }
@@ -111,7 +142,14 @@ fn tokenizer_round_trips_every_task() {
     let w = world();
     let tok = build_tokenizer(&w).unwrap();
     assert!(tok.get_vocab_size(true) < 1000);
-    for (token, id) in [("<pad>", 0), ("</s>", 1), ("<unk>", 2), ("<sep>", 3), ("<extra_id_0>", 4), ("<extra_id_1>", 5)] {
+    for (token, id) in [
+        ("<pad>", 0),
+        ("</s>", 1),
+        ("<unk>", 2),
+        ("<sep>", 3),
+        ("<extra_id_0>", 4),
+        ("<extra_id_1>", 5),
+    ] {
         assert_eq!(tok.token_to_id(token), Some(id), "{token}");
     }
     let mut texts = Vec::new();
@@ -136,7 +174,11 @@ fn tokenizer_round_trips_every_task() {
         assert_eq!(&decoded, text);
     }
     // Sentinels are special (dropped on request), the separator is not.
-    let ids = tok.encode("<extra_id_0> True <sep> False", false).unwrap().get_ids().to_vec();
+    let ids = tok
+        .encode("<extra_id_0> True <sep> False", false)
+        .unwrap()
+        .get_ids()
+        .to_vec();
     assert_eq!(ids.len(), 4);
     assert_eq!(tok.decode(&ids, true).unwrap(), "True <sep> False");
 }
@@ -194,7 +236,9 @@ fn parse_claim(w: &World, sentence: &str) -> Option<(bool, String, usize, String
     for (r, relation) in w.relations.iter().enumerate() {
         for e in &w.entities {
             for v in &relation.values {
-                if sentence == fill(relation.statement, e, v) || sentence == format!("the {} of {e} is {v}.", relation.noun) {
+                if sentence == fill(relation.statement, e, v)
+                    || sentence == format!("the {} of {e} is {v}.", relation.noun)
+                {
                     return Some((true, e.clone(), r, v.clone()));
                 }
                 if sentence == fill(relation.negation, e, v) {
@@ -243,7 +287,12 @@ fn wic_is_decided_by_the_cue_words() {
     for e in w.examples(TaskKind::Wic, "test", 300, 5).unwrap() {
         let word = e.input.split("The word ").nth(1).unwrap().split(' ').next().unwrap();
         let ambiguous = w.ambiguous_words.iter().find(|a| a.word == word).unwrap();
-        let sense = |s: &str| ambiguous.senses.iter().position(|cues| cues.iter().any(|c| s.split(' ').any(|x| x.trim_end_matches('.') == *c)));
+        let sense = |s: &str| {
+            ambiguous
+                .senses
+                .iter()
+                .position(|cues| cues.iter().any(|c| s.split(' ').any(|x| x.trim_end_matches('.') == *c)))
+        };
         let parts = sentences(e.input.split(" question: ").next().unwrap());
         assert_eq!(parts.len(), 2);
         let same = sense(&parts[0]).unwrap() == sense(&parts[1]).unwrap();
@@ -273,9 +322,16 @@ fn qa_answers_come_from_the_knowledge_base() {
     for task in [TaskKind::TriviaQa, TaskKind::WebQuestions] {
         for e in w.examples(task, "test", 100, 6).unwrap() {
             let entity = entity_of(&e.input);
-            let known = w.facts.iter().any(|f| f.entity == entity && w.fact_value(f).unwrap() == e.target);
+            let known = w
+                .facts
+                .iter()
+                .any(|f| f.entity == entity && w.fact_value(f).unwrap() == e.target);
             assert!(known, "{} -> {} is not a KB fact", e.input, e.target);
-            assert!(taught.contains(&(entity, e.target.clone())), "{} is never taught in train", e.input);
+            assert!(
+                taught.contains(&(entity, e.target.clone())),
+                "{} is never taught in train",
+                e.input
+            );
             assert_eq!(e.references[0], e.target);
         }
     }
@@ -290,8 +346,11 @@ fn translations_are_word_for_word() {
         let lexicon = &w.languages[i].lexicon;
         for e in w.examples(task, "test", 100, 7).unwrap() {
             let (_, english) = e.input.split_once(": ").unwrap();
-            let mut expected: Vec<&str> =
-                english.trim_end_matches('.').split(' ').map(|x| lexicon[x].as_str()).collect();
+            let mut expected: Vec<&str> = english
+                .trim_end_matches('.')
+                .split(' ')
+                .map(|x| lexicon[x].as_str())
+                .collect();
             let mut got: Vec<&str> = e.target.trim_end_matches('.').split(' ').collect();
             expected.sort();
             got.sort();
@@ -304,7 +363,12 @@ fn translations_are_word_for_word() {
 fn xsum_summary_is_recoverable() {
     let w = world();
     for e in w.examples(TaskKind::Xsum, "test", 200, 8).unwrap() {
-        let article = e.input.strip_prefix("Article: ").unwrap().strip_suffix(" One sentence summary:").unwrap();
+        let article = e
+            .input
+            .strip_prefix("Article: ")
+            .unwrap()
+            .strip_suffix(" One sentence summary:")
+            .unwrap();
         let claims: Vec<_> = sentences(article).iter().map(|s| parse_claim(&w, s).unwrap()).collect();
         let mut mentions: BTreeMap<&str, usize> = BTreeMap::new();
         for (_, entity, _, _) in &claims {
@@ -313,16 +377,26 @@ fn xsum_summary_is_recoverable() {
         let main = mentions.iter().max_by_key(|(_, n)| **n).map(|(e, _)| *e).unwrap();
         assert_eq!(claims[0].1, main, "the article leads with its main entity");
         let value = |noun: &str| {
-            claims.iter().find(|c| c.1 == main && w.relations[c.2].noun == noun).map(|c| c.3.clone()).unwrap()
+            claims
+                .iter()
+                .find(|c| c.1 == main && w.relations[c.2].noun == noun)
+                .map(|c| c.3.clone())
+                .unwrap()
         };
-        assert_eq!(e.target, format!("the {} {main} lives in {}.", value("job"), value("city")));
+        assert_eq!(
+            e.target,
+            format!("the {} {main} lives in {}.", value("job"), value("city"))
+        );
     }
 }
 
 /// Parses "Input: x Output:" (and an optional target after it).
 fn io_pair(text: &str) -> (Vec<String>, Vec<String>) {
     let (x, y) = text.strip_prefix("Input: ").unwrap().split_once(" Output:").unwrap();
-    (x.split(' ').map(String::from).collect(), y.split_whitespace().map(String::from).collect())
+    (
+        x.split(' ').map(String::from).collect(),
+        y.split_whitespace().map(String::from).collect(),
+    )
 }
 
 /// An in-context learner for fresh rules: infers the rule from the
@@ -333,7 +407,11 @@ fn solve_fresh(w: &World, demos: &[(Vec<String>, Vec<String>)], query: &[String]
     }
     // Pick: one position holds the output in every demonstration.
     let positions: Vec<usize> = (0..query.len())
-        .filter(|&p| demos.iter().all(|(x, y)| y.len() == 1 && x.len() == query.len() && x.get(p) == y.first()))
+        .filter(|&p| {
+            demos
+                .iter()
+                .all(|(x, y)| y.len() == 1 && x.len() == query.len() && x.get(p) == y.first())
+        })
         .collect();
     if let [p] = positions[..] {
         return Some(query[p].clone());
@@ -380,7 +458,11 @@ fn fresh_rule_needs_and_is_solved_by_demonstrations() {
         if k == 0 {
             assert_eq!(solved, 0);
         } else {
-            assert_eq!(solved, episodes.len(), "every 4-shot episode is solvable from its demonstrations");
+            assert_eq!(
+                solved,
+                episodes.len(),
+                "every 4-shot episode is solvable from its demonstrations"
+            );
         }
     }
     assert!(rules_seen.len() > 250, "rules differ across episodes");

@@ -24,12 +24,27 @@ fn data() -> Vec<TaskData> {
         ("Hello world", "True"),
         ("Pope Benedict leads the Church.", "False"),
     ];
-    let examples = pairs.iter().map(|(i, t)| Example { input: i.to_string(), target: t.to_string(), task: "default".into() }).collect();
-    vec![TaskData { name: "default".into(), examples, ratio: 1.0 }]
+    let examples = pairs
+        .iter()
+        .map(|(i, t)| Example {
+            input: i.to_string(),
+            target: t.to_string(),
+            task: "default".into(),
+        })
+        .collect();
+    vec![TaskData {
+        name: "default".into(),
+        examples,
+        ratio: 1.0,
+    }]
 }
 
 fn opts(steps: usize) -> TrainOptions {
-    let mut o = TrainOptions { steps, quiet: true, ..TrainOptions::default() };
+    let mut o = TrainOptions {
+        steps,
+        quiet: true,
+        ..TrainOptions::default()
+    };
     o.batch.batch_size = 4;
     o.batch.seed = 7;
     o
@@ -40,11 +55,27 @@ fn never() -> bool {
 }
 
 fn run(model: &Model, tok: &Tokenizer, o: &TrainOptions) -> train::History {
-    train::train(model.as_ref(), tok, data(), o, Hooks { evaluate: None, should_stop: &never }).unwrap()
+    train::train(
+        model.as_ref(),
+        tok,
+        data(),
+        o,
+        Hooks {
+            evaluate: None,
+            should_stop: &never,
+        },
+    )
+    .unwrap()
 }
 
 fn bits(t: &candle_core::Tensor) -> Vec<u32> {
-    t.flatten_all().unwrap().to_vec1::<f32>().unwrap().into_iter().map(f32::to_bits).collect()
+    t.flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap()
+        .into_iter()
+        .map(f32::to_bits)
+        .collect()
 }
 
 #[test]
@@ -58,9 +89,17 @@ fn stage_one_changes_only_the_prompt() {
     o.prompt = Some(prompt.clone());
     run(&m, &tok, &o);
     for (name, t) in m.params().to_tensors().unwrap() {
-        assert_eq!(bits(&t), bits(&before[&name]), "frozen weight {name} changed in stage 1");
+        assert_eq!(
+            bits(&t),
+            bits(&before[&name]),
+            "frozen weight {name} changed in stage 1"
+        );
     }
-    assert_ne!(bits(prompt.param().var().as_tensor()), bits(&prompt_before), "the prompt did not train");
+    assert_ne!(
+        bits(prompt.param().var().as_tensor()),
+        bits(&prompt_before),
+        "the prompt did not train"
+    );
 }
 
 #[test]
@@ -73,10 +112,19 @@ fn stage_two_changes_only_the_model() {
     let mut o = opts(3);
     o.prompt = Some(prompt.clone());
     run(&m, &tok, &o);
-    assert_eq!(bits(prompt.param().var().as_tensor()), bits(&prompt_before), "the frozen prompt changed in stage 2");
+    assert_eq!(
+        bits(prompt.param().var().as_tensor()),
+        bits(&prompt_before),
+        "the frozen prompt changed in stage 2"
+    );
     let after = m.params().to_tensors().unwrap();
     let changed = after.iter().filter(|(n, t)| bits(t) != bits(&before[*n])).count();
-    assert_eq!(changed, after.len(), "every model weight should train in stage 2 ({changed} of {} changed)", after.len());
+    assert_eq!(
+        changed,
+        after.len(),
+        "every model weight should train in stage 2 ({changed} of {} changed)",
+        after.len()
+    );
 }
 
 #[test]
@@ -113,7 +161,17 @@ fn interrupted_and_resumed_run_matches_an_uninterrupted_one() {
         steps_seen.set(steps_seen.get() + 1);
         steps_seen.get() > 3
     };
-    let first = train::train(m.as_ref(), &tok, data(), &o, Hooks { evaluate: None, should_stop: &stop_after_three }).unwrap();
+    let first = train::train(
+        m.as_ref(),
+        &tok,
+        data(),
+        &o,
+        Hooks {
+            evaluate: None,
+            should_stop: &stop_after_three,
+        },
+    )
+    .unwrap();
     assert_eq!(first.losses.len(), 3, "the interruption should stop after three steps");
     assert!(first.stopped_early.is_some());
 
@@ -143,7 +201,18 @@ fn a_diverging_run_stops_with_a_clear_error_and_keeps_the_last_good_state() {
     let mut o = opts(20);
     o.optimizer = "sgd".into();
     o.lr = 1e30;
-    let err = train::train(m.as_ref(), &tok, data(), &o, Hooks { evaluate: None, should_stop: &never }).unwrap_err().to_string();
+    let err = train::train(
+        m.as_ref(),
+        &tok,
+        data(),
+        &o,
+        Hooks {
+            evaluate: None,
+            should_stop: &never,
+        },
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("loss became"), "unexpected error: {err}");
     for p in m.params().iter() {
         let v = p.var().as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
@@ -165,25 +234,59 @@ fn keep_best_restores_the_best_evaluated_state() {
         calls += 1;
         Ok(scores[calls - 1])
     };
-    let h = train::train(m.as_ref(), &tok, data(), &o, Hooks { evaluate: Some(&mut eval), should_stop: &never }).unwrap();
+    let h = train::train(
+        m.as_ref(),
+        &tok,
+        data(),
+        &o,
+        Hooks {
+            evaluate: Some(&mut eval),
+            should_stop: &never,
+        },
+    )
+    .unwrap();
     assert_eq!(h.best, Some((2, 3.0)));
     for (name, t) in m.params().to_tensors().unwrap() {
-        assert_eq!(bits(&t), bits(&snapshots[0][&name]), "{name} is not the best state's value");
+        assert_eq!(
+            bits(&t),
+            bits(&snapshots[0][&name]),
+            "{name} is not the best state's value"
+        );
     }
 }
 
 #[test]
 fn one_shot_training_prepends_a_demonstration_of_the_same_task() {
     // Examples carry their own task name, which need not match the data's name.
-    let examples: Vec<Example> = (0..4).map(|i| Example { input: format!("q{i}"), target: format!("a{i}"), task: "rte".into() }).collect();
+    let examples: Vec<Example> = (0..4)
+        .map(|i| Example {
+            input: format!("q{i}"),
+            target: format!("a{i}"),
+            task: "rte".into(),
+        })
+        .collect();
     let mut o = opts(1).batch;
     o.shots = 1;
     o.separator = " <sep> ".into();
-    let b = train::Batcher::new(vec![TaskData { name: "default".into(), examples: examples.clone(), ratio: 1.0 }], o).unwrap();
+    let b = train::Batcher::new(
+        vec![TaskData {
+            name: "default".into(),
+            examples: examples.clone(),
+            ratio: 1.0,
+        }],
+        o,
+    )
+    .unwrap();
     for (row, ex) in examples.iter().enumerate() {
         let text = b.with_demonstrations(ex, 0, row);
-        let (demo, query) = text.split_once(" <sep> ").unwrap_or_else(|| panic!("no demonstration in {text:?}"));
+        let (demo, query) = text
+            .split_once(" <sep> ")
+            .unwrap_or_else(|| panic!("no demonstration in {text:?}"));
         assert_eq!(query, ex.input);
-        assert!(demo.starts_with('q') && !demo.starts_with(&ex.input), "demo {demo:?} for {}", ex.input);
+        assert!(
+            demo.starts_with('q') && !demo.starts_with(&ex.input),
+            "demo {demo:?} for {}",
+            ex.input
+        );
     }
 }

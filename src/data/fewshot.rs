@@ -38,7 +38,11 @@ pub fn model_separator(model_dir: &Path) -> Result<String> {
         return Ok(DEFAULT_SEPARATOR.to_string());
     }
     let config = read_json(&path)?;
-    Ok(config.get(SEPARATOR_CONFIG_KEY).and_then(|v| v.as_str()).unwrap_or(DEFAULT_SEPARATOR).to_string())
+    Ok(config
+        .get(SEPARATOR_CONFIG_KEY)
+        .and_then(|v| v.as_str())
+        .unwrap_or(DEFAULT_SEPARATOR)
+        .to_string())
 }
 
 /// Records a non-default separator in a saved model's config.json, so that
@@ -49,7 +53,9 @@ pub fn record_separator(model_dir: &Path, separator: &str) -> Result<()> {
     }
     let path = model_dir.join("config.json");
     let mut config = read_json(&path)?;
-    let obj = config.as_object_mut().ok_or_else(|| Error::file(&path, "config.json is not a JSON object"))?;
+    let obj = config
+        .as_object_mut()
+        .ok_or_else(|| Error::file(&path, "config.json is not a JSON object"))?;
     obj.insert(SEPARATOR_CONFIG_KEY.into(), separator.into());
     crate::fsio::write_json(&path, &config)
 }
@@ -81,7 +87,11 @@ pub fn sample_demos(pool_len: usize, k: usize, seed: u64, exclude: Option<usize>
     if k > candidates.len() {
         return Err(Error::msg(format!(
             "cannot draw {k} demonstrations from a pool of {pool_len}{}",
-            if exclude.is_some() { " less the query itself" } else { "" }
+            if exclude.is_some() {
+                " less the query itself"
+            } else {
+                ""
+            }
         )));
     }
     let mut rng = ChaCha8Rng::seed_from_u64(seed);

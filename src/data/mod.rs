@@ -20,11 +20,10 @@ pub mod template;
 pub use crate::metrics::first_word;
 pub use fewshot::{build_prompt, fit_to_budget, model_separator, record_separator, sample_demos, DEFAULT_SEPARATOR};
 pub use postprocess::{
-    cut_at_second_prefix, extract_sentinel, postprocess, strip_special_tokens, OutputKind,
-    PREFIX_TOKENS,
+    cut_at_second_prefix, extract_sentinel, postprocess, strip_special_tokens, OutputKind, PREFIX_TOKENS,
 };
-pub use readers::{Record, read_json, read_json_array, read_jsonl, read_lines, read_parallel};
+pub use readers::{read_json, read_json_array, read_jsonl, read_lines, read_parallel, Record};
 pub use template::{
-    fill, fill_named, label_word, label_words, labels_by_name, language_name, map_label, set_template, template_by_name,
-    triviaqa_question,
+    fill, fill_named, label_word, label_words, labels_by_name, language_name, map_label, set_template,
+    template_by_name, triviaqa_question,
 };

@@ -31,7 +31,9 @@ impl OutputKind {
         match name.to_ascii_lowercase().as_str() {
             "classification" => Ok(OutputKind::Classification),
             "generation" => Ok(OutputKind::Generation),
-            _ => Err(Error::msg(format!("unknown output kind '{name}' (known: classification, generation)"))),
+            _ => Err(Error::msg(format!(
+                "unknown output kind '{name}' (known: classification, generation)"
+            ))),
         }
     }
 }
@@ -96,7 +98,11 @@ fn prefix_positions(text: &str, prefixes: &[&str]) -> Vec<usize> {
         let ends_alnum = prefix.chars().last().is_some_and(char::is_alphanumeric);
         for (pos, _) in text.match_indices(prefix) {
             let before_ok = text[..pos].chars().last().is_none_or(|c| !c.is_alphanumeric());
-            let after_ok = !ends_alnum || text[pos + prefix.len()..].chars().next().is_none_or(|c| !c.is_alphanumeric());
+            let after_ok = !ends_alnum
+                || text[pos + prefix.len()..]
+                    .chars()
+                    .next()
+                    .is_none_or(|c| !c.is_alphanumeric());
             if before_ok && after_ok {
                 positions.push(pos);
             }
@@ -132,4 +138,3 @@ pub fn cut_at_second_prefix(text: &str, prefixes: &[&str]) -> String {
         None => text.to_string(),
     }
 }
-

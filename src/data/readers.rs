@@ -59,7 +59,10 @@ pub fn read_json_array(path: impl AsRef<Path>) -> Result<Vec<Record>> {
     let items = match read_json(path)? {
         Value::Array(items) => items,
         other => {
-            return Err(Error::file(path, format!("expected a JSON array of objects, found {}", kind_of(&other))))
+            return Err(Error::file(
+                path,
+                format!("expected a JSON array of objects, found {}", kind_of(&other)),
+            ))
         }
     };
     let mut records = Vec::with_capacity(items.len());
@@ -69,7 +72,10 @@ pub fn read_json_array(path: impl AsRef<Path>) -> Result<Vec<Record>> {
             other => {
                 return Err(Error::file(
                     path,
-                    format!("array element {i} (0-based) should be a JSON object, found {}", kind_of(&other)),
+                    format!(
+                        "array element {i} (0-based) should be a JSON object, found {}",
+                        kind_of(&other)
+                    ),
                 ))
             }
         }

@@ -27,7 +27,11 @@ pub const SUMMARIZATION_TEMPLATE: &str = "Article: {article} One sentence summar
 /// RTE labels to target words.
 pub const RTE_LABELS: &[(&str, &str)] = &[("entailment", "True"), ("not_entailment", "False")];
 /// CB labels to target words.
-pub const CB_LABELS: &[(&str, &str)] = &[("entailment", "True"), ("contradiction", "False"), ("neutral", "Neither")];
+pub const CB_LABELS: &[(&str, &str)] = &[
+    ("entailment", "True"),
+    ("contradiction", "False"),
+    ("neutral", "Neither"),
+];
 /// WiC labels (JSON booleans in the data) to target words.
 pub const WIC_LABELS: &[(&str, &str)] = &[("true", "True"), ("false", "False")];
 
@@ -64,8 +68,12 @@ fn known_names<T>(table: &[(&str, T)]) -> String {
 /// wins over the paper's Table 5 text.
 pub fn template_by_name(name: &str) -> Result<String> {
     let key = name.to_ascii_lowercase();
-    let builtin = lookup(TEMPLATES, name)
-        .ok_or_else(|| Error::msg(format!("no template named '{name}' (known: {})", known_names(TEMPLATES))))?;
+    let builtin = lookup(TEMPLATES, name).ok_or_else(|| {
+        Error::msg(format!(
+            "no template named '{name}' (known: {})",
+            known_names(TEMPLATES)
+        ))
+    })?;
     let overrides = OVERRIDES.read().unwrap_or_else(|e| e.into_inner());
     Ok(overrides.get(&key).cloned().unwrap_or_else(|| builtin.to_string()))
 }
@@ -90,13 +98,17 @@ pub fn set_template(name: &str, text: Option<&str>) -> Result<()> {
 
 /// Fills the named task's current template from `(field, text)` pairs.
 pub fn fill_named(name: &str, fields: &[(&str, &str)]) -> Result<String> {
-    let map: Map<String, Value> = fields.iter().map(|(k, v)| (k.to_string(), Value::String(v.to_string()))).collect();
+    let map: Map<String, Value> = fields
+        .iter()
+        .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
+        .collect();
     fill(&template_by_name(name)?, &map)
 }
 
 /// Looks a label map up by task name: `rte`, `cb`, `wic` (case-insensitive).
 pub fn labels_by_name(name: &str) -> Result<&'static [(&'static str, &'static str)]> {
-    lookup(LABELS, name).ok_or_else(|| Error::msg(format!("no label map named '{name}' (known: {})", known_names(LABELS))))
+    lookup(LABELS, name)
+        .ok_or_else(|| Error::msg(format!("no label map named '{name}' (known: {})", known_names(LABELS))))
 }
 
 /// The distinct target words of a classification task, in table order
@@ -151,18 +163,30 @@ pub fn map_label(labels: &[(&str, &str)], label: &Value) -> Result<String> {
         Some((_, to)) => Ok(to.to_string()),
         None => {
             let known: Vec<&str> = labels.iter().map(|(from, _)| *from).collect();
-            Err(Error::msg(format!("unknown label '{key}' (known: {})", known.join(", "))))
+            Err(Error::msg(format!(
+                "unknown label '{key}' (known: {})",
+                known.join(", ")
+            )))
         }
     }
 }
 
 /// WMT language codes and the English names the translation template uses.
-pub const LANGUAGES: &[(&str, &str)] = &[("en", "English"), ("fr", "French"), ("de", "German"), ("ro", "Romanian")];
+pub const LANGUAGES: &[(&str, &str)] = &[
+    ("en", "English"),
+    ("fr", "French"),
+    ("de", "German"),
+    ("ro", "Romanian"),
+];
 
 /// English name of a WMT language code, as the translation template wants it.
 pub fn language_name(code: &str) -> Result<&'static str> {
-    lookup(LANGUAGES, code)
-        .ok_or_else(|| Error::msg(format!("unknown language code '{code}' (known: {})", known_names(LANGUAGES))))
+    lookup(LANGUAGES, code).ok_or_else(|| {
+        Error::msg(format!(
+            "unknown language code '{code}' (known: {})",
+            known_names(LANGUAGES)
+        ))
+    })
 }
 
 /// The bare question of a TriviaQA sample record, whose `context` field is
@@ -176,7 +200,9 @@ pub fn triviaqa_question(context: &str) -> Result<String> {
         .map(str::trim);
     match question {
         Some(q) if !q.is_empty() => Ok(q.to_string()),
-        _ => Err(Error::msg(format!("TriviaQA context is not of the form 'Question: ...\\nAnswer:': {context:?}"))),
+        _ => Err(Error::msg(format!(
+            "TriviaQA context is not of the form 'Question: ...\\nAnswer:': {context:?}"
+        ))),
     }
 }
 
@@ -227,7 +253,9 @@ fn segments(template: &str) -> Result<Vec<Segment>> {
             text.push('}');
             rest = after;
         } else if brace.starts_with('}') {
-            return Err(Error::msg(format!("template has a stray '}}' (write '}}}}' for a literal brace): {template:?}")));
+            return Err(Error::msg(format!(
+                "template has a stray '}}' (write '}}}}' for a literal brace): {template:?}"
+            )));
         } else {
             // `brace` starts with a single '{': the name runs to the next '}'.
             let body = &brace[1..];
@@ -236,7 +264,9 @@ fn segments(template: &str) -> Result<Vec<Segment>> {
             };
             let name = &body[..end];
             if name.is_empty() || name.contains('{') {
-                return Err(Error::msg(format!("template has a malformed placeholder '{{{name}}}': {template:?}")));
+                return Err(Error::msg(format!(
+                    "template has a malformed placeholder '{{{name}}}': {template:?}"
+                )));
             }
             out.push(Segment::Text(std::mem::take(&mut text)));
             out.push(Segment::Field(name.to_string()));
@@ -254,7 +284,9 @@ fn render(name: &str, value: &Value, template: &str) -> Result<String> {
         Value::String(s) => Ok(s.clone()),
         Value::Number(n) => Ok(n.to_string()),
         Value::Bool(b) => Ok(b.to_string()),
-        Value::Null => Err(Error::msg(format!("template field '{name}' is null; template: {template:?}"))),
+        Value::Null => Err(Error::msg(format!(
+            "template field '{name}' is null; template: {template:?}"
+        ))),
         Value::Array(_) | Value::Object(_) => Err(Error::msg(format!(
             "template field '{name}' is a list or map, not text; pick one element first; template: {template:?}"
         ))),

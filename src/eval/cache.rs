@@ -16,7 +16,10 @@ use crate::model::LanguageModel;
 use crate::prompt::SoftPrompt;
 
 pub fn cache_dir() -> PathBuf {
-    std::env::var_os("PROMOT_CACHE").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".promot-cache")).join("eval")
+    std::env::var_os("PROMOT_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(".promot-cache"))
+        .join("eval")
 }
 
 fn hash_tensor(h: &mut Sha256, name: &str, t: &candle_core::Tensor) -> Result<()> {

@@ -13,9 +13,9 @@ use crate::metrics;
 use crate::model::{GenerateOptions, LanguageModel};
 use crate::options::number;
 use crate::prompt::{embed_inputs, SoftPrompt};
-use serde::{Deserialize, Deserializer, Serialize};
 use crate::tokenizer::Tokenizer;
 use crate::train::progress::Progress;
+use serde::{Deserialize, Deserializer, Serialize};
 pub use table::{Cell, ResultTable};
 
 #[derive(Clone, Debug, PartialEq)]
@@ -33,7 +33,9 @@ impl Metric {
             "exact_match" | "em" => Ok(Metric::ExactMatch),
             "bleu" => Ok(Metric::Bleu),
             "rouge2" | "rouge-2" => Ok(Metric::Rouge2),
-            other => Err(Error::msg(format!("unknown metric '{other}' (expected accuracy, exact_match, bleu or rouge2)"))),
+            other => Err(Error::msg(format!(
+                "unknown metric '{other}' (expected accuracy, exact_match, bleu or rouge2)"
+            ))),
         }
     }
     pub fn name(&self) -> &'static str {
@@ -57,7 +59,11 @@ pub struct EvalExample {
 
 impl EvalExample {
     pub fn new(input: String, references: Vec<String>) -> Self {
-        Self { input, fields: None, references }
+        Self {
+            input,
+            fields: None,
+            references,
+        }
     }
 }
 
@@ -84,8 +90,13 @@ impl EvalTask {
     /// An example's input text: its fields are capped and filled only when
     /// the example is used, so large demonstration pools cost nothing unused.
     pub fn input_of(&self, ex: &EvalExample, tok: &Tokenizer) -> Result<String> {
-        let Some(fields) = &ex.fields else { return Ok(ex.input.clone()) };
-        let template = self.template.as_deref().ok_or_else(|| Error::msg(format!("task {}: examples given as fields need a template", self.name)))?;
+        let Some(fields) = &ex.fields else {
+            return Ok(ex.input.clone());
+        };
+        let template = self
+            .template
+            .as_deref()
+            .ok_or_else(|| Error::msg(format!("task {}: examples given as fields need a template", self.name)))?;
         let mut fields = fields.clone();
         for (name, cap) in &self.caps {
             if let Some(serde_json::Value::String(text)) = fields.get(name) {
@@ -192,7 +203,9 @@ fn one_or_many<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> std::res
     })
 }
 
-fn opt_one_or_many<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> std::result::Result<Option<Vec<T>>, D::Error> {
+fn opt_one_or_many<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> std::result::Result<Option<Vec<T>>, D::Error> {
     Ok(Option::<OneOrMany<T>>::deserialize(d)?.map(|v| match v {
         OneOrMany::One(x) => vec![x],
         OneOrMany::Many(v) => v,
@@ -204,7 +217,10 @@ pub fn prompts_for(task: &EvalTask, k: usize, n: usize, opts: &EvalOptions, tok:
     let (seed, budget, sep) = (opts.seed, opts.max_input_len, opts.separator());
     let count = |t: &str| tok.encode(t, false).map(|ids| ids.len()).unwrap_or(usize::MAX / 4);
     let cut = |t: &str, max: usize| -> String {
-        tok.encode(t, false).ok().and_then(|ids| tok.decode(&ids[..max.min(ids.len())], false).ok()).unwrap_or_default()
+        tok.encode(t, false)
+            .ok()
+            .and_then(|ids| tok.decode(&ids[..max.min(ids.len())], false).ok())
+            .unwrap_or_default()
     };
     let mut out = Vec::with_capacity(n);
     if let Some(prebuilt) = task.episodes.get(&k) {
@@ -221,7 +237,10 @@ pub fn prompts_for(task: &EvalTask, k: usize, n: usize, opts: &EvalOptions, tok:
         let mut demos = Vec::with_capacity(k);
         for j in idx {
             if let Some(d) = task.pool.get(j) {
-                demos.push((task.input_of(d, tok)?, d.references.first().cloned().unwrap_or_default()));
+                demos.push((
+                    task.input_of(d, tok)?,
+                    d.references.first().cloned().unwrap_or_default(),
+                ));
             }
         }
         let demos = fit_to_budget(&demos, &query, sep, budget, 16, &count, &cut)
@@ -248,7 +267,14 @@ pub fn score(metric: &Metric, preds: &[String], refs: &[Vec<String>]) -> Result<
 }
 
 /// Generate raw outputs for prompts, in batches, with an optional soft prompt.
-pub fn generate_raw(model: &dyn LanguageModel, tok: &Tokenizer, prompts: &[String], opts: &EvalOptions, max_new: usize, progress: &dyn Fn(usize)) -> Result<Vec<String>> {
+pub fn generate_raw(
+    model: &dyn LanguageModel,
+    tok: &Tokenizer,
+    prompts: &[String],
+    opts: &EvalOptions,
+    max_new: usize,
+    progress: &dyn Fn(usize),
+) -> Result<Vec<String>> {
     let gen = opts.generate_options(max_new);
     let mut out = Vec::with_capacity(prompts.len());
     for chunk in prompts.chunks(opts.batch_size.max(1)) {
@@ -272,7 +298,13 @@ pub fn generate_raw(model: &dyn LanguageModel, tok: &Tokenizer, prompts: &[Strin
 }
 
 /// Evaluate one task at one shot count.
-pub fn evaluate_cell(model: &dyn LanguageModel, tok: &Tokenizer, task: &EvalTask, k: usize, opts: &EvalOptions) -> Result<Cell> {
+pub fn evaluate_cell(
+    model: &dyn LanguageModel,
+    tok: &Tokenizer,
+    task: &EvalTask,
+    k: usize,
+    opts: &EvalOptions,
+) -> Result<Cell> {
     let examples = task.examples_for(k);
     let n = opts.limit.unwrap_or(examples.len()).min(examples.len());
     if n == 0 {
@@ -280,7 +312,9 @@ pub fn evaluate_cell(model: &dyn LanguageModel, tok: &Tokenizer, task: &EvalTask
     }
     let prompts = prompts_for(task, k, n, opts, tok)?;
     let bar = Progress::new(&format!("eval {} {k}-shot", task.name), 0, n, opts.quiet);
-    let raw = generate_raw(model, tok, &prompts, opts, task.max_new_tokens, &|done| bar.update(done, f64::NAN, ""))?;
+    let raw = generate_raw(model, tok, &prompts, opts, task.max_new_tokens, &|done| {
+        bar.update(done, f64::NAN, "")
+    })?;
     bar.finish();
     let preds: Vec<String> = raw.iter().map(|r| postprocess(r, task.kind)).collect();
     let refs: Vec<Vec<String>> = examples.iter().take(n).map(|e| e.references.clone()).collect();
@@ -292,13 +326,36 @@ pub fn evaluate_cell(model: &dyn LanguageModel, tok: &Tokenizer, task: &EvalTask
         }
         None => None,
     };
-    let samples = prompts.iter().zip(preds.iter()).zip(refs.iter()).take(3).map(|((p, o), r)| (p.clone(), o.clone(), r.first().cloned().unwrap_or_default())).collect();
-    Ok(Cell { task: task.name.clone(), shots: k, metric: task.metric.name().into(), value, n, label_share: share, samples })
+    let samples = prompts
+        .iter()
+        .zip(preds.iter())
+        .zip(refs.iter())
+        .take(3)
+        .map(|((p, o), r)| (p.clone(), o.clone(), r.first().cloned().unwrap_or_default()))
+        .collect();
+    Ok(Cell {
+        task: task.name.clone(),
+        shots: k,
+        metric: task.metric.name().into(),
+        value,
+        n,
+        label_share: share,
+        samples,
+    })
 }
 
 /// Every task at every shot count; cached by (model, prompt, task, options).
-pub fn evaluate(model: &dyn LanguageModel, tok: &Tokenizer, tasks: &[EvalTask], opts: &EvalOptions) -> Result<ResultTable> {
-    let model_hash = if opts.use_cache { Some(cache::model_fingerprint(model, opts.prompt.as_ref())?) } else { None };
+pub fn evaluate(
+    model: &dyn LanguageModel,
+    tok: &Tokenizer,
+    tasks: &[EvalTask],
+    opts: &EvalOptions,
+) -> Result<ResultTable> {
+    let model_hash = if opts.use_cache {
+        Some(cache::model_fingerprint(model, opts.prompt.as_ref())?)
+    } else {
+        None
+    };
     let mut table = ResultTable::default();
     for task in tasks {
         for &k in &opts.shots {

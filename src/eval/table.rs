@@ -40,7 +40,13 @@ impl Cell {
                 .get("samples")?
                 .as_array()?
                 .iter()
-                .filter_map(|s| Some((s.get("prompt")?.as_str()?.into(), s.get("prediction")?.as_str()?.into(), s.get("reference")?.as_str()?.into())))
+                .filter_map(|s| {
+                    Some((
+                        s.get("prompt")?.as_str()?.into(),
+                        s.get("prediction")?.as_str()?.into(),
+                        s.get("reference")?.as_str()?.into(),
+                    ))
+                })
                 .collect(),
         })
     }
@@ -74,18 +80,38 @@ pub fn render(header: &[String], rows: &[Vec<String>], markdown: bool) -> String
         let cells: Vec<String> = (0..cols)
             .map(|i| {
                 let c = r.get(i).map(String::as_str).unwrap_or("");
-                if i == 0 { format!("{c:<w$}", w = width[i]) } else { format!("{c:>w$}", w = width[i]) }
+                if i == 0 {
+                    format!("{c:<w$}", w = width[i])
+                } else {
+                    format!("{c:>w$}", w = width[i])
+                }
             })
             .collect();
-        if markdown { format!("| {} |", cells.join(" | ")) } else { cells.join("  ") }
+        if markdown {
+            format!("| {} |", cells.join(" | "))
+        } else {
+            cells.join("  ")
+        }
     };
     let mut out = String::new();
     let _ = writeln!(out, "{}", line(header));
     if markdown {
-        let seps: Vec<String> = (0..cols).map(|i| if i == 0 { "-".repeat(width[i].max(3)) } else { format!("{}:", "-".repeat(width[i].max(3) - 1)) }).collect();
+        let seps: Vec<String> = (0..cols)
+            .map(|i| {
+                if i == 0 {
+                    "-".repeat(width[i].max(3))
+                } else {
+                    format!("{}:", "-".repeat(width[i].max(3) - 1))
+                }
+            })
+            .collect();
         let _ = writeln!(out, "| {} |", seps.join(" | "));
     } else {
-        let _ = writeln!(out, "{}", "-".repeat(width.iter().sum::<usize>() + 2 * cols.saturating_sub(1)));
+        let _ = writeln!(
+            out,
+            "{}",
+            "-".repeat(width.iter().sum::<usize>() + 2 * cols.saturating_sub(1))
+        );
     }
     for r in rows {
         let _ = writeln!(out, "{}", line(r));
@@ -97,7 +123,10 @@ impl ResultTable {
     /// The same cells with task `from` renamed `to` (e.g. "rte (target)").
     pub fn rename_task(&self, from: &str, to: &str) -> ResultTable {
         let mut cells = self.cells.clone();
-        cells.iter_mut().filter(|c| c.task == from).for_each(|c| c.task = to.to_string());
+        cells
+            .iter_mut()
+            .filter(|c| c.task == from)
+            .for_each(|c| c.task = to.to_string());
         ResultTable { cells }
     }
 
@@ -106,7 +135,12 @@ impl ResultTable {
     }
 
     fn shots(&self) -> Vec<usize> {
-        self.cells.iter().map(|c| c.shots).collect::<BTreeSet<_>>().into_iter().collect()
+        self.cells
+            .iter()
+            .map(|c| c.shots)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect()
     }
 
     /// Tasks × shots, with the metric named per row.
@@ -123,13 +157,22 @@ impl ResultTable {
         let rows: Vec<Vec<String>> = tasks_in(&self.cells)
             .into_iter()
             .map(|t| {
-                let metric = self.cells.iter().find(|c| c.task == t).map(|c| c.metric.clone()).unwrap_or_default();
+                let metric = self
+                    .cells
+                    .iter()
+                    .find(|c| c.task == t)
+                    .map(|c| c.metric.clone())
+                    .unwrap_or_default();
                 let mut row = vec![t.clone(), metric];
                 for &k in &shots {
                     let cell = self.get(&t, k);
                     row.push(cell.map(|c| format!("{:.2}", c.value)).unwrap_or_else(|| "-".into()));
                     if has_share {
-                        row.push(cell.and_then(|c| c.label_share).map(|s| format!("{:.2}", s)).unwrap_or_else(|| "-".into()));
+                        row.push(
+                            cell.and_then(|c| c.label_share)
+                                .map(|s| format!("{:.2}", s))
+                                .unwrap_or_else(|| "-".into()),
+                        );
                     }
                 }
                 row
@@ -143,7 +186,9 @@ impl ResultTable {
     }
 
     pub fn from_json(v: &Value) -> Option<Self> {
-        Some(Self { cells: v.as_array()?.iter().filter_map(Cell::from_json).collect() })
+        Some(Self {
+            cells: v.as_array()?.iter().filter_map(Cell::from_json).collect(),
+        })
     }
 }
 
@@ -153,7 +198,12 @@ pub fn compare(tables: &[(String, ResultTable)], markdown: bool) -> String {
     let mut header = vec!["task".to_string(), "shots".to_string()];
     header.extend(tables.iter().map(|(name, _)| name.clone()));
     let all: Vec<Cell> = tables.iter().flat_map(|(_, t)| t.cells.clone()).collect();
-    let shots: Vec<usize> = all.iter().map(|c| c.shots).collect::<BTreeSet<_>>().into_iter().collect();
+    let shots: Vec<usize> = all
+        .iter()
+        .map(|c| c.shots)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     let mut rows = Vec::new();
     for task in tasks_in(&all) {
         for &k in &shots {
@@ -162,7 +212,11 @@ pub fn compare(tables: &[(String, ResultTable)], markdown: bool) -> String {
             }
             let mut row = vec![task.clone(), k.to_string()];
             for (_, t) in tables {
-                row.push(t.get(&task, k).map(|c| format!("{:.2}", c.value)).unwrap_or_else(|| "-".into()));
+                row.push(
+                    t.get(&task, k)
+                        .map(|c| format!("{:.2}", c.value))
+                        .unwrap_or_else(|| "-".into()),
+                );
             }
             rows.push(row);
         }

@@ -126,8 +126,10 @@ fn closest_ref_len(hyp_len: usize, ref_lens: &[usize]) -> usize {
 
 fn segment_stats(hyp: &str, refs: &[String]) -> SegmentStats {
     let ref_tokenized: Vec<String> = refs.iter().map(|r| tokenize_13a(r)).collect();
-    let ref_tokens: Vec<Vec<&str>> =
-        ref_tokenized.iter().map(|r| split_python_whitespace(r).collect()).collect();
+    let ref_tokens: Vec<Vec<&str>> = ref_tokenized
+        .iter()
+        .map(|r| split_python_whitespace(r).collect())
+        .collect();
     let ref_lens: Vec<usize> = ref_tokens.iter().map(Vec::len).collect();
 
     // Clip counts: the most times any single reference contains the n-gram.
@@ -226,13 +228,21 @@ pub fn tokenize_13a(line: &str) -> String {
     // fixed one- or two-character pattern, so a left-to-right scan that skips past
     // every match reproduces `re.sub` exactly.
     let chars = split_symbols(&chars);
-    let chars = rewrite_pairs(&chars, |a, b| !a.is_ascii_digit() && is_period_or_comma(b), |a, b| {
-        vec![a, ' ', b, ' ']
-    });
-    let chars = rewrite_pairs(&chars, |a, b| is_period_or_comma(a) && !b.is_ascii_digit(), |a, b| {
-        vec![' ', a, ' ', b]
-    });
-    let chars = rewrite_pairs(&chars, |a, b| a.is_ascii_digit() && b == '-', |a, b| vec![a, ' ', b, ' ']);
+    let chars = rewrite_pairs(
+        &chars,
+        |a, b| !a.is_ascii_digit() && is_period_or_comma(b),
+        |a, b| vec![a, ' ', b, ' '],
+    );
+    let chars = rewrite_pairs(
+        &chars,
+        |a, b| is_period_or_comma(a) && !b.is_ascii_digit(),
+        |a, b| vec![' ', a, ' ', b],
+    );
+    let chars = rewrite_pairs(
+        &chars,
+        |a, b| a.is_ascii_digit() && b == '-',
+        |a, b| vec![a, ' ', b, ' '],
+    );
 
     let spaced: String = chars.into_iter().collect();
     split_python_whitespace(&spaced).collect::<Vec<_>>().join(" ")

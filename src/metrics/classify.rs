@@ -37,7 +37,11 @@ pub fn accuracy(preds: &[String], labels: &[String]) -> Result<f64> {
     if preds.is_empty() {
         return Err(Error::msg("accuracy: no predictions"));
     }
-    let correct = preds.iter().zip(labels).filter(|(p, l)| first_word(p) == l.as_str()).count();
+    let correct = preds
+        .iter()
+        .zip(labels)
+        .filter(|(p, l)| first_word(p) == l.as_str())
+        .count();
     Ok(100.0 * correct as f64 / preds.len() as f64)
 }
 

@@ -86,7 +86,11 @@ pub fn exact_match_score(preds: &[String], aliases_per_pred: &[Vec<String>]) -> 
     if preds.is_empty() {
         return Err(Error::msg("exact match: no predictions"));
     }
-    let hits = preds.iter().zip(aliases_per_pred).filter(|(p, a)| exact_match(p, a)).count();
+    let hits = preds
+        .iter()
+        .zip(aliases_per_pred)
+        .filter(|(p, a)| exact_match(p, a))
+        .count();
     Ok(100.0 * hits as f64 / preds.len() as f64)
 }
 

@@ -64,7 +64,11 @@ pub fn rouge2(hyp: &str, reference: &str) -> RougeScore {
     } else {
         0.0
     };
-    RougeScore { precision, recall, fmeasure }
+    RougeScore {
+        precision,
+        recall,
+        fmeasure,
+    }
 }
 
 /// Mean ROUGE-2 F1 over hypothesis/reference pairs, in 0..1 (multiply by 100 to
@@ -92,14 +96,21 @@ mod tests {
 
     #[test]
     fn tokenizer_keeps_ascii_alphanumeric_runs() {
-        assert_eq!(rouge_tokenize("The cat's 2nd-best mat!"), ["the", "cat", "s", "2nd", "best", "mat"]);
+        assert_eq!(
+            rouge_tokenize("The cat's 2nd-best mat!"),
+            ["the", "cat", "s", "2nd", "best", "mat"]
+        );
         assert_eq!(rouge_tokenize("Größe"), ["gr", "e"]);
         assert!(rouge_tokenize("北京 🙂").is_empty());
     }
 
     #[test]
     fn empty_sides_score_zero() {
-        let zero = RougeScore { precision: 0.0, recall: 0.0, fmeasure: 0.0 };
+        let zero = RougeScore {
+            precision: 0.0,
+            recall: 0.0,
+            fmeasure: 0.0,
+        };
         assert_eq!(rouge2("", "a b c"), zero);
         assert_eq!(rouge2("a b c", ""), zero);
     }

@@ -57,7 +57,13 @@ impl candle_core::CustomOp2 for InputGradOnly {
         }
     }
 
-    fn bwd(&self, _x: &Tensor, _y: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        _x: &Tensor,
+        _y: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         Ok((Some(grad.matmul(&self.weight)?), None))
     }
 }
@@ -84,7 +90,10 @@ pub struct Dropout {
 
 impl Dropout {
     pub fn new(p: f64, seed: u64) -> Self {
-        Self { p: Arc::new(AtomicU64::new(p.to_bits())), rng: Arc::new(Mutex::new(ChaCha8Rng::seed_from_u64(seed))) }
+        Self {
+            p: Arc::new(AtomicU64::new(p.to_bits())),
+            rng: Arc::new(Mutex::new(ChaCha8Rng::seed_from_u64(seed))),
+        }
     }
 
     pub fn p(&self) -> f64 {
@@ -107,7 +116,9 @@ impl Dropout {
         let threshold = (keep * u32::MAX as f64) as u32;
         let mask: Vec<f32> = {
             let mut rng = self.rng.lock().map_err(|_| Error::msg("dropout rng poisoned"))?;
-            (0..n).map(|_| if rng.next_u32() < threshold { scale } else { 0.0 }).collect()
+            (0..n)
+                .map(|_| if rng.next_u32() < threshold { scale } else { 0.0 })
+                .collect()
         };
         let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
         Ok(x.mul(&mask)?)

@@ -531,7 +531,12 @@ impl LanguageModel for Llama {
     fn forward(&self, input_embeds: &Tensor, input_mask: &Tensor, targets: &Tensor, train: bool) -> Result<Tensor> {
         self.teacher_forced(input_embeds, input_mask, targets, train)
     }
-    fn generate_scored(&self, input_embeds: &Tensor, input_mask: &Tensor, opts: &GenerateOptions) -> Result<Vec<Generation>> {
+    fn generate_scored(
+        &self,
+        input_embeds: &Tensor,
+        input_mask: &Tensor,
+        opts: &GenerateOptions,
+    ) -> Result<Vec<Generation>> {
         Llama::generate_scored(self, input_embeds, input_mask, opts)
     }
     fn dropout(&self) -> &Dropout {
@@ -547,7 +552,13 @@ impl LanguageModel for Llama {
         true
     }
     fn special_ids(&self) -> Vec<u32> {
-        let mut ids: Vec<u32> = self.eos.iter().copied().chain(self.cfg.bos_token_id).chain([self.pad_id()]).collect();
+        let mut ids: Vec<u32> = self
+            .eos
+            .iter()
+            .copied()
+            .chain(self.cfg.bos_token_id)
+            .chain([self.pad_id()])
+            .collect();
         ids.sort_unstable();
         ids.dedup();
         ids
@@ -558,8 +569,17 @@ impl LanguageModel for Llama {
     fn last_layer_groups(&self) -> Vec<(String, Vec<String>)> {
         let l = format!("model.layers.{}", self.cfg.num_hidden_layers.saturating_sub(1));
         let one = |name: &str, proj: &str| (name.to_string(), vec![format!("{l}.self_attn.{proj}.weight")]);
-        let mlp = ["gate_proj", "up_proj", "down_proj"].iter().map(|p| format!("{l}.mlp.{p}.weight")).collect();
-        vec![one("self-attn q", "q_proj"), one("self-attn k", "k_proj"), one("self-attn v", "v_proj"), one("self-attn o", "o_proj"), ("MLP".to_string(), mlp)]
+        let mlp = ["gate_proj", "up_proj", "down_proj"]
+            .iter()
+            .map(|p| format!("{l}.mlp.{p}.weight"))
+            .collect();
+        vec![
+            one("self-attn q", "q_proj"),
+            one("self-attn k", "k_proj"),
+            one("self-attn v", "v_proj"),
+            one("self-attn o", "o_proj"),
+            ("MLP".to_string(), mlp),
+        ]
     }
 }
 

@@ -364,7 +364,6 @@ pub fn load_tokenizer(path: &Path, model: &dyn LanguageModel) -> Result<Tokenize
     })
 }
 
-
 /// Save config.json and model.safetensors (HF names, tied weights stored once).
 pub fn save(model: &dyn LanguageModel, dir: &Path) -> Result<()> {
     fsio::ensure_dir(dir)?;

@@ -20,7 +20,10 @@ pub fn cross_entropy(logits: &Tensor, targets: &Tensor, mask: &Tensor, label_smo
         )));
     }
     let logp = candle_nn::ops::log_softmax(&logits.to_dtype(DType::F32)?, D::Minus1)?; // (b, t, v)
-    let nll = logp.gather(&targets.to_dtype(DType::U32)?.unsqueeze(2)?, 2)?.squeeze(2)?.neg()?; // (b, t)
+    let nll = logp
+        .gather(&targets.to_dtype(DType::U32)?.unsqueeze(2)?, 2)?
+        .squeeze(2)?
+        .neg()?; // (b, t)
     let per_token = if label_smoothing > 0.0 {
         let uniform = (logp.sum(D::Minus1)?.neg()? / v as f64)?;
         ((nll * (1.0 - label_smoothing))? + (uniform * label_smoothing)?)?

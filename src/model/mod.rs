@@ -7,8 +7,8 @@
 pub mod generate;
 pub mod gguf;
 pub mod layers;
-pub mod loading;
 pub mod llama;
+pub mod loading;
 pub mod loss;
 pub mod t5;
 pub mod toy_config;

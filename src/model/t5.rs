@@ -89,10 +89,15 @@ impl T5Config {
     fn validate(&self) -> Result<()> {
         let act = self.feed_forward_proj.trim_start_matches("gated-");
         if !matches!(act, "relu" | "gelu" | "gelu_new") {
-            return Err(Error::msg(format!("T5 config: unsupported feed_forward_proj '{}'", self.feed_forward_proj)));
+            return Err(Error::msg(format!(
+                "T5 config: unsupported feed_forward_proj '{}'",
+                self.feed_forward_proj
+            )));
         }
         if self.num_heads == 0 || self.d_kv == 0 || self.d_model == 0 || self.vocab_size == 0 {
-            return Err(Error::msg("T5 config: d_model, d_kv, num_heads and vocab_size must be positive"));
+            return Err(Error::msg(
+                "T5 config: d_model, d_kv, num_heads and vocab_size must be positive",
+            ));
         }
         Ok(())
     }
@@ -134,23 +139,43 @@ struct Attention {
 impl Attention {
     fn load(ps: &ParamStore, prefix: &str, heads: usize, d_kv: usize) -> Result<Self> {
         let get = |n: &str| ps.get(&format!("{prefix}.{n}.weight")).cloned();
-        Ok(Self { q: get("q")?, k: get("k")?, v: get("v")?, o: get("o")?, heads, d_kv })
+        Ok(Self {
+            q: get("q")?,
+            k: get("k")?,
+            v: get("v")?,
+            o: get("o")?,
+            heads,
+            d_kv,
+        })
     }
 
     /// (b, n, d) -> (b, h, n, k)
     fn split_heads(&self, x: Tensor) -> Result<Tensor> {
         let (b, n, _) = x.dims3()?;
-        Ok(x.reshape((b, n, self.heads, self.d_kv))?.transpose(1, 2)?.contiguous()?)
+        Ok(x.reshape((b, n, self.heads, self.d_kv))?
+            .transpose(1, 2)?
+            .contiguous()?)
     }
 
     /// Keys and values of a source sequence, (b, h, n, k) each.
     fn keys_values(&self, src: &Tensor) -> Result<(Tensor, Tensor)> {
-        Ok((self.split_heads(linear(src, &self.k)?)?, self.split_heads(linear(src, &self.v)?)?))
+        Ok((
+            self.split_heads(linear(src, &self.k)?)?,
+            self.split_heads(linear(src, &self.v)?)?,
+        ))
     }
 
     /// x (b, q, d) attends to keys/values (b, h, kv, k) with additive bias
     /// (b or 1, h or 1, q, kv). T5 does not scale scores by 1/sqrt(k).
-    fn attend(&self, x: &Tensor, keys: &Tensor, values: &Tensor, bias: &Tensor, drop: &Dropout, train: bool) -> Result<Tensor> {
+    fn attend(
+        &self,
+        x: &Tensor,
+        keys: &Tensor,
+        values: &Tensor,
+        bias: &Tensor,
+        drop: &Dropout,
+        train: bool,
+    ) -> Result<Tensor> {
         let (b, q_len, _) = x.dims3()?;
         let q = self.split_heads(linear(x, &self.q)?)?;
         let scores = q.matmul(&keys.t()?)?.broadcast_add(bias)?; // (b, h, q, kv)
@@ -178,9 +203,19 @@ impl FeedForward {
             other => other.trim_start_matches("gated-").to_string(),
         };
         if cfg.is_gated() {
-            Ok(Self { wi: get("wi_0")?, wi_1: Some(get("wi_1")?), wo: get("wo")?, act })
+            Ok(Self {
+                wi: get("wi_0")?,
+                wi_1: Some(get("wi_1")?),
+                wo: get("wo")?,
+                act,
+            })
         } else {
-            Ok(Self { wi: get("wi")?, wi_1: None, wo: get("wo")?, act })
+            Ok(Self {
+                wi: get("wi")?,
+                wi_1: None,
+                wo: get("wo")?,
+                act,
+            })
         }
     }
 
@@ -217,7 +252,10 @@ impl Block {
         let (h, k) = (cfg.num_heads, cfg.d_kv);
         let norm = |i: usize| ps.get(&format!("{prefix}.layer.{i}.layer_norm.weight")).cloned();
         let cross = if decoder {
-            Some((Attention::load(ps, &format!("{prefix}.layer.1.EncDecAttention"), h, k)?, norm(1)?))
+            Some((
+                Attention::load(ps, &format!("{prefix}.layer.1.EncDecAttention"), h, k)?,
+                norm(1)?,
+            ))
         } else {
             None
         };
@@ -256,7 +294,10 @@ impl DecoderCache {
                 Some((k, v)) => Some((pick(k)?, pick(v)?)),
                 None => None,
             };
-            layers.push(LayerCache { self_kv, cross_kv: (pick(&l.cross_kv.0)?, pick(&l.cross_kv.1)?) });
+            layers.push(LayerCache {
+                self_kv,
+                cross_kv: (pick(&l.cross_kv.0)?, pick(&l.cross_kv.1)?),
+            });
         }
         Ok(Self { layers, len: self.len })
     }
@@ -329,9 +370,14 @@ impl T5 {
     pub fn load(params: ParamStore, cfg: T5Config, seed: u64) -> Result<Self> {
         cfg.validate()?;
         for (name, shape) in Self::param_shapes(&cfg) {
-            let p = params.get(&name).map_err(|_| Error::msg(format!("checkpoint is missing parameter '{name}'")))?;
+            let p = params
+                .get(&name)
+                .map_err(|_| Error::msg(format!("checkpoint is missing parameter '{name}'")))?;
             if p.shape() != shape {
-                return Err(Error::msg(format!("parameter '{name}': expected shape {shape:?}, found {:?}", p.shape())));
+                return Err(Error::msg(format!(
+                    "parameter '{name}': expected shape {shape:?}, found {:?}",
+                    p.shape()
+                )));
             }
         }
         let get = |n: &str| params.get(n).cloned();
@@ -341,10 +387,18 @@ impl T5 {
         let decoder = (0..cfg.decoder_layers())
             .map(|i| Block::load(&params, &format!("decoder.block.{i}"), true, &cfg))
             .collect::<Result<Vec<_>>>()?;
-        let bias = |s: &str| get(&format!("{s}.block.0.layer.0.SelfAttention.relative_attention_bias.weight"));
+        let bias = |s: &str| {
+            get(&format!(
+                "{s}.block.0.layer.0.SelfAttention.relative_attention_bias.weight"
+            ))
+        };
         Ok(Self {
             shared: get("shared.weight")?,
-            lm_head: if cfg.tie_word_embeddings { None } else { Some(get("lm_head.weight")?) },
+            lm_head: if cfg.tie_word_embeddings {
+                None
+            } else {
+                Some(get("lm_head.weight")?)
+            },
             enc_bias: bias("encoder")?,
             dec_bias: bias("decoder")?,
             enc_norm: get("encoder.final_layer_norm.weight")?,
@@ -405,17 +459,32 @@ impl T5 {
 
     /// Relative position bias (1, h, q, kv) for queries at positions
     /// `q_offset..q_offset+q` against keys at `0..kv`.
-    fn position_bias(&self, table: &Param, q: usize, kv: usize, q_offset: usize, bidirectional: bool) -> Result<Tensor> {
+    fn position_bias(
+        &self,
+        table: &Param,
+        q: usize,
+        kv: usize,
+        q_offset: usize,
+        bidirectional: bool,
+    ) -> Result<Tensor> {
         let mut buckets = Vec::with_capacity(q * kv);
         for i in 0..q {
             for j in 0..kv {
                 let rel = j as i64 - (i + q_offset) as i64;
-                buckets.push(relative_bucket(rel, bidirectional, self.cfg.relative_attention_num_buckets, self.cfg.relative_attention_max_distance));
+                buckets.push(relative_bucket(
+                    rel,
+                    bidirectional,
+                    self.cfg.relative_attention_num_buckets,
+                    self.cfg.relative_attention_max_distance,
+                ));
             }
         }
         let idx = Tensor::from_vec(buckets, q * kv, table.var().device())?;
         let bias = table.tensor().index_select(&idx, 0)?; // (q*kv, h)
-        Ok(bias.reshape((q, kv, self.cfg.num_heads))?.permute((2, 0, 1))?.unsqueeze(0)?)
+        Ok(bias
+            .reshape((q, kv, self.cfg.num_heads))?
+            .permute((2, 0, 1))?
+            .unsqueeze(0)?)
     }
 
     /// Additive mask (b, 1, 1, s) from a 0/1 padding mask (b, s).
@@ -436,7 +505,9 @@ impl T5 {
                 mask.dims()
             )));
         }
-        let bias = self.position_bias(&self.enc_bias, s, s, 0, true)?.to_dtype(embeds.dtype())?;
+        let bias = self
+            .position_bias(&self.enc_bias, s, s, 0, true)?
+            .to_dtype(embeds.dtype())?;
         let bias = bias.broadcast_add(&self.padding_bias(mask, embeds.dtype())?)?; // (b, h, s, s)
         let drop = &self.dropout;
         let eps = self.cfg.layer_norm_epsilon;
@@ -455,9 +526,14 @@ impl T5 {
     pub fn decode(&self, dec_ids: &Tensor, enc: &Tensor, enc_mask: &Tensor, train: bool) -> Result<Tensor> {
         let (_, t) = dec_ids.dims2()?;
         let dtype = enc.dtype();
-        let causal: Vec<f32> = (0..t).flat_map(|i| (0..t).map(move |j| if j > i { MASKED as f32 } else { 0.0 })).collect();
+        let causal: Vec<f32> = (0..t)
+            .flat_map(|i| (0..t).map(move |j| if j > i { MASKED as f32 } else { 0.0 }))
+            .collect();
         let causal = Tensor::from_vec(causal, (1, 1, t, t), enc.device())?.to_dtype(dtype)?;
-        let self_bias = self.position_bias(&self.dec_bias, t, t, 0, false)?.to_dtype(dtype)?.broadcast_add(&causal)?;
+        let self_bias = self
+            .position_bias(&self.dec_bias, t, t, 0, false)?
+            .to_dtype(dtype)?
+            .broadcast_add(&causal)?;
         let cross_bias = self.padding_bias(enc_mask, dtype)?;
         let drop = &self.dropout;
         let eps = self.cfg.layer_norm_epsilon;
@@ -490,15 +566,27 @@ impl T5 {
     pub fn shift_right(&self, targets: &Tensor) -> Result<Tensor> {
         let (b, t) = targets.dims2()?;
         let start = Tensor::full(self.cfg.decoder_start_id(), (b, 1), targets.device())?;
-        Ok(Tensor::cat(&[&start, &targets.to_dtype(DType::U32)?.narrow(1, 0, t.saturating_sub(1))?], 1)?)
+        Ok(Tensor::cat(
+            &[
+                &start,
+                &targets.to_dtype(DType::U32)?.narrow(1, 0, t.saturating_sub(1))?,
+            ],
+            1,
+        )?)
     }
 
     /// Start incremental decoding over fixed encoder states.
     pub fn start_decoding(&self, enc: &Tensor) -> Result<DecoderCache> {
         let mut layers = Vec::with_capacity(self.decoder.len());
         for blk in &self.decoder {
-            let (cross, _) = blk.cross.as_ref().ok_or_else(|| Error::msg("decoder block without cross-attention"))?;
-            layers.push(LayerCache { self_kv: None, cross_kv: cross.keys_values(enc)? });
+            let (cross, _) = blk
+                .cross
+                .as_ref()
+                .ok_or_else(|| Error::msg("decoder block without cross-attention"))?;
+            layers.push(LayerCache {
+                self_kv: None,
+                cross_kv: cross.keys_values(enc)?,
+            });
         }
         Ok(DecoderCache { layers, len: 0 })
     }
@@ -509,7 +597,9 @@ impl T5 {
         let pos = cache.len;
         let mut x = self.embed(ids)?;
         let dtype = x.dtype();
-        let self_bias = self.position_bias(&self.dec_bias, 1, pos + 1, pos, false)?.to_dtype(dtype)?;
+        let self_bias = self
+            .position_bias(&self.dec_bias, 1, pos + 1, pos, false)?
+            .to_dtype(dtype)?;
         let cross_bias = self.padding_bias(enc_mask, dtype)?;
         let off = Dropout::new(0.0, 0);
         for (blk, lc) in self.decoder.iter().zip(cache.layers.iter_mut()) {

@@ -59,7 +59,9 @@ impl Default for ToyModelConfig {
 /// `value` must lie in 1..=max.
 fn in_range(key: &str, value: usize, max: usize) -> Result<usize> {
     if value < 1 || value > max {
-        return Err(Error::msg(format!("new_toy_model: '{key}' must be in 1..={max}, got {value}")));
+        return Err(Error::msg(format!(
+            "new_toy_model: '{key}' must be in 1..={max}, got {value}"
+        )));
     }
     Ok(value)
 }
@@ -70,8 +72,16 @@ impl ToyModelConfig {
         let d_model = in_range("d_model", self.d_model, 4096)?;
         let num_heads = in_range("num_heads", self.num_heads, 64)?;
         let num_layers = in_range("num_layers", self.num_layers, 48)?;
-        let buckets = in_range("relative_attention_num_buckets", self.relative_attention_num_buckets, 1024)?;
-        let max_distance = in_range("relative_attention_max_distance", self.relative_attention_max_distance, 1 << 20)?;
+        let buckets = in_range(
+            "relative_attention_num_buckets",
+            self.relative_attention_num_buckets,
+            1024,
+        )?;
+        let max_distance = in_range(
+            "relative_attention_max_distance",
+            self.relative_attention_max_distance,
+            1 << 20,
+        )?;
         if buckets < 4 || max_distance < buckets {
             return Err(Error::msg(format!(
                 "new_toy_model: need relative_attention_num_buckets >= 4 and relative_attention_max_distance >= it, \
@@ -79,7 +89,10 @@ impl ToyModelConfig {
             )));
         }
         if !(0.0..1.0).contains(&self.dropout_rate) {
-            return Err(Error::msg(format!("new_toy_model: 'dropout_rate' must be in [0, 1), got {}", self.dropout_rate)));
+            return Err(Error::msg(format!(
+                "new_toy_model: 'dropout_rate' must be in [0, 1), got {}",
+                self.dropout_rate
+            )));
         }
         let config = serde_json::json!({
             "model_type": "t5",
@@ -101,7 +114,10 @@ impl ToyModelConfig {
             "eos_token_id": 1,
         });
         let cfg: T5Config = serde_json::from_value(config).map_err(|e| Error::msg(format!("new_toy_model: {e}")))?;
-        let count: usize = T5::param_shapes(&cfg).iter().map(|(_, s)| s.iter().product::<usize>()).sum();
+        let count: usize = T5::param_shapes(&cfg)
+            .iter()
+            .map(|(_, s)| s.iter().product::<usize>())
+            .sum();
         if count > MAX_PARAMS {
             return Err(Error::msg(format!(
                 "new_toy_model: {count} parameters is more than a toy model may have ({MAX_PARAMS})"

@@ -14,10 +14,7 @@ use std::collections::BTreeMap;
 
 use candle_core::Tensor;
 
-use super::{
-    check_lr, check_range, split_state_key, state_tensor, step_from_tensor,
-    step_tensor, write_back,
-};
+use super::{check_lr, check_range, split_state_key, state_tensor, step_from_tensor, step_tensor, write_back};
 use crate::error::{Error, Result};
 use crate::params::Param;
 
@@ -99,8 +96,7 @@ impl AdamW {
         let denom = ((v.sqrt()? / bias2.sqrt())? + cfg.eps)?;
         let update = ((&m / &denom)? * (cfg.lr / bias1))?;
         write_back(p, &(x - update)?)?;
-        self.state
-            .insert(name.to_string(), ParamState { step: t, m, v });
+        self.state.insert(name.to_string(), ParamState { step: t, m, v });
         Ok(())
     }
 }
@@ -148,9 +144,9 @@ impl super::Optimizer for AdamW {
         let mut state = BTreeMap::new();
         for (name, s) in slots {
             let get = |slot: &str| {
-                s.get(slot).copied().ok_or_else(|| {
-                    Error::msg(format!("missing optimizer state adamw.{slot}/{name}"))
-                })
+                s.get(slot)
+                    .copied()
+                    .ok_or_else(|| Error::msg(format!("missing optimizer state adamw.{slot}/{name}")))
             };
             let (step_t, m, v) = (get("step")?, get("m")?, get("v")?);
             if m.dims() != v.dims() {

@@ -24,12 +24,7 @@ pub fn grad_norm(params: &[Param], grads: &GradStore) -> Result<f64> {
     for p in distinct_trainable(params) {
         if let Some(g) = grads.get(p.var().as_tensor()) {
             // Each tensor in f32 (as the optimisers compute), the total in f64.
-            squares.push(
-                g.to_dtype(DType::F32)?
-                    .sqr()?
-                    .sum_all()?
-                    .to_dtype(DType::F64)?,
-            );
+            squares.push(g.to_dtype(DType::F32)?.sqr()?.sum_all()?.to_dtype(DType::F64)?);
         }
     }
     if squares.is_empty() {
@@ -45,11 +40,7 @@ pub fn grad_norm(params: &[Param], grads: &GradStore) -> Result<f64> {
 /// Returns the norm *before* clipping and the (possibly scaled) gradients. A
 /// non-finite norm leaves the gradients as they are: the caller sees the NaN
 /// or infinity and decides (e.g. skip the step).
-pub fn clip_grad_norm(
-    params: &[Param],
-    mut grads: GradStore,
-    max_norm: f64,
-) -> Result<(f64, GradStore)> {
+pub fn clip_grad_norm(params: &[Param], mut grads: GradStore, max_norm: f64) -> Result<(f64, GradStore)> {
     if !(max_norm.is_finite() && max_norm > 0.0) {
         return Err(Error::msg(format!(
             "clip_grad_norm: max_norm must be a finite number > 0, got {max_norm}"

@@ -24,9 +24,7 @@ impl Schedule {
     pub fn lr_at(&self, base_lr: f64, step: u64) -> f64 {
         match *self {
             Schedule::Constant => base_lr,
-            Schedule::LinearWarmup { warmup_steps } => {
-                base_lr * warmup_fraction(step, warmup_steps)
-            }
+            Schedule::LinearWarmup { warmup_steps } => base_lr * warmup_fraction(step, warmup_steps),
             Schedule::LinearWarmupDecay { warmup, total } => {
                 if step < warmup {
                     base_lr * warmup_fraction(step, warmup)
@@ -37,9 +35,7 @@ impl Schedule {
                 }
             }
             // max(.., 1) so that step 0 without warmup gives base_lr, not infinity.
-            Schedule::Rsqrt { warmup_steps } => {
-                base_lr / (step.max(warmup_steps).max(1) as f64).sqrt()
-            }
+            Schedule::Rsqrt { warmup_steps } => base_lr / (step.max(warmup_steps).max(1) as f64).sqrt(),
         }
     }
 

@@ -15,10 +15,7 @@ use std::collections::BTreeMap;
 
 use candle_core::Tensor;
 
-use super::{
-    check_lr, check_range, split_state_key, state_tensor,
-    write_back,
-};
+use super::{check_lr, check_range, split_state_key, state_tensor, write_back};
 use crate::error::{Error, Result};
 use crate::params::Param;
 
@@ -82,8 +79,7 @@ impl Sgd {
             let name = p.name();
             let buf = match self.buffers.remove(name) {
                 Some(b) => {
-                    let b =
-                        state_tensor(&b, g.device(), g.dims(), &format!("sgd.momentum/{name}"))?;
+                    let b = state_tensor(&b, g.device(), g.dims(), &format!("sgd.momentum/{name}"))?;
                     ((b * cfg.momentum)? + &g)?
                 }
                 None => g.clone(),
@@ -144,10 +140,7 @@ impl super::Optimizer for Sgd {
                     "unexpected optimizer state '{key}': this sgd has no momentum"
                 )));
             }
-            buffers.insert(
-                name.to_string(),
-                state_tensor(t, t.device(), t.dims(), key)?,
-            );
+            buffers.insert(name.to_string(), state_tensor(t, t.device(), t.dims(), key)?);
         }
         self.buffers = buffers;
         self.steps = step;

@@ -65,7 +65,11 @@ pub fn eval_error(err: &EvalAltResult, file: &str, sources: &Sources) -> String 
     loop {
         match e {
             EvalAltResult::ErrorInFunctionCall(name, src, inner, pos) => {
-                let what = if name.starts_with("anon$") { "closure".to_string() } else { format!("function '{name}'") };
+                let what = if name.starts_with("anon$") {
+                    "closure".to_string()
+                } else {
+                    format!("function '{name}'")
+                };
                 notes.push(format!("in call to {what} at {}", location(&file, *pos)));
                 file = if !src.is_empty() && *src != file {
                     src.clone()

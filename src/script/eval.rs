@@ -28,7 +28,11 @@ pub fn json_to_dynamic(v: &Value) -> Dynamic {
         },
         Value::String(s) => s.clone().into(),
         Value::Array(a) => a.iter().map(json_to_dynamic).collect::<Array>().into(),
-        Value::Object(o) => o.iter().map(|(k, v)| (k.as_str().into(), json_to_dynamic(v))).collect::<Map>().into(),
+        Value::Object(o) => o
+            .iter()
+            .map(|(k, v)| (k.as_str().into(), json_to_dynamic(v)))
+            .collect::<Map>()
+            .into(),
     }
 }
 
@@ -41,7 +45,9 @@ pub fn dynamic_to_json(d: &Dynamic) -> Value {
     } else if let Ok(i) = d.as_int() {
         Value::from(i)
     } else if let Ok(f) = d.as_float() {
-        serde_json::Number::from_f64(f).map(Value::Number).unwrap_or(Value::Null)
+        serde_json::Number::from_f64(f)
+            .map(Value::Number)
+            .unwrap_or(Value::Null)
     } else if let Some(s) = d.read_lock::<rhai::ImmutableString>() {
         Value::String(s.to_string())
     } else if let Some(a) = d.read_lock::<Array>() {
@@ -59,7 +65,10 @@ pub fn home_path(rel: &str) -> PathBuf {
     if p.is_absolute() || p.exists() {
         return p.to_path_buf();
     }
-    super::paths::stdlib_dir().parent().map(|h| h.join(rel)).unwrap_or_else(|| p.to_path_buf())
+    super::paths::stdlib_dir()
+        .parent()
+        .map(|h| h.join(rel))
+        .unwrap_or_else(|| p.to_path_buf())
 }
 
 fn references(what: &str, v: &Dynamic) -> RResult<Vec<String>> {
@@ -69,21 +78,38 @@ fn references(what: &str, v: &Dynamic) -> RResult<Vec<String>> {
 /// An item map -> EvalExample: `input` given directly, or `fields` to fill
 /// the task's template with when the item is used.
 fn item(what: &str, i: usize, d: &Dynamic) -> RResult<EvalExample> {
-    let e = d.read_lock::<Map>().ok_or_else(|| to_rhai(format!("{what}: item {i} is not a map")))?;
-    let target = e.get("target").ok_or_else(|| to_rhai(format!("{what}: item {i} has no target")))?;
+    let e = d
+        .read_lock::<Map>()
+        .ok_or_else(|| to_rhai(format!("{what}: item {i} is not a map")))?;
+    let target = e
+        .get("target")
+        .ok_or_else(|| to_rhai(format!("{what}: item {i} has no target")))?;
     let references = references(what, target)?;
     if let Some(input) = e.get("input") {
-        let input = input.read_lock::<rhai::ImmutableString>().map(|s| s.to_string()).ok_or_else(|| to_rhai(format!("{what}: item {i}: 'input' must be a string")))?;
+        let input = input
+            .read_lock::<rhai::ImmutableString>()
+            .map(|s| s.to_string())
+            .ok_or_else(|| to_rhai(format!("{what}: item {i}: 'input' must be a string")))?;
         return Ok(EvalExample::new(input, references));
     }
-    let fields = e.get("fields").ok_or_else(|| to_rhai(format!("{what}: item {i} needs 'input' or 'fields'")))?;
-    let Value::Object(fields) = dynamic_to_json(fields) else { return Err(to_rhai(format!("{what}: item {i}: 'fields' must be a map"))) };
-    Ok(EvalExample { input: String::new(), fields: Some(fields), references })
+    let fields = e
+        .get("fields")
+        .ok_or_else(|| to_rhai(format!("{what}: item {i} needs 'input' or 'fields'")))?;
+    let Value::Object(fields) = dynamic_to_json(fields) else {
+        return Err(to_rhai(format!("{what}: item {i}: 'fields' must be a map")));
+    };
+    Ok(EvalExample {
+        input: String::new(),
+        fields: Some(fields),
+        references,
+    })
 }
 
 /// A task map from stdlib/tasks.rhai -> EvalTask.
 pub fn eval_task(d: &Dynamic) -> RResult<EvalTask> {
-    let m = d.read_lock::<Map>().ok_or_else(|| to_rhai("evaluate: each task must be a map (see stdlib/tasks.rhai)"))?;
+    let m = d
+        .read_lock::<Map>()
+        .ok_or_else(|| to_rhai("evaluate: each task must be a map (see stdlib/tasks.rhai)"))?;
     let name = map_str(&m, "name", "task")?;
     let what = format!("task {name}");
     let metric = Metric::from_name(&map_str(&m, "metric", "accuracy")?).map_err(to_rhai)?;
@@ -91,30 +117,57 @@ pub fn eval_task(d: &Dynamic) -> RResult<EvalTask> {
     let list = |key: &str| -> RResult<Array> {
         match m.get(key) {
             None => Ok(Array::new()),
-            Some(v) => v.read_lock::<Array>().map(|a| a.clone()).ok_or_else(|| to_rhai(format!("{what}: '{key}' must be an array"))),
+            Some(v) => v
+                .read_lock::<Array>()
+                .map(|a| a.clone())
+                .ok_or_else(|| to_rhai(format!("{what}: '{key}' must be an array"))),
         }
     };
     let template = m.get("template").map(|_| map_str(&m, "template", "")).transpose()?;
     let mut caps = Vec::new();
     if let Some(c) = m.get("caps") {
-        let c = c.read_lock::<Map>().ok_or_else(|| to_rhai(format!("{what}: 'caps' must map field names to token counts")))?;
+        let c = c
+            .read_lock::<Map>()
+            .ok_or_else(|| to_rhai(format!("{what}: 'caps' must map field names to token counts")))?;
         for (field, n) in c.iter() {
-            let n = n.as_int().map_err(|_| to_rhai(format!("{what}: caps.{field} must be an int")))?;
+            let n = n
+                .as_int()
+                .map_err(|_| to_rhai(format!("{what}: caps.{field} must be an int")))?;
             caps.push((field.to_string(), usize_arg("caps", n)?));
         }
     }
-    let examples = list("examples")?.iter().enumerate().map(|(i, e)| item(&what, i, e)).collect::<RResult<Vec<_>>>()?;
+    let examples = list("examples")?
+        .iter()
+        .enumerate()
+        .map(|(i, e)| item(&what, i, e))
+        .collect::<RResult<Vec<_>>>()?;
     let mut episodes = std::collections::BTreeMap::new();
     if let Some(eps) = m.get("episodes") {
-        let eps = eps.read_lock::<Map>().ok_or_else(|| to_rhai(format!("{what}: 'episodes' must map shot counts (\"1\", \"4\") to arrays")))?;
+        let eps = eps.read_lock::<Map>().ok_or_else(|| {
+            to_rhai(format!(
+                "{what}: 'episodes' must map shot counts (\"1\", \"4\") to arrays"
+            ))
+        })?;
         for (k, items) in eps.iter() {
-            let k: usize = k.parse().map_err(|_| to_rhai(format!("{what}: episodes key '{k}' is not a shot count")))?;
-            let items = items.read_lock::<Array>().ok_or_else(|| to_rhai(format!("{what}: episodes.{k} must be an array")))?;
-            let list = items.iter().enumerate().map(|(i, e)| item(&what, i, e)).collect::<RResult<Vec<_>>>()?;
+            let k: usize = k
+                .parse()
+                .map_err(|_| to_rhai(format!("{what}: episodes key '{k}' is not a shot count")))?;
+            let items = items
+                .read_lock::<Array>()
+                .ok_or_else(|| to_rhai(format!("{what}: episodes.{k} must be an array")))?;
+            let list = items
+                .iter()
+                .enumerate()
+                .map(|(i, e)| item(&what, i, e))
+                .collect::<RResult<Vec<_>>>()?;
             episodes.insert(k, list);
         }
     }
-    let pool = list("pool")?.iter().enumerate().map(|(i, e)| item(&what, i, e)).collect::<RResult<Vec<_>>>()?;
+    let pool = list("pool")?
+        .iter()
+        .enumerate()
+        .map(|(i, e)| item(&what, i, e))
+        .collect::<RResult<Vec<_>>>()?;
     Ok(EvalTask {
         name,
         metric,
@@ -137,7 +190,11 @@ fn eval_options(m: &ScriptModel, o: &Map) -> RResult<EvalOptions> {
     let mut opts: EvalOptions = options::parse("evaluate", o, &EVAL_EXTRA)?;
     opts.separator.get_or_insert_with(|| m.separator.clone());
     opts.prompt = match o.get("prompt") {
-        Some(p) if !p.is_unit() => Some(p.read_lock::<SoftPrompt>().map(|p| p.clone()).ok_or_else(|| to_rhai("option 'prompt' must be a Prompt"))?),
+        Some(p) if !p.is_unit() => Some(
+            p.read_lock::<SoftPrompt>()
+                .map(|p| p.clone())
+                .ok_or_else(|| to_rhai("option 'prompt' must be a Prompt"))?,
+        ),
         _ => None,
     };
     Ok(opts)
@@ -158,145 +215,424 @@ fn cells(t: &ResultTable) -> Array {
 
 pub fn register(engine: &mut Engine) {
     // Readers: every malformed line is reported as file:line.
-    reg(engine, "data_path", &["rel: &str", "String"], "A path inside promot's home (data/..., models/...).", |rel: &str| home_path(rel).display().to_string());
-    reg(engine, "read_jsonl", &["path: &str", "Array"], "Read a JSON-lines file into an array of maps.", |p: &str| -> RResult<Array> {
-        Ok(readers::read_jsonl(home_path(p)).map_err(to_rhai)?.into_iter().map(|r| json_to_dynamic(&Value::Object(r))).collect())
-    });
-    reg(engine, "read_json", &["path: &str", "Dynamic"], "Read a JSON file.", |p: &str| -> RResult<Dynamic> {
-        Ok(json_to_dynamic(&readers::read_json(home_path(p)).map_err(to_rhai)?))
-    });
-    reg(engine, "read_lines", &["path: &str", "Array"], "Read a text file's lines.", |p: &str| -> RResult<Array> {
-        Ok(readers::read_lines(home_path(p)).map_err(to_rhai)?.into_iter().map(Dynamic::from).collect())
-    });
-    reg(engine, "read_parallel", &["source: &str", "target: &str", "Array"], "Read two line-aligned files into #{source, target} maps.", |s: &str, t: &str| -> RResult<Array> {
-        Ok(readers::read_parallel(home_path(s), home_path(t))
-            .map_err(to_rhai)?
-            .into_iter()
-            .map(|(a, b)| {
-                let mut m = Map::new();
-                m.insert("source".into(), a.into());
-                m.insert("target".into(), b.into());
-                Dynamic::from(m)
-            })
-            .collect())
-    });
-    reg(engine, "fill", &["template: &str", "fields: Map", "String"], "Fill {name} placeholders of a template from a map.", |t: &str, f: Map| -> RResult<String> {
-        let Value::Object(fields) = dynamic_to_json(&Dynamic::from(f)) else { return Err(to_rhai("fill: fields must be a map")) };
-        template::fill(t, &fields).map_err(to_rhai)
-    });
+    reg(
+        engine,
+        "data_path",
+        &["rel: &str", "String"],
+        "A path inside promot's home (data/..., models/...).",
+        |rel: &str| home_path(rel).display().to_string(),
+    );
+    reg(
+        engine,
+        "read_jsonl",
+        &["path: &str", "Array"],
+        "Read a JSON-lines file into an array of maps.",
+        |p: &str| -> RResult<Array> {
+            Ok(readers::read_jsonl(home_path(p))
+                .map_err(to_rhai)?
+                .into_iter()
+                .map(|r| json_to_dynamic(&Value::Object(r)))
+                .collect())
+        },
+    );
+    reg(
+        engine,
+        "read_json",
+        &["path: &str", "Dynamic"],
+        "Read a JSON file.",
+        |p: &str| -> RResult<Dynamic> { Ok(json_to_dynamic(&readers::read_json(home_path(p)).map_err(to_rhai)?)) },
+    );
+    reg(
+        engine,
+        "read_lines",
+        &["path: &str", "Array"],
+        "Read a text file's lines.",
+        |p: &str| -> RResult<Array> {
+            Ok(readers::read_lines(home_path(p))
+                .map_err(to_rhai)?
+                .into_iter()
+                .map(Dynamic::from)
+                .collect())
+        },
+    );
+    reg(
+        engine,
+        "read_parallel",
+        &["source: &str", "target: &str", "Array"],
+        "Read two line-aligned files into #{source, target} maps.",
+        |s: &str, t: &str| -> RResult<Array> {
+            Ok(readers::read_parallel(home_path(s), home_path(t))
+                .map_err(to_rhai)?
+                .into_iter()
+                .map(|(a, b)| {
+                    let mut m = Map::new();
+                    m.insert("source".into(), a.into());
+                    m.insert("target".into(), b.into());
+                    Dynamic::from(m)
+                })
+                .collect())
+        },
+    );
+    reg(
+        engine,
+        "fill",
+        &["template: &str", "fields: Map", "String"],
+        "Fill {name} placeholders of a template from a map.",
+        |t: &str, f: Map| -> RResult<String> {
+            let Value::Object(fields) = dynamic_to_json(&Dynamic::from(f)) else {
+                return Err(to_rhai("fill: fields must be a map"));
+            };
+            template::fill(t, &fields).map_err(to_rhai)
+        },
+    );
     // The one template table (data::template): stdlib/tasks.rhai and the toy world read it.
-    reg(engine, "template", &["task: &str", "String"], "The current template of a task (rte, cb, wic, qa, translation, summarization).", |t: &str| -> RResult<String> {
-        template::template_by_name(t).map_err(to_rhai)
-    });
-    reg(engine, "set_template", &["task: &str", "text: &str", "()"], "Replace a task's template for this run: tasks built afterwards, for training and evaluation alike, use it.", |t: &str, text: &str| -> RResult<()> {
-        template::set_template(t, Some(text)).map_err(to_rhai)
-    });
-    reg(engine, "reset_template", &["task: &str", "()"], "Restore a task's template to the paper's (Table 5).", |t: &str| -> RResult<()> {
-        template::set_template(t, None).map_err(to_rhai)
-    });
-    reg(engine, "label_word", &["task: &str", "label: Dynamic", "String"], "The target word of a dataset label (rte: entailment -> True; wic: true -> True).", |t: &str, l: Dynamic| -> RResult<String> {
-        template::label_word(t, &dynamic_to_json(&l)).map_err(to_rhai)
-    });
-    reg(engine, "label_words", &["task: &str", "Array"], "The target words of a classification task (cb: True, False, Neither).", |t: &str| -> RResult<Array> {
-        Ok(template::label_words(t).map_err(to_rhai)?.into_iter().map(|w| Dynamic::from(w.to_string())).collect())
-    });
-    reg(engine, "language_name", &["code: &str", "String"], "The English name of a WMT language code (de -> German).", |c: &str| -> RResult<String> {
-        template::language_name(c).map(str::to_string).map_err(to_rhai)
-    });
-    reg(engine, "triviaqa_question", &["context: &str", "String"], "The bare question of a TriviaQA record's 'Question: ...\\nAnswer:' context.", |c: &str| -> RResult<String> {
-        template::triviaqa_question(c).map_err(to_rhai)
-    });
-    reg(engine, "few_shot_prompt", &["query: &str", "demos: Array", "String"], "Join #{input, target} demonstrations and a query the way evaluation does.", |q: &str, demos: Array| -> RResult<String> {
-        let demos = demos
-            .iter()
-            .map(|d| {
-                let m = d.read_lock::<Map>().ok_or_else(|| to_rhai("few_shot_prompt: demos must be maps #{input, target}"))?;
-                Ok((map_str(&m, "input", "")?, map_str(&m, "target", "")?))
-            })
-            .collect::<RResult<Vec<_>>>()?;
-        Ok(fewshot::build_prompt(q, &demos, fewshot::DEFAULT_SEPARATOR))
-    });
-    reg(engine, "postprocess", &["text: &str", "kind: &str", "String"], "The paper's output post-processing (kind \"classification\" or \"generation\").", |t: &str, k: &str| -> RResult<String> {
-        Ok(post::postprocess(t, post::OutputKind::from_name(k).map_err(to_rhai)?))
-    });
-    reg(engine, "extract_sentinel", &["text: &str", "String"], "The text between <extra_id_0> and <extra_id_1>, when present.", |t: &str| post::extract_sentinel(t));
-    reg(engine, "cut_at_second_prefix", &["text: &str", "String"], "Cut at the second prefix token (Q:, Translate, Article:).", |t: &str| post::cut_at_second_prefix(t, post::PREFIX_TOKENS));
-    reg(engine, "first_word", &["text: &str", "String"], "The first word of an output (for classification).", |t: &str| crate::metrics::first_word(t).to_string());
+    reg(
+        engine,
+        "template",
+        &["task: &str", "String"],
+        "The current template of a task (rte, cb, wic, qa, translation, summarization).",
+        |t: &str| -> RResult<String> { template::template_by_name(t).map_err(to_rhai) },
+    );
+    reg(
+        engine,
+        "set_template",
+        &["task: &str", "text: &str", "()"],
+        "Replace a task's template for this run: tasks built afterwards, for training and evaluation alike, use it.",
+        |t: &str, text: &str| -> RResult<()> { template::set_template(t, Some(text)).map_err(to_rhai) },
+    );
+    reg(
+        engine,
+        "reset_template",
+        &["task: &str", "()"],
+        "Restore a task's template to the paper's (Table 5).",
+        |t: &str| -> RResult<()> { template::set_template(t, None).map_err(to_rhai) },
+    );
+    reg(
+        engine,
+        "label_word",
+        &["task: &str", "label: Dynamic", "String"],
+        "The target word of a dataset label (rte: entailment -> True; wic: true -> True).",
+        |t: &str, l: Dynamic| -> RResult<String> { template::label_word(t, &dynamic_to_json(&l)).map_err(to_rhai) },
+    );
+    reg(
+        engine,
+        "label_words",
+        &["task: &str", "Array"],
+        "The target words of a classification task (cb: True, False, Neither).",
+        |t: &str| -> RResult<Array> {
+            Ok(template::label_words(t)
+                .map_err(to_rhai)?
+                .into_iter()
+                .map(|w| Dynamic::from(w.to_string()))
+                .collect())
+        },
+    );
+    reg(
+        engine,
+        "language_name",
+        &["code: &str", "String"],
+        "The English name of a WMT language code (de -> German).",
+        |c: &str| -> RResult<String> { template::language_name(c).map(str::to_string).map_err(to_rhai) },
+    );
+    reg(
+        engine,
+        "triviaqa_question",
+        &["context: &str", "String"],
+        "The bare question of a TriviaQA record's 'Question: ...\\nAnswer:' context.",
+        |c: &str| -> RResult<String> { template::triviaqa_question(c).map_err(to_rhai) },
+    );
+    reg(
+        engine,
+        "few_shot_prompt",
+        &["query: &str", "demos: Array", "String"],
+        "Join #{input, target} demonstrations and a query the way evaluation does.",
+        |q: &str, demos: Array| -> RResult<String> {
+            let demos = demos
+                .iter()
+                .map(|d| {
+                    let m = d
+                        .read_lock::<Map>()
+                        .ok_or_else(|| to_rhai("few_shot_prompt: demos must be maps #{input, target}"))?;
+                    Ok((map_str(&m, "input", "")?, map_str(&m, "target", "")?))
+                })
+                .collect::<RResult<Vec<_>>>()?;
+            Ok(fewshot::build_prompt(q, &demos, fewshot::DEFAULT_SEPARATOR))
+        },
+    );
+    reg(
+        engine,
+        "postprocess",
+        &["text: &str", "kind: &str", "String"],
+        "The paper's output post-processing (kind \"classification\" or \"generation\").",
+        |t: &str, k: &str| -> RResult<String> {
+            Ok(post::postprocess(t, post::OutputKind::from_name(k).map_err(to_rhai)?))
+        },
+    );
+    reg(
+        engine,
+        "extract_sentinel",
+        &["text: &str", "String"],
+        "The text between <extra_id_0> and <extra_id_1>, when present.",
+        |t: &str| post::extract_sentinel(t),
+    );
+    reg(
+        engine,
+        "cut_at_second_prefix",
+        &["text: &str", "String"],
+        "Cut at the second prefix token (Q:, Translate, Article:).",
+        |t: &str| post::cut_at_second_prefix(t, post::PREFIX_TOKENS),
+    );
+    reg(
+        engine,
+        "first_word",
+        &["text: &str", "String"],
+        "The first word of an output (for classification).",
+        |t: &str| crate::metrics::first_word(t).to_string(),
+    );
 
     // Metrics, identical to sacrebleu, rouge-score and the SQuAD EM script.
-    reg(engine, "bleu", &["hyps: Array", "refs: Array", "float"], "Corpus BLEU as sacrebleu computes it (13a, exp smoothing); refs[i] lists hypothesis i's references.", |h: Array, r: Array| -> RResult<f64> {
-        let hyps = strings("bleu hypotheses", &Dynamic::from(h))?;
-        let refs = r.iter().map(|x| strings("bleu references", x)).collect::<RResult<Vec<_>>>()?;
-        Ok(metrics::corpus_bleu(&hyps, &refs).map_err(to_rhai)?.score)
-    });
-    reg(engine, "rouge2", &["hyp: &str", "reference: &str", "float"], "ROUGE-2 F as rouge-score computes it (0-1).", |h: &str, r: &str| metrics::rouge2(h, r).fmeasure);
-    reg(engine, "rouge2", &["hyps: Array", "refs: Array", "float"], "Mean ROUGE-2 F over pairs (0-1).", |h: Array, r: Array| -> RResult<f64> {
-        metrics::mean_rouge2_f(&strings("rouge2", &Dynamic::from(h))?, &strings("rouge2", &Dynamic::from(r))?).map_err(to_rhai)
-    });
-    reg(engine, "exact_match", &["prediction: &str", "aliases: Array", "bool"], "SQuAD/TriviaQA-normalised exact match against any alias.", |p: &str, a: Array| -> RResult<bool> {
-        Ok(metrics::exact_match(p, &strings("exact_match", &Dynamic::from(a))?))
-    });
-    reg(engine, "normalize_answer", &["text: &str", "String"], "SQuAD answer normalisation.", |t: &str| metrics::normalize_answer(t));
-    reg(engine, "accuracy", &["preds: Array", "labels: Array", "float"], "Accuracy (%) comparing each prediction's first word with its label.", |p: Array, l: Array| -> RResult<f64> {
-        metrics::accuracy(&strings("accuracy", &Dynamic::from(p))?, &strings("accuracy", &Dynamic::from(l))?).map_err(to_rhai)
-    });
-    reg(engine, "label_share", &["preds: Array", "labels: Array", "float"], "Share (0-1) of outputs whose first word is in the label set (Fig. 2's probe).", |p: Array, l: Array| -> RResult<f64> {
-        Ok(metrics::label_share(&strings("label_share", &Dynamic::from(p))?, &strings("label_share", &Dynamic::from(l))?))
-    });
+    reg(
+        engine,
+        "bleu",
+        &["hyps: Array", "refs: Array", "float"],
+        "Corpus BLEU as sacrebleu computes it (13a, exp smoothing); refs[i] lists hypothesis i's references.",
+        |h: Array, r: Array| -> RResult<f64> {
+            let hyps = strings("bleu hypotheses", &Dynamic::from(h))?;
+            let refs = r
+                .iter()
+                .map(|x| strings("bleu references", x))
+                .collect::<RResult<Vec<_>>>()?;
+            Ok(metrics::corpus_bleu(&hyps, &refs).map_err(to_rhai)?.score)
+        },
+    );
+    reg(
+        engine,
+        "rouge2",
+        &["hyp: &str", "reference: &str", "float"],
+        "ROUGE-2 F as rouge-score computes it (0-1).",
+        |h: &str, r: &str| metrics::rouge2(h, r).fmeasure,
+    );
+    reg(
+        engine,
+        "rouge2",
+        &["hyps: Array", "refs: Array", "float"],
+        "Mean ROUGE-2 F over pairs (0-1).",
+        |h: Array, r: Array| -> RResult<f64> {
+            metrics::mean_rouge2_f(
+                &strings("rouge2", &Dynamic::from(h))?,
+                &strings("rouge2", &Dynamic::from(r))?,
+            )
+            .map_err(to_rhai)
+        },
+    );
+    reg(
+        engine,
+        "exact_match",
+        &["prediction: &str", "aliases: Array", "bool"],
+        "SQuAD/TriviaQA-normalised exact match against any alias.",
+        |p: &str, a: Array| -> RResult<bool> {
+            Ok(metrics::exact_match(p, &strings("exact_match", &Dynamic::from(a))?))
+        },
+    );
+    reg(
+        engine,
+        "normalize_answer",
+        &["text: &str", "String"],
+        "SQuAD answer normalisation.",
+        |t: &str| metrics::normalize_answer(t),
+    );
+    reg(
+        engine,
+        "accuracy",
+        &["preds: Array", "labels: Array", "float"],
+        "Accuracy (%) comparing each prediction's first word with its label.",
+        |p: Array, l: Array| -> RResult<f64> {
+            metrics::accuracy(
+                &strings("accuracy", &Dynamic::from(p))?,
+                &strings("accuracy", &Dynamic::from(l))?,
+            )
+            .map_err(to_rhai)
+        },
+    );
+    reg(
+        engine,
+        "label_share",
+        &["preds: Array", "labels: Array", "float"],
+        "Share (0-1) of outputs whose first word is in the label set (Fig. 2's probe).",
+        |p: Array, l: Array| -> RResult<f64> {
+            Ok(metrics::label_share(
+                &strings("label_share", &Dynamic::from(p))?,
+                &strings("label_share", &Dynamic::from(l))?,
+            ))
+        },
+    );
 
     // The harness and its result tables.
     engine.register_type_with_name::<ResultTable>("Results");
-    reg(engine, "to_string", &["r: Results", "String"], "A results table as text (tasks x shots).", |t: &mut ResultTable| t.render(false));
-    reg(engine, "to_debug", &["r: Results", "String"], "A results table as text (tasks x shots).", |t: &mut ResultTable| t.render(false));
-    let doc = options::doc_with_options::<EvalOptions>("In-context evaluation of tasks (stdlib/tasks.rhai) at each shot count; returns a Results table.", &EVAL_EXTRA);
-    reg(engine, "evaluate", &["m: Model", "tasks: Array", "opts: Map", "Results"], &doc, run_evaluate);
-    reg(engine, "evaluate", &["m: Model", "tasks: Array", "Results"], "In-context evaluation with defaults (1- and 4-shot, beam 4).", |m: &mut ScriptModel, t: Dynamic| run_evaluate(m, t, Map::new()));
-    reg(engine, "score", &["r: Results", "task: &str", "shots: int", "float"], "One cell of a result table.", |t: &mut ResultTable, task: &str, k: INT| -> RResult<f64> {
-        let k = usize_arg("shots", k)?;
-        t.get(task, k).map(|c| c.value).ok_or_else(|| to_rhai(format!("no result for {task} at {k} shots")))
+    reg(
+        engine,
+        "to_string",
+        &["r: Results", "String"],
+        "A results table as text (tasks x shots).",
+        |t: &mut ResultTable| t.render(false),
+    );
+    reg(
+        engine,
+        "to_debug",
+        &["r: Results", "String"],
+        "A results table as text (tasks x shots).",
+        |t: &mut ResultTable| t.render(false),
+    );
+    let doc = options::doc_with_options::<EvalOptions>(
+        "In-context evaluation of tasks (stdlib/tasks.rhai) at each shot count; returns a Results table.",
+        &EVAL_EXTRA,
+    );
+    reg(
+        engine,
+        "evaluate",
+        &["m: Model", "tasks: Array", "opts: Map", "Results"],
+        &doc,
+        run_evaluate,
+    );
+    reg(
+        engine,
+        "evaluate",
+        &["m: Model", "tasks: Array", "Results"],
+        "In-context evaluation with defaults (1- and 4-shot, beam 4).",
+        |m: &mut ScriptModel, t: Dynamic| run_evaluate(m, t, Map::new()),
+    );
+    reg(
+        engine,
+        "score",
+        &["r: Results", "task: &str", "shots: int", "float"],
+        "One cell of a result table.",
+        |t: &mut ResultTable, task: &str, k: INT| -> RResult<f64> {
+            let k = usize_arg("shots", k)?;
+            t.get(task, k)
+                .map(|c| c.value)
+                .ok_or_else(|| to_rhai(format!("no result for {task} at {k} shots")))
+        },
+    );
+    reg(
+        engine,
+        "share",
+        &["r: Results", "task: &str", "shots: int", "float"],
+        "The probe label share of one cell (needs opts.probe).",
+        |t: &mut ResultTable, task: &str, k: INT| -> RResult<f64> {
+            let k = usize_arg("shots", k)?;
+            t.get(task, k).and_then(|c| c.label_share).ok_or_else(|| {
+                to_rhai(format!(
+                    "no label share for {task} at {k} shots (evaluate with a probe)"
+                ))
+            })
+        },
+    );
+    reg(
+        engine,
+        "cells",
+        &["r: Results", "Array"],
+        "Every cell as a map #{task, shots, metric, value, n, label_share, samples}.",
+        |t: &mut ResultTable| cells(t),
+    );
+    reg(
+        engine,
+        "markdown",
+        &["r: Results", "String"],
+        "The table as markdown.",
+        |t: &mut ResultTable| t.render(true),
+    );
+    reg(
+        engine,
+        "save",
+        &["r: Results", "path: &str", "()"],
+        "Save as JSON (path.json) and markdown (path.md).",
+        |t: &mut ResultTable, p: &str| -> RResult<()> {
+            let base = Path::new(p).with_extension("");
+            crate::fsio::write_json(&base.with_extension("json"), &t.to_json()).map_err(to_rhai)?;
+            crate::fsio::write_atomic(&base.with_extension("md"), t.render(true).as_bytes()).map_err(to_rhai)
+        },
+    );
+    reg(
+        engine,
+        "load_results",
+        &["path: &str", "Results"],
+        "Load results saved as JSON.",
+        |p: &str| -> RResult<ResultTable> {
+            let v = crate::fsio::read_json(Path::new(p)).map_err(to_rhai)?;
+            ResultTable::from_json(&v).ok_or_else(|| to_rhai(format!("{p}: not a saved result table")))
+        },
+    );
+    reg(
+        engine,
+        "write_text",
+        &["path: &str", "text: &str", "String"],
+        "Write a text file (atomically); returns the path.",
+        |p: &str, t: &str| -> RResult<String> {
+            crate::fsio::write_atomic(Path::new(p), t.as_bytes()).map_err(to_rhai)?;
+            Ok(p.to_string())
+        },
+    );
+    reg(
+        engine,
+        "write_json",
+        &["path: &str", "value: Dynamic", "String"],
+        "Write a value as pretty JSON (atomically); returns the path.",
+        |p: &str, v: Dynamic| -> RResult<String> {
+            crate::fsio::write_json(Path::new(p), &dynamic_to_json(&v)).map_err(to_rhai)?;
+            Ok(p.to_string())
+        },
+    );
+    reg(
+        engine,
+        "merge",
+        &["a: Results", "b: Results", "Results"],
+        "One table with the cells of both.",
+        |a: &mut ResultTable, b: ResultTable| ResultTable {
+            cells: a.cells.iter().chain(b.cells.iter()).cloned().collect(),
+        },
+    );
+    reg(
+        engine,
+        "rename_task",
+        &["r: Results", "from: &str", "to: &str", "Results"],
+        "The same results with one task renamed (e.g. to mark the target).",
+        |t: &mut ResultTable, from: &str, to: &str| t.rename_task(from, to),
+    );
+    engine.register_fn("+", |a: &mut ResultTable, b: ResultTable| ResultTable {
+        cells: a.cells.iter().chain(b.cells.iter()).cloned().collect(),
     });
-    reg(engine, "share", &["r: Results", "task: &str", "shots: int", "float"], "The probe label share of one cell (needs opts.probe).", |t: &mut ResultTable, task: &str, k: INT| -> RResult<f64> {
-        let k = usize_arg("shots", k)?;
-        t.get(task, k).and_then(|c| c.label_share).ok_or_else(|| to_rhai(format!("no label share for {task} at {k} shots (evaluate with a probe)")))
-    });
-    reg(engine, "cells", &["r: Results", "Array"], "Every cell as a map #{task, shots, metric, value, n, label_share, samples}.", |t: &mut ResultTable| cells(t));
-    reg(engine, "markdown", &["r: Results", "String"], "The table as markdown.", |t: &mut ResultTable| t.render(true));
-    reg(engine, "save", &["r: Results", "path: &str", "()"], "Save as JSON (path.json) and markdown (path.md).", |t: &mut ResultTable, p: &str| -> RResult<()> {
-        let base = Path::new(p).with_extension("");
-        crate::fsio::write_json(&base.with_extension("json"), &t.to_json()).map_err(to_rhai)?;
-        crate::fsio::write_atomic(&base.with_extension("md"), t.render(true).as_bytes()).map_err(to_rhai)
-    });
-    reg(engine, "load_results", &["path: &str", "Results"], "Load results saved as JSON.", |p: &str| -> RResult<ResultTable> {
-        let v = crate::fsio::read_json(Path::new(p)).map_err(to_rhai)?;
-        ResultTable::from_json(&v).ok_or_else(|| to_rhai(format!("{p}: not a saved result table")))
-    });
-    reg(engine, "write_text", &["path: &str", "text: &str", "String"], "Write a text file (atomically); returns the path.", |p: &str, t: &str| -> RResult<String> {
-        crate::fsio::write_atomic(Path::new(p), t.as_bytes()).map_err(to_rhai)?;
-        Ok(p.to_string())
-    });
-    reg(engine, "write_json", &["path: &str", "value: Dynamic", "String"], "Write a value as pretty JSON (atomically); returns the path.", |p: &str, v: Dynamic| -> RResult<String> {
-        crate::fsio::write_json(Path::new(p), &dynamic_to_json(&v)).map_err(to_rhai)?;
-        Ok(p.to_string())
-    });
-    reg(engine, "merge", &["a: Results", "b: Results", "Results"], "One table with the cells of both.", |a: &mut ResultTable, b: ResultTable| {
-        ResultTable { cells: a.cells.iter().chain(b.cells.iter()).cloned().collect() }
-    });
-    reg(engine, "rename_task", &["r: Results", "from: &str", "to: &str", "Results"], "The same results with one task renamed (e.g. to mark the target).", |t: &mut ResultTable, from: &str, to: &str| t.rename_task(from, to));
-    engine.register_fn("+", |a: &mut ResultTable, b: ResultTable| ResultTable { cells: a.cells.iter().chain(b.cells.iter()).cloned().collect() });
-    reg(engine, "compare", &["results: Array", "names: Array", "String"], "Several models' results side by side (the paper's Table 2 layout).", |rs: Array, names: Array| -> RResult<String> {
-        compare(rs, names, false)
-    });
-    reg(engine, "compare_markdown", &["results: Array", "names: Array", "String"], "Like compare, as markdown.", |rs: Array, names: Array| -> RResult<String> {
-        compare(rs, names, true)
-    });
-    reg(engine, "table", &["header: Array", "rows: Array", "String"], "Render rows of values as an aligned text table.", |h: Array, rows: Array| -> RResult<String> {
-        let header: Vec<String> = h.iter().map(|x| x.to_string()).collect();
-        let rows = rows
-            .iter()
-            .map(|r| r.read_lock::<Array>().map(|r| r.iter().map(fmt_cell).collect::<Vec<_>>()).ok_or_else(|| to_rhai("table: each row must be an array")))
-            .collect::<RResult<Vec<_>>>()?;
-        Ok(table::render(&header, &rows, false))
-    });
+    reg(
+        engine,
+        "compare",
+        &["results: Array", "names: Array", "String"],
+        "Several models' results side by side (the paper's Table 2 layout).",
+        |rs: Array, names: Array| -> RResult<String> { compare(rs, names, false) },
+    );
+    reg(
+        engine,
+        "compare_markdown",
+        &["results: Array", "names: Array", "String"],
+        "Like compare, as markdown.",
+        |rs: Array, names: Array| -> RResult<String> { compare(rs, names, true) },
+    );
+    reg(
+        engine,
+        "table",
+        &["header: Array", "rows: Array", "String"],
+        "Render rows of values as an aligned text table.",
+        |h: Array, rows: Array| -> RResult<String> {
+            let header: Vec<String> = h.iter().map(|x| x.to_string()).collect();
+            let rows = rows
+                .iter()
+                .map(|r| {
+                    r.read_lock::<Array>()
+                        .map(|r| r.iter().map(fmt_cell).collect::<Vec<_>>())
+                        .ok_or_else(|| to_rhai("table: each row must be an array"))
+                })
+                .collect::<RResult<Vec<_>>>()?;
+            Ok(table::render(&header, &rows, false))
+        },
+    );
 }
 
 fn fmt_cell(d: &Dynamic) -> String {
@@ -308,12 +644,23 @@ fn fmt_cell(d: &Dynamic) -> String {
 
 fn compare(rs: Array, names: Array, markdown: bool) -> RResult<String> {
     if rs.len() != names.len() {
-        return Err(to_rhai(format!("compare: {} result tables but {} names", rs.len(), names.len())));
+        return Err(to_rhai(format!(
+            "compare: {} result tables but {} names",
+            rs.len(),
+            names.len()
+        )));
     }
     let tables = rs
         .iter()
         .zip(names.iter())
-        .map(|(r, n)| Ok((n.to_string(), r.read_lock::<ResultTable>().map(|t| t.clone()).ok_or_else(|| to_rhai("compare: expected Results from evaluate"))?)))
+        .map(|(r, n)| {
+            Ok((
+                n.to_string(),
+                r.read_lock::<ResultTable>()
+                    .map(|t| t.clone())
+                    .ok_or_else(|| to_rhai("compare: expected Results from evaluate"))?,
+            ))
+        })
         .collect::<RResult<Vec<_>>>()?;
     Ok(table::compare(&tables, markdown))
 }

@@ -56,7 +56,14 @@ fn collect(module: &Value, prefix: &str, out: &mut Vec<FnDoc>) {
             let doc = f
                 .get("docComments")
                 .and_then(Value::as_array)
-                .map(|lines| lines.iter().filter_map(Value::as_str).map(strip_comment).collect::<Vec<_>>().join("\n"))
+                .map(|lines| {
+                    lines
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .map(strip_comment)
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                })
                 .unwrap_or_default();
             let params = f
                 .get("params")
@@ -93,7 +100,11 @@ fn strip_comment(c: &str) -> String {
     c.lines()
         .map(|l| {
             let l = l.trim();
-            l.strip_prefix("///").or_else(|| l.strip_prefix('*')).unwrap_or(l).trim().to_string()
+            l.strip_prefix("///")
+                .or_else(|| l.strip_prefix('*'))
+                .unwrap_or(l)
+                .trim()
+                .to_string()
         })
         .collect::<Vec<_>>()
         .join("\n")
@@ -168,13 +179,19 @@ fn overview(own: &[FnDoc]) -> String {
     if !props.is_empty() {
         out.push_str(&format!("properties (x.name): {}\n", props.join(", ")));
     }
-    let mut ops: Vec<&str> = own.iter().filter(|f| !f.is_plain_function() && !f.name.contains('$')).map(|f| f.name.as_str()).collect();
+    let mut ops: Vec<&str> = own
+        .iter()
+        .filter(|f| !f.is_plain_function() && !f.name.contains('$'))
+        .map(|f| f.name.as_str())
+        .collect();
     ops.sort_unstable();
     ops.dedup();
     if !ops.is_empty() {
         out.push_str(&format!("operators: {}\n", ops.join(" ")));
     }
-    out.push_str("Rhai's own functions (print, len, push, ...) work too; in the REPL, `vars` lists variables and Ctrl-D quits.");
+    out.push_str(
+        "Rhai's own functions (print, len, push, ...) work too; in the REPL, `vars` lists variables and Ctrl-D quits.",
+    );
     out
 }
 
@@ -183,7 +200,9 @@ pub fn register(engine: &mut Engine) {
     FuncRegistration::new("help")
         .in_global_namespace()
         .with_comments(["/// List promot's functions with one line each."])
-        .register_into_engine(engine, |ctx: NativeCallContext| println!("{}", help_text(ctx.engine(), None)));
+        .register_into_engine(engine, |ctx: NativeCallContext| {
+            println!("{}", help_text(ctx.engine(), None))
+        });
     FuncRegistration::new("help")
         .in_global_namespace()
         .with_params_info(["topic: &str"])
@@ -201,10 +220,16 @@ pub fn hint(engine: &Engine, err: &rhai::EvalAltResult) -> Option<String> {
     while let E::ErrorInFunctionCall(_, _, inner, _) | E::ErrorInModule(_, inner, _) = e {
         e = inner;
     }
-    let E::ErrorFunctionNotFound(sig, _) = e else { return None };
+    let E::ErrorFunctionNotFound(sig, _) = e else {
+        return None;
+    };
     let name = sig.split(" (").next()?.trim();
     let all = functions(engine, true);
-    let takes: Vec<&str> = all.iter().filter(|f| f.name == name).map(|f| f.signature.as_str()).collect();
+    let takes: Vec<&str> = all
+        .iter()
+        .filter(|f| f.name == name)
+        .map(|f| f.signature.as_str())
+        .collect();
     if !takes.is_empty() {
         let shown: Vec<&str> = takes.iter().take(8).copied().collect();
         return Some(format!("help: {name} is defined as: {}", shown.join("; ")));
@@ -213,7 +238,9 @@ pub fn hint(engine: &Engine, err: &rhai::EvalAltResult) -> Option<String> {
         .iter()
         .filter(|f| f.is_plain_function())
         .map(|f| (edit_distance(name, &f.name), f.name.as_str()))
-        .filter(|(d, n)| *d <= 2.max(name.len() / 4) && *d < name.len().max(2) || n.starts_with(name) && name.len() >= 3)
+        .filter(|(d, n)| {
+            *d <= 2.max(name.len() / 4) && *d < name.len().max(2) || n.starts_with(name) && name.len() >= 3
+        })
         .collect();
     close.sort();
     close.dedup_by(|a, b| a.1 == b.1);

@@ -5,8 +5,8 @@
 use rhai::{Engine, EvalAltResult, Position};
 
 pub mod diagnostics;
-pub mod help;
 pub mod eval;
+pub mod help;
 pub mod interrupt;
 pub mod model;
 pub mod options;
@@ -14,8 +14,8 @@ pub mod paths;
 pub mod plot;
 pub mod repl;
 pub mod tensor;
-pub mod train;
 pub mod toy;
+pub mod train;
 
 /// Errors crossing into Rhai become runtime errors at the call site.
 pub fn to_rhai<E: std::fmt::Display>(e: E) -> Box<EvalAltResult> {
@@ -55,7 +55,9 @@ pub fn load_stdlib(engine: &mut Engine) -> Result<(), String> {
     let mut ast = rhai::AST::empty();
     for f in &files {
         let text = std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display()))?;
-        let mut part = engine.compile(&text).map_err(|e| format!("{}:{}: {e}", f.display(), e.1))?;
+        let mut part = engine
+            .compile(&text)
+            .map_err(|e| format!("{}:{}: {e}", f.display(), e.1))?;
         part.set_source(f.display().to_string());
         ast = ast.merge(&part);
     }

@@ -30,7 +30,11 @@ pub struct ScriptModel {
 static DEFAULT_DEVICE: Mutex<Option<String>> = Mutex::new(None);
 
 pub fn default_device() -> RResult<Device> {
-    let name = DEFAULT_DEVICE.lock().ok().and_then(|d| d.clone()).unwrap_or_else(|| "cpu".into());
+    let name = DEFAULT_DEVICE
+        .lock()
+        .ok()
+        .and_then(|d| d.clone())
+        .unwrap_or_else(|| "cpu".into());
     crate::device::device(&name).map_err(to_rhai)
 }
 
@@ -56,23 +60,42 @@ impl ScriptModel {
             .collect()
     }
     /// Embeddings and mask of texts, with an optional prompt in front.
-    pub fn embed_texts(&self, texts: &[String], prompt: Option<&SoftPrompt>, max_len: usize) -> RResult<(Tensor, Tensor)> {
+    pub fn embed_texts(
+        &self,
+        texts: &[String],
+        prompt: Option<&SoftPrompt>,
+        max_len: usize,
+    ) -> RResult<(Tensor, Tensor)> {
         let ids = self.encode_inputs(texts, max_len)?;
         crate::prompt::embed_inputs(self.lm(), &ids, &vec![prompt; ids.len()]).map_err(to_rhai)
     }
     /// Generations with their ids and HF scores (`Generation`).
-    pub fn generate_scored(&self, texts: &[String], prompt: Option<&SoftPrompt>, opts: &GenerateOptions, max_len: usize) -> RResult<Vec<crate::model::Generation>> {
+    pub fn generate_scored(
+        &self,
+        texts: &[String],
+        prompt: Option<&SoftPrompt>,
+        opts: &GenerateOptions,
+        max_len: usize,
+    ) -> RResult<Vec<crate::model::Generation>> {
         crate::params::no_grad(|| {
             let (embeds, mask) = self.embed_texts(texts, prompt, max_len)?;
             self.lm().generate_scored(&embeds, &mask, opts).map_err(to_rhai)
         })
     }
-    pub fn generate_texts(&self, texts: &[String], prompt: Option<&SoftPrompt>, opts: &GenerateOptions, max_len: usize) -> RResult<Vec<String>> {
+    pub fn generate_texts(
+        &self,
+        texts: &[String],
+        prompt: Option<&SoftPrompt>,
+        opts: &GenerateOptions,
+        max_len: usize,
+    ) -> RResult<Vec<String>> {
         let out = crate::params::no_grad(|| -> RResult<Vec<Vec<u32>>> {
             let (embeds, mask) = self.embed_texts(texts, prompt, max_len)?;
             self.lm().generate(&embeds, &mask, opts).map_err(to_rhai)
         })?;
-        out.iter().map(|ids| self.tokenizer.decode(ids, true).map_err(to_rhai)).collect()
+        out.iter()
+            .map(|ids| self.tokenizer.decode(ids, true).map_err(to_rhai))
+            .collect()
     }
     pub fn summary(&self) -> String {
         let ps = self.lm().params();
@@ -103,42 +126,62 @@ pub fn strings(what: &str, v: &Dynamic) -> RResult<Vec<String>> {
     if let Some(s) = v.read_lock::<rhai::ImmutableString>() {
         return Ok(vec![s.to_string()]);
     }
-    let arr = v.read_lock::<Array>().ok_or_else(|| to_rhai(format!("{what}: expected a string or an array of strings")))?;
+    let arr = v
+        .read_lock::<Array>()
+        .ok_or_else(|| to_rhai(format!("{what}: expected a string or an array of strings")))?;
     arr.iter()
         .enumerate()
-        .map(|(i, x)| x.read_lock::<rhai::ImmutableString>().map(|s| s.to_string()).ok_or_else(|| to_rhai(format!("{what}: element {i} is not a string"))))
+        .map(|(i, x)| {
+            x.read_lock::<rhai::ImmutableString>()
+                .map(|s| s.to_string())
+                .ok_or_else(|| to_rhai(format!("{what}: element {i} is not a string")))
+        })
         .collect()
 }
 
 pub fn map_int(m: &Map, key: &str, default: i64) -> RResult<i64> {
     match m.get(key) {
         None => Ok(default),
-        Some(v) => v.as_int().or_else(|_| v.as_float().map(|f| f as i64)).map_err(|t| to_rhai(format!("option '{key}' must be a number, got {t}"))),
+        Some(v) => v
+            .as_int()
+            .or_else(|_| v.as_float().map(|f| f as i64))
+            .map_err(|t| to_rhai(format!("option '{key}' must be a number, got {t}"))),
     }
 }
 pub fn map_float(m: &Map, key: &str, default: f64) -> RResult<f64> {
     match m.get(key) {
         None => Ok(default),
-        Some(v) => v.as_float().or_else(|_| v.as_int().map(|i| i as f64)).map_err(|t| to_rhai(format!("option '{key}' must be a number, got {t}"))),
+        Some(v) => v
+            .as_float()
+            .or_else(|_| v.as_int().map(|i| i as f64))
+            .map_err(|t| to_rhai(format!("option '{key}' must be a number, got {t}"))),
     }
 }
 pub fn map_bool(m: &Map, key: &str, default: bool) -> RResult<bool> {
     match m.get(key) {
         None => Ok(default),
-        Some(v) => v.as_bool().map_err(|t| to_rhai(format!("option '{key}' must be true or false, got {t}"))),
+        Some(v) => v
+            .as_bool()
+            .map_err(|t| to_rhai(format!("option '{key}' must be true or false, got {t}"))),
     }
 }
 pub fn map_str(m: &Map, key: &str, default: &str) -> RResult<String> {
     match m.get(key) {
         None => Ok(default.to_string()),
-        Some(v) => v.read_lock::<rhai::ImmutableString>().map(|s| s.to_string()).ok_or_else(|| to_rhai(format!("option '{key}' must be a string"))),
+        Some(v) => v
+            .read_lock::<rhai::ImmutableString>()
+            .map(|s| s.to_string())
+            .ok_or_else(|| to_rhai(format!("option '{key}' must be a string"))),
     }
 }
 /// Reject option keys a function does not know (a typo should not be silently ignored).
 pub fn check_keys(what: &str, m: &Map, known: &[&str]) -> RResult<()> {
     for k in m.keys() {
         if !known.contains(&k.as_str()) {
-            return Err(to_rhai(format!("{what}: unknown option '{k}' (known: {})", known.join(", "))));
+            return Err(to_rhai(format!(
+                "{what}: unknown option '{k}' (known: {})",
+                known.join(", ")
+            )));
         }
     }
     Ok(())
@@ -158,13 +201,23 @@ pub fn load(spec: &str, opts: &Map) -> RResult<ScriptModel> {
     let (model, dir): (Model, PathBuf) = loading::load(&builtin_path(spec), &device, dtype, seed).map_err(to_rhai)?;
     let tokenizer = loading::load_tokenizer(&dir, model.as_ref()).map_err(to_rhai)?;
     let separator = crate::data::fewshot::model_separator(&dir).map_err(to_rhai)?;
-    Ok(ScriptModel { model, tokenizer: Arc::new(tokenizer), source: spec.to_string(), separator, prompts: Arc::default() })
+    Ok(ScriptModel {
+        model,
+        tokenizer: Arc::new(tokenizer),
+        source: spec.to_string(),
+        separator,
+        prompts: Arc::default(),
+    })
 }
 
 /// Built-in models ("toy") live in promot's own `models/` directory.
 pub fn builtin_path(spec: &str) -> String {
     match spec {
-        "toy" => super::paths::stdlib_dir().with_file_name("models").join("toy").display().to_string(),
+        "toy" => super::paths::stdlib_dir()
+            .with_file_name("models")
+            .join("toy")
+            .display()
+            .to_string(),
         other => other.to_string(),
     }
 }
@@ -181,7 +234,11 @@ fn generate_opts(m: &Map) -> RResult<(GenerateOptions, Option<SoftPrompt>, usize
     let prompt = match m.get("prompt") {
         None => None,
         Some(p) if p.is_unit() => None,
-        Some(p) => Some(p.read_lock::<SoftPrompt>().map(|p| p.clone()).ok_or_else(|| to_rhai("option 'prompt' must be a Prompt (from soft_prompt)"))?),
+        Some(p) => Some(
+            p.read_lock::<SoftPrompt>()
+                .map(|p| p.clone())
+                .ok_or_else(|| to_rhai("option 'prompt' must be a Prompt (from soft_prompt)"))?,
+        ),
     };
     let max_len = usize_arg("max_input_len", map_int(m, "max_input_len", 1024)?)?;
     Ok((opts, prompt, max_len))
@@ -192,10 +249,18 @@ fn loss(m: &mut ScriptModel, inputs: Dynamic, targets: Dynamic, opts: Map) -> RR
     let inputs = strings("loss inputs", &inputs)?;
     let targets = strings("loss targets", &targets)?;
     if inputs.len() != targets.len() {
-        return Err(to_rhai(format!("loss: {} inputs but {} targets", inputs.len(), targets.len())));
+        return Err(to_rhai(format!(
+            "loss: {} inputs but {} targets",
+            inputs.len(),
+            targets.len()
+        )));
     }
     let prompt = match opts.get("prompt") {
-        Some(p) => Some(p.read_lock::<SoftPrompt>().map(|p| p.clone()).ok_or_else(|| to_rhai("option 'prompt' must be a Prompt"))?),
+        Some(p) => Some(
+            p.read_lock::<SoftPrompt>()
+                .map(|p| p.clone())
+                .ok_or_else(|| to_rhai("option 'prompt' must be a Prompt"))?,
+        ),
         None => None,
     };
     let (embeds, mask) = m.embed_texts(&inputs, prompt.as_ref(), usize::MAX)?;
@@ -203,7 +268,14 @@ fn loss(m: &mut ScriptModel, inputs: Dynamic, targets: Dynamic, opts: Map) -> RR
     let (tgt, tmask) = pad_batch(&tgt, m.lm().pad_id(), &m.device()).map_err(to_rhai)?;
     let out = m
         .lm()
-        .loss(&embeds, &mask, &tgt, &tmask, map_float(&opts, "label_smoothing", 0.0)?, map_bool(&opts, "train", false)?)
+        .loss(
+            &embeds,
+            &mask,
+            &tgt,
+            &tmask,
+            map_float(&opts, "label_smoothing", 0.0)?,
+            map_bool(&opts, "train", false)?,
+        )
         .map_err(to_rhai)?;
     Ok(out.loss)
 }
@@ -211,7 +283,10 @@ fn loss(m: &mut ScriptModel, inputs: Dynamic, targets: Dynamic, opts: Map) -> RR
 /// Gradients of a scalar (a loss) for every trainable parameter, by name.
 fn grad(m: &mut ScriptModel, loss: Tensor) -> RResult<Map> {
     if loss.elem_count() != 1 {
-        return Err(to_rhai(format!("grad: expected a scalar loss, got shape {:?}", loss.dims())));
+        return Err(to_rhai(format!(
+            "grad: expected a scalar loss, got shape {:?}",
+            loss.dims()
+        )));
     }
     let grads = loss.backward().map_err(to_rhai)?;
     let mut out = Map::new();
@@ -237,7 +312,14 @@ fn params_table(m: &mut ScriptModel) -> Array {
         .map(|p| {
             let mut row = Map::new();
             row.insert("name".into(), p.name().into());
-            row.insert("shape".into(), p.shape().iter().map(|d| Dynamic::from(*d as INT)).collect::<Array>().into());
+            row.insert(
+                "shape".into(),
+                p.shape()
+                    .iter()
+                    .map(|d| Dynamic::from(*d as INT))
+                    .collect::<Array>()
+                    .into(),
+            );
             row.insert("numel".into(), (p.numel() as INT).into());
             row.insert("trainable".into(), p.is_trainable().into());
             Dynamic::from(row)
@@ -246,42 +328,126 @@ fn params_table(m: &mut ScriptModel) -> Array {
 }
 
 fn set_trainable(m: &ScriptModel, pattern: &str, on: bool) -> RResult<INT> {
-    m.lm().params().set_trainable(pattern, on).map(|n| n as INT).map_err(to_rhai)
+    m.lm()
+        .params()
+        .set_trainable(pattern, on)
+        .map(|n| n as INT)
+        .map_err(to_rhai)
 }
 
 pub fn register(engine: &mut Engine) {
     engine.register_type_with_name::<ScriptModel>("Model");
-    reg(engine, "to_string", &["m: Model", "String"], "A model's one-line summary (architecture, size, trainable count, prompts).", |m: &mut ScriptModel| m.summary());
-    reg(engine, "to_debug", &["m: Model", "String"], "A model's one-line summary.", |m: &mut ScriptModel| m.summary());
-    reg(engine, "load_model", &["spec: &str", "Model"], "Load a model: \"toy\", a local HF directory, or a hub id from the local HF cache.", |s: &str| load(s, &Map::new()));
-    reg(engine, "load_model", &["spec: &str", "opts: Map", "Model"], "Load a model with options #{device, dtype, seed}.", |s: &str, o: Map| load(s, &o));
-    reg(engine, "device", &["name: &str", "String"], "Set the default device for models loaded next: \"cpu\", \"cuda\" or \"metal\".", |name: &str| -> RResult<String> {
-        crate::device::device(name).map_err(to_rhai)?;
-        if let Ok(mut d) = DEFAULT_DEVICE.lock() {
-            *d = Some(name.to_string());
-        }
-        Ok(name.to_string())
-    });
-    reg(engine, "tokenize", &["m: Model", "text: &str", "Array"], "Token ids of a text as the model's inputs are encoded (with EOS where the model wants one).", |m: &mut ScriptModel, t: &str| -> RResult<Array> {
-        Ok(m.tokenizer.encode(t, m.lm().input_ends_with_eos()).map_err(to_rhai)?.into_iter().map(|i| Dynamic::from(i as INT)).collect())
-    });
-    reg(engine, "tokenize_target", &["m: Model", "text: &str", "Array"], "Token ids of a target as training encodes it (after the joiner for decoder-only models, with EOS).", |m: &mut ScriptModel, t: &str| -> RResult<Array> {
-        Ok(m.encode_targets(&[t.to_string()], usize::MAX)?.concat().into_iter().map(|i| Dynamic::from(i as INT)).collect())
-    });
-    reg(engine, "detokenize", &["m: Model", "ids: Array", "String"], "Text of token ids (special tokens skipped).", |m: &mut ScriptModel, ids: Array| -> RResult<String> {
-        let ids = ids.iter().map(|i| i.as_int().ok().and_then(|i| u32::try_from(i).ok()).ok_or_else(|| to_rhai("detokenize: ids must be non-negative ints"))).collect::<RResult<Vec<u32>>>()?;
-        m.tokenizer.decode(&ids, true).map_err(to_rhai)
-    });
-    reg(engine, "embed", &["m: Model", "text: &str", "Tensor"], "Input embeddings (1, n, d) of a text.", |m: &mut ScriptModel, t: &str| -> RResult<Tensor> {
-        Ok(m.embed_texts(&[t.to_string()], None, usize::MAX)?.0)
-    });
-    reg(engine, "generate", &["m: Model", "input: String|Array", "Dynamic"], "Beam-4 generation for a text (or array of texts).", |m: &mut ScriptModel, x: Dynamic| -> RResult<Dynamic> {
-        gen(m, x, Map::new())
-    });
-    let doc = super::options::doc_with_options::<GenerateOptions>("Generate text for a text (or array of texts).", &GENERATE_EXTRA);
-    reg(engine, "generate", &["m: Model", "input: String|Array", "opts: Map", "Dynamic"], &doc, |m: &mut ScriptModel, x: Dynamic, o: Map| -> RResult<Dynamic> {
-        gen(m, x, o)
-    });
+    reg(
+        engine,
+        "to_string",
+        &["m: Model", "String"],
+        "A model's one-line summary (architecture, size, trainable count, prompts).",
+        |m: &mut ScriptModel| m.summary(),
+    );
+    reg(
+        engine,
+        "to_debug",
+        &["m: Model", "String"],
+        "A model's one-line summary.",
+        |m: &mut ScriptModel| m.summary(),
+    );
+    reg(
+        engine,
+        "load_model",
+        &["spec: &str", "Model"],
+        "Load a model: \"toy\", a local HF directory, or a hub id from the local HF cache.",
+        |s: &str| load(s, &Map::new()),
+    );
+    reg(
+        engine,
+        "load_model",
+        &["spec: &str", "opts: Map", "Model"],
+        "Load a model with options #{device, dtype, seed}.",
+        |s: &str, o: Map| load(s, &o),
+    );
+    reg(
+        engine,
+        "device",
+        &["name: &str", "String"],
+        "Set the default device for models loaded next: \"cpu\", \"cuda\" or \"metal\".",
+        |name: &str| -> RResult<String> {
+            crate::device::device(name).map_err(to_rhai)?;
+            if let Ok(mut d) = DEFAULT_DEVICE.lock() {
+                *d = Some(name.to_string());
+            }
+            Ok(name.to_string())
+        },
+    );
+    reg(
+        engine,
+        "tokenize",
+        &["m: Model", "text: &str", "Array"],
+        "Token ids of a text as the model's inputs are encoded (with EOS where the model wants one).",
+        |m: &mut ScriptModel, t: &str| -> RResult<Array> {
+            Ok(m.tokenizer
+                .encode(t, m.lm().input_ends_with_eos())
+                .map_err(to_rhai)?
+                .into_iter()
+                .map(|i| Dynamic::from(i as INT))
+                .collect())
+        },
+    );
+    reg(
+        engine,
+        "tokenize_target",
+        &["m: Model", "text: &str", "Array"],
+        "Token ids of a target as training encodes it (after the joiner for decoder-only models, with EOS).",
+        |m: &mut ScriptModel, t: &str| -> RResult<Array> {
+            Ok(m.encode_targets(&[t.to_string()], usize::MAX)?
+                .concat()
+                .into_iter()
+                .map(|i| Dynamic::from(i as INT))
+                .collect())
+        },
+    );
+    reg(
+        engine,
+        "detokenize",
+        &["m: Model", "ids: Array", "String"],
+        "Text of token ids (special tokens skipped).",
+        |m: &mut ScriptModel, ids: Array| -> RResult<String> {
+            let ids = ids
+                .iter()
+                .map(|i| {
+                    i.as_int()
+                        .ok()
+                        .and_then(|i| u32::try_from(i).ok())
+                        .ok_or_else(|| to_rhai("detokenize: ids must be non-negative ints"))
+                })
+                .collect::<RResult<Vec<u32>>>()?;
+            m.tokenizer.decode(&ids, true).map_err(to_rhai)
+        },
+    );
+    reg(
+        engine,
+        "embed",
+        &["m: Model", "text: &str", "Tensor"],
+        "Input embeddings (1, n, d) of a text.",
+        |m: &mut ScriptModel, t: &str| -> RResult<Tensor> { Ok(m.embed_texts(&[t.to_string()], None, usize::MAX)?.0) },
+    );
+    reg(
+        engine,
+        "generate",
+        &["m: Model", "input: String|Array", "Dynamic"],
+        "Beam-4 generation for a text (or array of texts).",
+        |m: &mut ScriptModel, x: Dynamic| -> RResult<Dynamic> { gen(m, x, Map::new()) },
+    );
+    let doc = super::options::doc_with_options::<GenerateOptions>(
+        "Generate text for a text (or array of texts).",
+        &GENERATE_EXTRA,
+    );
+    reg(
+        engine,
+        "generate",
+        &["m: Model", "input: String|Array", "opts: Map", "Dynamic"],
+        &doc,
+        |m: &mut ScriptModel, x: Dynamic, o: Map| -> RResult<Dynamic> { gen(m, x, o) },
+    );
     reg(engine, "generate_scored", &["m: Model", "inputs: Array", "opts: Map", "Array"], "Generate for each text: #{text, ids, score}, the score as transformers reports it (beam: sequences_scores; greedy: sum of log-probabilities).", |m: &mut ScriptModel, x: Dynamic, o: Map| -> RResult<Array> {
         let texts = strings("generate_scored", &x)?;
         let (opts, prompt, max_len) = generate_opts(&o)?;
@@ -296,36 +462,137 @@ pub fn register(engine: &mut Engine) {
             })
             .collect()
     });
-    reg(engine, "loss", &["m: Model", "inputs: Array", "targets: Array", "Tensor"], "Mean token cross-entropy of targets given inputs (dropout off).", |m: &mut ScriptModel, i: Dynamic, t: Dynamic| loss(m, i, t, Map::new()));
-    reg(engine, "loss", &["m: Model", "inputs: Array", "targets: Array", "opts: Map", "Tensor"], "Loss with #{label_smoothing, train, prompt}.", loss);
-    reg(engine, "logits", &["m: Model", "input: &str", "target: &str", "Tensor"], "Teacher-forced logits (1, t, v) of a target given an input.", |m: &mut ScriptModel, i: &str, t: &str| logits(m, i, t, None));
-    reg(engine, "logits", &["m: Model", "input: &str", "target: &str", "prompt: Prompt", "Tensor"], "Teacher-forced logits (1, t, v) with a soft prompt in front of the input.", |m: &mut ScriptModel, i: &str, t: &str, p: SoftPrompt| logits(m, i, t, Some(&p)));
-    reg(engine, "grad", &["m: Model", "loss: Tensor", "Map"], "Backpropagate a loss: gradients of trainable parameters and prompts, by name.", grad);
-    reg(engine, "params", &["m: Model", "Array"], "Every parameter: #{name, shape, numel, trainable}.", params_table);
-    reg(engine, "param", &["m: Model", "name: &str", "Tensor"], "The value of a named parameter.", |m: &mut ScriptModel, n: &str| -> RResult<Tensor> {
-        Ok(m.lm().params().get(n).map_err(to_rhai)?.var().as_tensor().detach())
-    });
-    reg(engine, "last_layer_groups", &["m: Model", "Map"], "The last layer's parameters in named groups (attention projections, MLP), as Fig. 3 compares them.", |m: &mut ScriptModel| -> Map {
-        m.lm()
-            .last_layer_groups()
-            .into_iter()
-            .map(|(name, params)| (name.into(), params.into_iter().map(Dynamic::from).collect::<Array>().into()))
-            .collect()
-    });
-    reg(engine, "num_params", &["m: Model", "int"], "Total parameter count.", |m: &mut ScriptModel| m.lm().params().count() as INT);
-    reg(engine, "trainable_count", &["m: Model", "int"], "Count of trainable (unfrozen) parameters.", |m: &mut ScriptModel| m.lm().params().trainable_count() as INT);
-    reg(engine, "freeze", &["m: Model", "pattern: &str", "int"], "Freeze parameters whose name matches a glob (\"*\", \"decoder.block.*.layer.1.*\"); returns how many.", |m: &mut ScriptModel, p: &str| set_trainable(m, p, false));
-    reg(engine, "unfreeze", &["m: Model", "pattern: &str", "int"], "Unfreeze parameters matching a glob; returns how many.", |m: &mut ScriptModel, p: &str| set_trainable(m, p, true));
-    reg(engine, "snapshot", &["m: Model", "Map"], "Copies of every parameter value, by name (to compare later).", |m: &mut ScriptModel| -> RResult<Map> {
-        Ok(m.lm().params().to_tensors().map_err(to_rhai)?.into_iter().map(|(k, v)| (k.into(), Dynamic::from(v))).collect())
-    });
-    reg(engine, "save", &["m: Model", "dir: &str", "()"], "Save as HF safetensors + config.json + tokenizer (transformers loads it).", |m: &mut ScriptModel, dir: &str| -> RResult<()> {
-        let dir = std::path::Path::new(dir);
-        loading::save(m.lm(), dir).map_err(to_rhai)?;
-        crate::data::fewshot::record_separator(dir, &m.separator).map_err(to_rhai)?;
-        m.tokenizer.save(dir).map_err(to_rhai)
-    });
-    reg(engine, "dtype_of", &["m: Model", "String"], "The parameters' dtype.", |m: &mut ScriptModel| format!("{:?}", m.lm().params().dtype()).to_lowercase());
+    reg(
+        engine,
+        "loss",
+        &["m: Model", "inputs: Array", "targets: Array", "Tensor"],
+        "Mean token cross-entropy of targets given inputs (dropout off).",
+        |m: &mut ScriptModel, i: Dynamic, t: Dynamic| loss(m, i, t, Map::new()),
+    );
+    reg(
+        engine,
+        "loss",
+        &["m: Model", "inputs: Array", "targets: Array", "opts: Map", "Tensor"],
+        "Loss with #{label_smoothing, train, prompt}.",
+        loss,
+    );
+    reg(
+        engine,
+        "logits",
+        &["m: Model", "input: &str", "target: &str", "Tensor"],
+        "Teacher-forced logits (1, t, v) of a target given an input.",
+        |m: &mut ScriptModel, i: &str, t: &str| logits(m, i, t, None),
+    );
+    reg(
+        engine,
+        "logits",
+        &["m: Model", "input: &str", "target: &str", "prompt: Prompt", "Tensor"],
+        "Teacher-forced logits (1, t, v) with a soft prompt in front of the input.",
+        |m: &mut ScriptModel, i: &str, t: &str, p: SoftPrompt| logits(m, i, t, Some(&p)),
+    );
+    reg(
+        engine,
+        "grad",
+        &["m: Model", "loss: Tensor", "Map"],
+        "Backpropagate a loss: gradients of trainable parameters and prompts, by name.",
+        grad,
+    );
+    reg(
+        engine,
+        "params",
+        &["m: Model", "Array"],
+        "Every parameter: #{name, shape, numel, trainable}.",
+        params_table,
+    );
+    reg(
+        engine,
+        "param",
+        &["m: Model", "name: &str", "Tensor"],
+        "The value of a named parameter.",
+        |m: &mut ScriptModel, n: &str| -> RResult<Tensor> {
+            Ok(m.lm().params().get(n).map_err(to_rhai)?.var().as_tensor().detach())
+        },
+    );
+    reg(
+        engine,
+        "last_layer_groups",
+        &["m: Model", "Map"],
+        "The last layer's parameters in named groups (attention projections, MLP), as Fig. 3 compares them.",
+        |m: &mut ScriptModel| -> Map {
+            m.lm()
+                .last_layer_groups()
+                .into_iter()
+                .map(|(name, params)| {
+                    (
+                        name.into(),
+                        params.into_iter().map(Dynamic::from).collect::<Array>().into(),
+                    )
+                })
+                .collect()
+        },
+    );
+    reg(
+        engine,
+        "num_params",
+        &["m: Model", "int"],
+        "Total parameter count.",
+        |m: &mut ScriptModel| m.lm().params().count() as INT,
+    );
+    reg(
+        engine,
+        "trainable_count",
+        &["m: Model", "int"],
+        "Count of trainable (unfrozen) parameters.",
+        |m: &mut ScriptModel| m.lm().params().trainable_count() as INT,
+    );
+    reg(
+        engine,
+        "freeze",
+        &["m: Model", "pattern: &str", "int"],
+        "Freeze parameters whose name matches a glob (\"*\", \"decoder.block.*.layer.1.*\"); returns how many.",
+        |m: &mut ScriptModel, p: &str| set_trainable(m, p, false),
+    );
+    reg(
+        engine,
+        "unfreeze",
+        &["m: Model", "pattern: &str", "int"],
+        "Unfreeze parameters matching a glob; returns how many.",
+        |m: &mut ScriptModel, p: &str| set_trainable(m, p, true),
+    );
+    reg(
+        engine,
+        "snapshot",
+        &["m: Model", "Map"],
+        "Copies of every parameter value, by name (to compare later).",
+        |m: &mut ScriptModel| -> RResult<Map> {
+            Ok(m.lm()
+                .params()
+                .to_tensors()
+                .map_err(to_rhai)?
+                .into_iter()
+                .map(|(k, v)| (k.into(), Dynamic::from(v)))
+                .collect())
+        },
+    );
+    reg(
+        engine,
+        "save",
+        &["m: Model", "dir: &str", "()"],
+        "Save as HF safetensors + config.json + tokenizer (transformers loads it).",
+        |m: &mut ScriptModel, dir: &str| -> RResult<()> {
+            let dir = std::path::Path::new(dir);
+            loading::save(m.lm(), dir).map_err(to_rhai)?;
+            crate::data::fewshot::record_separator(dir, &m.separator).map_err(to_rhai)?;
+            m.tokenizer.save(dir).map_err(to_rhai)
+        },
+    );
+    reg(
+        engine,
+        "dtype_of",
+        &["m: Model", "String"],
+        "The parameters' dtype.",
+        |m: &mut ScriptModel| format!("{:?}", m.lm().params().dtype()).to_lowercase(),
+    );
 }
 
 fn logits(m: &mut ScriptModel, input: &str, target: &str, prompt: Option<&SoftPrompt>) -> RResult<Tensor> {
@@ -343,5 +610,9 @@ fn gen(m: &mut ScriptModel, x: Dynamic, o: Map) -> RResult<Dynamic> {
     }
     let (opts, prompt, max_len) = generate_opts(&o)?;
     let out = m.generate_texts(&texts, prompt.as_ref(), &opts, max_len)?;
-    Ok(if single { out.into_iter().next().map(Dynamic::from).unwrap_or(Dynamic::UNIT) } else { out.into_iter().map(Dynamic::from).collect::<Array>().into() })
+    Ok(if single {
+        out.into_iter().next().map(Dynamic::from).unwrap_or(Dynamic::UNIT)
+    } else {
+        out.into_iter().map(Dynamic::from).collect::<Array>().into()
+    })
 }

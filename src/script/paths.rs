@@ -80,7 +80,9 @@ impl ModuleResolver for ScriptResolver {
         let in_module = |err| Box::new(EvalAltResult::ErrorInModule(shown.clone(), err, pos));
         let mut ast = engine.compile_file(file.clone()).map_err(in_module)?;
         ast.set_source(shown.clone());
-        let module: SharedModule = Module::eval_ast_as_new(Scope::new(), &ast, engine).map_err(in_module)?.into();
+        let module: SharedModule = Module::eval_ast_as_new(Scope::new(), &ast, engine)
+            .map_err(in_module)?
+            .into();
         if let Some(cache) = &self.cache {
             if let Ok(mut c) = cache.lock() {
                 c.insert(file, module.clone());

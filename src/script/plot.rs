@@ -31,9 +31,15 @@ pub fn plot_from_map(spec: &Map) -> RResult<Plot> {
         None => None,
         Some(v) if v.is_unit() => None,
         Some(v) => {
-            let m = v.read_lock::<Map>().ok_or_else(|| to_rhai("plot_lines: option 'secondary' must be a map #{y_label, y_min, y_max, series}"))?;
+            let m = v.read_lock::<Map>().ok_or_else(|| {
+                to_rhai("plot_lines: option 'secondary' must be a map #{y_label, y_min, y_max, series}")
+            })?;
             check_keys("plot_lines secondary", &m, SECONDARY_KEYS)?;
-            Some(SecondaryAxis { label: map_str(&m, "y_label", "")?, series: series_list(&m, "secondary")?, y_range: range(&m)? })
+            Some(SecondaryAxis {
+                label: map_str(&m, "y_label", "")?,
+                series: series_list(&m, "secondary")?,
+                y_range: range(&m)?,
+            })
         }
     };
     Ok(Plot {
@@ -47,15 +53,24 @@ pub fn plot_from_map(spec: &Map) -> RResult<Plot> {
 }
 
 fn series_list(m: &Map, what: &str) -> RResult<Vec<Series>> {
-    let list = m.get("series").ok_or_else(|| to_rhai(format!("plot_lines: {what} needs 'series': [#{{name, xs, ys}}, ...]")))?;
-    let list = list.read_lock::<Array>().ok_or_else(|| to_rhai(format!("plot_lines: {what} 'series' must be an array of maps #{{name, xs, ys}}")))?;
+    let list = m
+        .get("series")
+        .ok_or_else(|| to_rhai(format!("plot_lines: {what} needs 'series': [#{{name, xs, ys}}, ...]")))?;
+    let list = list.read_lock::<Array>().ok_or_else(|| {
+        to_rhai(format!(
+            "plot_lines: {what} 'series' must be an array of maps #{{name, xs, ys}}"
+        ))
+    })?;
     list.iter()
         .enumerate()
         .map(|(i, item)| {
-            let s = item.read_lock::<Map>().ok_or_else(|| to_rhai(format!("plot_lines: {what} entry {i} must be a map #{{name, xs, ys}}")))?;
+            let s = item
+                .read_lock::<Map>()
+                .ok_or_else(|| to_rhai(format!("plot_lines: {what} entry {i} must be a map #{{name, xs, ys}}")))?;
             check_keys("plot_lines series", &s, SERIES_KEYS)?;
             let name = map_str(&s, "name", &format!("series {}", i + 1))?;
-            let ys = numbers(&s, "ys", &name)?.ok_or_else(|| to_rhai(format!("plot_lines: series '{name}' needs 'ys'")))?;
+            let ys =
+                numbers(&s, "ys", &name)?.ok_or_else(|| to_rhai(format!("plot_lines: series '{name}' needs 'ys'")))?;
             let xs = match numbers(&s, "xs", &name)? {
                 Some(xs) => xs,
                 None => (0..ys.len()).map(|i| i as f64).collect(),
@@ -68,10 +83,21 @@ fn series_list(m: &Map, what: &str) -> RResult<Vec<Series>> {
 /// An array of ints/floats under `key`; `()` becomes NaN (a missing point).
 fn numbers(m: &Map, key: &str, series: &str) -> RResult<Option<Vec<f64>>> {
     let Some(v) = m.get(key) else { return Ok(None) };
-    let arr = v.read_lock::<Array>().ok_or_else(|| to_rhai(format!("plot_lines: series '{series}' '{key}' must be an array of numbers")))?;
+    let arr = v.read_lock::<Array>().ok_or_else(|| {
+        to_rhai(format!(
+            "plot_lines: series '{series}' '{key}' must be an array of numbers"
+        ))
+    })?;
     arr.iter()
         .enumerate()
-        .map(|(i, x)| number(x).ok_or_else(|| to_rhai(format!("plot_lines: series '{series}' {key}[{i}] is a {}, not a number", x.type_name()))))
+        .map(|(i, x)| {
+            number(x).ok_or_else(|| {
+                to_rhai(format!(
+                    "plot_lines: series '{series}' {key}[{i}] is a {}, not a number",
+                    x.type_name()
+                ))
+            })
+        })
         .collect::<RResult<Vec<f64>>>()
         .map(Some)
 }
@@ -88,7 +114,10 @@ fn range(m: &Map) -> RResult<Option<(f64, f64)>> {
     let get = |k: &str| -> RResult<Option<f64>> {
         match m.get(k) {
             None => Ok(None),
-            Some(v) => number(v).filter(|x| !x.is_nan()).map(Some).ok_or_else(|| to_rhai(format!("plot_lines: option '{k}' must be a number"))),
+            Some(v) => number(v)
+                .filter(|x| !x.is_nan())
+                .map(Some)
+                .ok_or_else(|| to_rhai(format!("plot_lines: option '{k}' must be a number"))),
         }
     };
     match (get("y_min")?, get("y_max")?) {

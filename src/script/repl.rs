@@ -27,8 +27,8 @@ const HISTORY_FILE: &str = ".promot_history";
 
 const KEYWORDS: &[&str] = &[
     "let", "const", "fn", "if", "else", "for", "in", "while", "loop", "do", "until", "return", "break", "continue",
-    "import", "export", "as", "true", "false", "switch", "throw", "try", "catch", "private", "this", "global",
-    "exit", "quit", "vars", "help",
+    "import", "export", "as", "true", "false", "switch", "throw", "try", "catch", "private", "this", "global", "exit",
+    "quit", "vars", "help",
 ];
 
 /// What the caller should do after one line of input.
@@ -91,10 +91,25 @@ pub fn exit_code(err: &EvalAltResult) -> Option<i64> {
 
 fn register_exit(engine: &mut Engine) {
     let stop = |code: INT| -> Result<(), Box<EvalAltResult>> {
-        Err(Box::new(EvalAltResult::ErrorTerminated(Dynamic::from(ScriptExit(code)), Position::NONE)))
+        Err(Box::new(EvalAltResult::ErrorTerminated(
+            Dynamic::from(ScriptExit(code)),
+            Position::NONE,
+        )))
     };
-    reg(engine, "exit", &["code: i64", "()"], "End the script now with this exit status (in the REPL: leave).", stop);
-    reg(engine, "exit", &["()"], "End the script now with status 0 (in the REPL: leave).", move || stop(0));
+    reg(
+        engine,
+        "exit",
+        &["code: i64", "()"],
+        "End the script now with this exit status (in the REPL: leave).",
+        stop,
+    );
+    reg(
+        engine,
+        "exit",
+        &["()"],
+        "End the script now with status 0 (in the REPL: leave).",
+        move || stop(0),
+    );
 }
 
 impl Repl {
@@ -235,7 +250,9 @@ impl Repl {
         self.sources.add_functions(&name, &ast);
         self.functions += ast;
         interrupt::clear_interrupt();
-        let result = self.engine.eval_ast_with_scope::<Dynamic>(&mut self.scope, &self.functions);
+        let result = self
+            .engine
+            .eval_ast_with_scope::<Dynamic>(&mut self.scope, &self.functions);
         interrupt::clear_interrupt();
         self.functions.clear_statements();
         // Modules imported by this input stay available to later inputs.
@@ -259,7 +276,10 @@ impl Repl {
     /// Register an imported module as a static module so `alias::f()` keeps
     /// working after the input that imported it.
     fn keep_module(&mut self, path: &str, alias: &str) {
-        let resolved = self.engine.module_resolver().resolve(&self.engine, None, path, Position::NONE);
+        let resolved = self
+            .engine
+            .module_resolver()
+            .resolve(&self.engine, None, path, Position::NONE);
         if let Ok(m) = resolved {
             self.engine.register_static_module(alias, m);
             self.function_names = help::completion_names(&self.engine);
@@ -285,7 +305,10 @@ fn find_imports(text: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut rest = text;
     while let Some(i) = rest.find("import") {
-        let before_ok = rest[..i].chars().next_back().is_none_or(|c| !(c.is_alphanumeric() || c == '_'));
+        let before_ok = rest[..i]
+            .chars()
+            .next_back()
+            .is_none_or(|c| !(c.is_alphanumeric() || c == '_'));
         rest = &rest[i + "import".len()..];
         if !before_ok {
             continue;
@@ -296,7 +319,11 @@ fn find_imports(text: &str) -> Vec<(String, String)> {
         let path = &r[..end];
         let r = r[end + 1..].trim_start();
         let Some(r) = r.strip_prefix("as") else { continue };
-        let alias: String = r.trim_start().chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+        let alias: String = r
+            .trim_start()
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
         if !alias.is_empty() && r.starts_with(char::is_whitespace) {
             out.push((path.to_string(), alias));
         }
@@ -313,7 +340,8 @@ pub fn is_incomplete(engine: &Engine, text: &str) -> bool {
     match engine.compile(text) {
         Ok(_) => false,
         Err(ParseError(kind, pos)) => {
-            matches!(*kind, ParseErrorType::UnexpectedEOF) || (at_end(text, pos) && !matches!(*kind, ParseErrorType::BadInput(_)))
+            matches!(*kind, ParseErrorType::UnexpectedEOF)
+                || (at_end(text, pos) && !matches!(*kind, ParseErrorType::BadInput(_)))
         }
     }
 }
@@ -472,7 +500,10 @@ pub fn run_terminal(mut repl: Repl) -> crate::Result<()> {
     let history = history_path();
     let _ = rl.load_history(&history);
 
-    println!("promot {} — Rhai REPL. help() lists functions, help(\"name\") explains one; Ctrl-D quits.", env!("CARGO_PKG_VERSION"));
+    println!(
+        "promot {} — Rhai REPL. help() lists functions, help(\"name\") explains one; Ctrl-D quits.",
+        env!("CARGO_PKG_VERSION")
+    );
     loop {
         match rl.readline(repl.prompt()) {
             Ok(line) => {

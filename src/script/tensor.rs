@@ -84,7 +84,13 @@ pub(crate) fn reg<A: 'static, const N: usize, const X: bool, R: Clone + Send + S
 
 /// Like `reg`, for functions whose result changes from call to call (random
 /// numbers), so the optimizer never folds them into constants.
-pub(crate) fn reg_volatile<A: 'static, const N: usize, const X: bool, R: Clone + Send + Sync + 'static, const F: bool>(
+pub(crate) fn reg_volatile<
+    A: 'static,
+    const N: usize,
+    const X: bool,
+    R: Clone + Send + Sync + 'static,
+    const F: bool,
+>(
     engine: &mut Engine,
     name: &str,
     params: &[&str],
@@ -127,7 +133,10 @@ pub(crate) fn shape_arg(op: &str, v: &[Dynamic]) -> RResult<Vec<usize>> {
     let mut dims = Vec::with_capacity(v.len());
     for d in v {
         let Some(n) = d.as_int().ok() else {
-            return Err(to_rhai(format!("{op}: shape entries must be ints, got {}", type_name(d))));
+            return Err(to_rhai(format!(
+                "{op}: shape entries must be ints, got {}",
+                type_name(d)
+            )));
         };
         if n < 0 {
             return Err(to_rhai(format!("{op}: negative size {n} in shape {}", show_array(v))));
@@ -144,7 +153,11 @@ pub(crate) fn check_count(op: &str, dims: &[usize]) -> RResult<usize> {
     for &d in dims {
         count = match count.checked_mul(d) {
             Some(c) if c <= MAX_ELEMENTS => c,
-            _ => return Err(to_rhai(format!("{op}: shape {dims:?} is too large (at most {MAX_ELEMENTS} elements)"))),
+            _ => {
+                return Err(to_rhai(format!(
+                    "{op}: shape {dims:?} is too large (at most {MAX_ELEMENTS} elements)"
+                )))
+            }
         };
     }
     Ok(count)
@@ -164,7 +177,11 @@ pub(crate) fn dim_arg(op: &str, t: &Tensor, dim: INT) -> RResult<usize> {
 pub(crate) fn dim_in(op: &str, t: &Tensor, dim: INT, n: usize) -> RResult<usize> {
     let d = if dim < 0 { dim + n as INT } else { dim };
     if d < 0 || d >= n as INT {
-        return Err(fail(op, &[t], format!("dim {dim} is out of range for a tensor of rank {}", t.rank())));
+        return Err(fail(
+            op,
+            &[t],
+            format!("dim {dim} is out of range for a tensor of rank {}", t.rank()),
+        ));
     }
     Ok(d as usize)
 }
@@ -174,7 +191,11 @@ pub(crate) fn index_arg(op: &str, t: &Tensor, dim: usize, i: INT) -> RResult<usi
     let size = t.dims().get(dim).copied().unwrap_or(0);
     let j = if i < 0 { i + size as INT } else { i };
     if j < 0 || j >= size as INT {
-        return Err(fail(op, &[t], format!("index {i} is out of range for dim {dim} of size {size}")));
+        return Err(fail(
+            op,
+            &[t],
+            format!("index {i} is out of range for dim {dim} of size {size}"),
+        ));
     }
     Ok(j as usize)
 }
@@ -189,11 +210,9 @@ pub fn dtype_arg(op: &str, name: &str) -> RResult<DType> {
         "u8" | "uint8" => DType::U8,
         "u32" | "uint32" => DType::U32,
         "i64" | "int64" | "long" => DType::I64,
-        _ => {
-            return Err(to_rhai(format!(
-                "{op}: unknown dtype \"{name}\" (expected \"f32\", \"f16\", \"bf16\", \"f64\", \"u8\", \"u32\" or \"i64\")"
-            )))
-        }
+        _ => return Err(to_rhai(format!(
+            "{op}: unknown dtype \"{name}\" (expected \"f32\", \"f16\", \"bf16\", \"f64\", \"u8\", \"u32\" or \"i64\")"
+        ))),
     };
     Ok(dt)
 }

@@ -37,7 +37,10 @@ const GENERATION_SLACK_TOKENS: usize = 8;
 /// The canonical world, built on first use.
 fn world() -> RResult<&'static World> {
     static WORLD: OnceLock<std::result::Result<World, String>> = OnceLock::new();
-    WORLD.get_or_init(|| World::default_world().map_err(|e| e.to_string())).as_ref().map_err(to_rhai)
+    WORLD
+        .get_or_init(|| World::default_world().map_err(|e| e.to_string()))
+        .as_ref()
+        .map_err(to_rhai)
 }
 
 fn count_arg(what: &str, n: INT) -> RResult<usize> {
@@ -66,7 +69,14 @@ fn example_map(e: &Example, task: TaskKind) -> Dynamic {
     let mut m = Map::new();
     m.insert("input".into(), e.input.clone().into());
     m.insert("target".into(), e.target.clone().into());
-    m.insert("references".into(), e.references.iter().map(|r| Dynamic::from(r.clone())).collect::<Array>().into());
+    m.insert(
+        "references".into(),
+        e.references
+            .iter()
+            .map(|r| Dynamic::from(r.clone()))
+            .collect::<Array>()
+            .into(),
+    );
     m.insert("task".into(), task.name().into());
     Dynamic::from(m)
 }
@@ -109,7 +119,13 @@ fn max_new_tokens(kind: TaskKind, episodes: &[Vec<Example>]) -> usize {
     if kind.label_set().is_some() {
         return CLASSIFICATION_NEW_TOKENS;
     }
-    let longest = episodes.iter().flatten().flat_map(|e| e.references.iter()).map(|r| split_words(r).len()).max().unwrap_or(0);
+    let longest = episodes
+        .iter()
+        .flatten()
+        .flat_map(|e| e.references.iter())
+        .map(|r| split_words(r).len())
+        .max()
+        .unwrap_or(0);
     longest + GENERATION_SLACK_TOKENS
 }
 
@@ -129,24 +145,44 @@ fn toy_task_with_shots(name: &str, n: INT, seed: INT, shots: &[usize]) -> RResul
     let max_new = max_new_tokens(kind, &by_shots);
     let mut episodes = Map::new();
     for (k, list) in shots.iter().zip(&by_shots) {
-        episodes.insert(k.to_string().into(), list.iter().map(|e| example_map(e, kind)).collect::<Array>().into());
+        episodes.insert(
+            k.to_string().into(),
+            list.iter().map(|e| example_map(e, kind)).collect::<Array>().into(),
+        );
     }
     // Plain 0-shot queries as `examples`, for shot counts without episodes;
     // the pool is train data (fresh_rule's pool is meaningless and unused
     // as long as its episodes are given).
     let queries = world.examples(kind, "test", n, seed_arg(seed)).map_err(to_rhai)?;
-    let pool = world.examples(kind, "train", n.max(16), seed_arg(seed)).map_err(to_rhai)?;
+    let pool = world
+        .examples(kind, "train", n.max(16), seed_arg(seed))
+        .map_err(to_rhai)?;
 
     let mut m = Map::new();
     m.insert("name".into(), kind.name().into());
     m.insert("metric".into(), kind.metric().into());
-    let output = if kind.label_set().is_some() { "classification" } else { "generation" };
+    let output = if kind.label_set().is_some() {
+        "classification"
+    } else {
+        "generation"
+    };
     m.insert("kind".into(), output.into());
-    let labels: Array = kind.label_set().unwrap_or_default().into_iter().map(|l| Dynamic::from(l.to_string())).collect();
+    let labels: Array = kind
+        .label_set()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|l| Dynamic::from(l.to_string()))
+        .collect();
     m.insert("labels".into(), labels.into());
     m.insert("max_new_tokens".into(), (max_new as INT).into());
-    m.insert("examples".into(), queries.iter().map(|e| example_map(e, kind)).collect::<Array>().into());
-    m.insert("pool".into(), pool.iter().map(|e| example_map(e, kind)).collect::<Array>().into());
+    m.insert(
+        "examples".into(),
+        queries.iter().map(|e| example_map(e, kind)).collect::<Array>().into(),
+    );
+    m.insert(
+        "pool".into(),
+        pool.iter().map(|e| example_map(e, kind)).collect::<Array>().into(),
+    );
     m.insert("episodes".into(), episodes.into());
     Ok(m)
 }
@@ -157,7 +193,11 @@ fn shots_list(shots: &Array) -> RResult<Vec<usize>> {
     }
     let mut out: Vec<usize> = shots
         .iter()
-        .map(|k| k.as_int().map_err(|_| to_rhai("toy_task shots must be ints")).and_then(|k| shots_arg("toy_task shot count", k)))
+        .map(|k| {
+            k.as_int()
+                .map_err(|_| to_rhai("toy_task shots must be ints"))
+                .and_then(|k| shots_arg("toy_task shot count", k))
+        })
         .collect::<RResult<_>>()?;
     out.sort_unstable();
     out.dedup();
@@ -165,13 +205,18 @@ fn shots_list(shots: &Array) -> RResult<Vec<usize>> {
 }
 
 fn toy_eval_tasks(n: INT, seed: INT) -> RResult<Array> {
-    TaskKind::all().iter().map(|t| toy_task_with_shots(t.name(), n, seed, &DEFAULT_SHOTS).map(Dynamic::from)).collect()
+    TaskKind::all()
+        .iter()
+        .map(|t| toy_task_with_shots(t.name(), n, seed, &DEFAULT_SHOTS).map(Dynamic::from))
+        .collect()
 }
 
 fn new_toy_model(o: Map, seed: INT) -> RResult<ScriptModel> {
     let tokenizer = Tokenizer::from_tokenizers(build_tokenizer(world()?).map_err(to_rhai)?);
     let options: ToyModelConfig = super::options::parse("new_toy_model", &o, &[])?;
-    let model = options.random_model(tokenizer.vocab_size(), seed_arg(seed), &default_device()?).map_err(to_rhai)?;
+    let model = options
+        .random_model(tokenizer.vocab_size(), seed_arg(seed), &default_device()?)
+        .map_err(to_rhai)?;
     Ok(ScriptModel {
         model,
         tokenizer: Arc::new(tokenizer),
@@ -182,20 +227,76 @@ fn new_toy_model(o: Map, seed: INT) -> RResult<ScriptModel> {
 }
 
 pub fn register(engine: &mut Engine) {
-    reg(engine, "toy_tasks", &["Array"], "The toy world's task names.", || -> Array {
-        TaskKind::all().iter().map(|t| Dynamic::from(t.name().to_string())).collect()
-    });
-    reg(engine, "toy_examples", &["task: &str", "split: &str", "n: int", "seed: int", "Array"], "n toy examples #{input, target, references, task} of a split (\"train\", \"dev\", \"test\").", toy_examples);
-    reg(engine, "toy_episodes", &["task: &str", "split: &str", "k: int", "n: int", "seed: int", "Array"], "n k-shot toy episodes whose queries come from a split (demonstrations from train).", toy_episodes);
-    reg(engine, "toy_pretrain_data", &["n: int", "seed: int", "Array"], "n toy pretraining episodes #{input, target, task}: any task, k-shot with k uniform in 0..=4.", |n: INT, seed: INT| toy_pretrain_data(n, seed, 4));
-    reg(engine, "toy_pretrain_data", &["n: int", "seed: int", "k_max: int", "Array"], "n toy pretraining episodes with k uniform in 0..=k_max.", toy_pretrain_data);
-    reg(engine, "toy_task", &["name: &str", "n: int", "seed: int", "Map"], "A toy evaluation task with n test episodes at 0, 1 and 4 shots (for evaluate).", |name: &str, n: INT, seed: INT| {
-        toy_task_with_shots(name, n, seed, &DEFAULT_SHOTS)
-    });
-    reg(engine, "toy_task", &["name: &str", "n: int", "seed: int", "shots: Array", "Map"], "A toy evaluation task with n test episodes at each listed shot count.", |name: &str, n: INT, seed: INT, shots: Array| {
-        toy_task_with_shots(name, n, seed, &shots_list(&shots)?)
-    });
-    reg(engine, "toy_eval_tasks", &["n: int", "seed: int", "Array"], "Every toy task (toy_task) with n test episodes at 0, 1 and 4 shots.", toy_eval_tasks);
-    let doc = super::options::doc_with_options::<ToyModelConfig>("A randomly initialised toy model (encoder-decoder, sized by these options) with the toy tokenizer.", &[]);
-    reg(engine, "new_toy_model", &["config: Map", "seed: int", "Model"], &doc, new_toy_model);
+    reg(
+        engine,
+        "toy_tasks",
+        &["Array"],
+        "The toy world's task names.",
+        || -> Array {
+            TaskKind::all()
+                .iter()
+                .map(|t| Dynamic::from(t.name().to_string()))
+                .collect()
+        },
+    );
+    reg(
+        engine,
+        "toy_examples",
+        &["task: &str", "split: &str", "n: int", "seed: int", "Array"],
+        "n toy examples #{input, target, references, task} of a split (\"train\", \"dev\", \"test\").",
+        toy_examples,
+    );
+    reg(
+        engine,
+        "toy_episodes",
+        &["task: &str", "split: &str", "k: int", "n: int", "seed: int", "Array"],
+        "n k-shot toy episodes whose queries come from a split (demonstrations from train).",
+        toy_episodes,
+    );
+    reg(
+        engine,
+        "toy_pretrain_data",
+        &["n: int", "seed: int", "Array"],
+        "n toy pretraining episodes #{input, target, task}: any task, k-shot with k uniform in 0..=4.",
+        |n: INT, seed: INT| toy_pretrain_data(n, seed, 4),
+    );
+    reg(
+        engine,
+        "toy_pretrain_data",
+        &["n: int", "seed: int", "k_max: int", "Array"],
+        "n toy pretraining episodes with k uniform in 0..=k_max.",
+        toy_pretrain_data,
+    );
+    reg(
+        engine,
+        "toy_task",
+        &["name: &str", "n: int", "seed: int", "Map"],
+        "A toy evaluation task with n test episodes at 0, 1 and 4 shots (for evaluate).",
+        |name: &str, n: INT, seed: INT| toy_task_with_shots(name, n, seed, &DEFAULT_SHOTS),
+    );
+    reg(
+        engine,
+        "toy_task",
+        &["name: &str", "n: int", "seed: int", "shots: Array", "Map"],
+        "A toy evaluation task with n test episodes at each listed shot count.",
+        |name: &str, n: INT, seed: INT, shots: Array| toy_task_with_shots(name, n, seed, &shots_list(&shots)?),
+    );
+    reg(
+        engine,
+        "toy_eval_tasks",
+        &["n: int", "seed: int", "Array"],
+        "Every toy task (toy_task) with n test episodes at 0, 1 and 4 shots.",
+        toy_eval_tasks,
+    );
+    let doc = super::options::doc_with_options::<ToyModelConfig>(
+        "A randomly initialised toy model (encoder-decoder, sized by these options) with the toy tokenizer.",
+        &[],
+    );
+    reg(
+        engine,
+        "new_toy_model",
+        &["config: Map", "seed: int", "Model"],
+        &doc,
+        new_toy_model,
+    );
 }

@@ -60,7 +60,11 @@ impl Example {
     /// An example whose only reference is its target.
     pub fn new(input: impl Into<String>, target: impl Into<String>) -> Example {
         let target = target.into();
-        Example { input: input.into(), references: vec![target.clone()], target }
+        Example {
+            input: input.into(),
+            references: vec![target.clone()],
+            target,
+        }
     }
 }
 
@@ -156,9 +160,10 @@ impl Split {
     /// sentence is held out in every language.
     pub fn of(task: TaskKind, input: &str) -> Split {
         let (tag, key) = match task {
-            TaskKind::EnFr | TaskKind::EnDe | TaskKind::EnRo => {
-                ("translation", input.split_once(": ").map_or(input, |(_, sentence)| sentence))
-            }
+            TaskKind::EnFr | TaskKind::EnDe | TaskKind::EnRo => (
+                "translation",
+                input.split_once(": ").map_or(input, |(_, sentence)| sentence),
+            ),
             _ => (task.name(), input),
         };
         match fnv1a(&[tag.as_bytes(), b"\0", key.as_bytes()]) % 100 {
@@ -207,12 +212,18 @@ where
             return Ok(example);
         }
     }
-    Err(Error::msg(format!("toy {}: no new {split:?} example found in {max_draws} draws", task.name())))
+    Err(Error::msg(format!(
+        "toy {}: no new {split:?} example found in {max_draws} draws",
+        task.name()
+    )))
 }
 
 /// Joins demonstrations and a query into one prompt (see the module docs).
 pub fn join_prompt(demonstrations: &[Example], query: &Example) -> Example {
-    let demos: Vec<(String, String)> = demonstrations.iter().map(|d| (d.input.clone(), d.target.clone())).collect();
+    let demos: Vec<(String, String)> = demonstrations
+        .iter()
+        .map(|d| (d.input.clone(), d.target.clone()))
+        .collect();
     Example {
         input: build_prompt(&query.input, &demos, DEMO_SEPARATOR),
         target: query.target.clone(),
@@ -306,7 +317,9 @@ impl World {
                 return Ok(join_prompt(&demos, &query));
             }
         }
-        Err(Error::msg(format!("toy fresh_rule: could not build a {split:?} episode")))
+        Err(Error::msg(format!(
+            "toy fresh_rule: could not build a {split:?} episode"
+        )))
     }
 
     /// `n` k-shot episodes with queries from `split`, deterministic in `seed`:
@@ -328,7 +341,14 @@ impl World {
     }
 
     /// `n` draws of the pretraining mixture ([`World::pretrain_episode`]).
-    pub fn pretrain_batch_examples<R: Rng + ?Sized>(&self, rng: &mut R, n: usize, k_max: usize) -> Result<Vec<Example>> {
-        (0..n).map(|_| self.pretrain_episode(rng, k_max).map(|(_, e)| e)).collect()
+    pub fn pretrain_batch_examples<R: Rng + ?Sized>(
+        &self,
+        rng: &mut R,
+        n: usize,
+        k_max: usize,
+    ) -> Result<Vec<Example>> {
+        (0..n)
+            .map(|_| self.pretrain_episode(rng, k_max).map(|(_, e)| e))
+            .collect()
     }
 }

@@ -9,7 +9,7 @@
 use rand::seq::SliceRandom;
 use rand::Rng;
 
-use super::world::{fill, pick, World, WordOrder};
+use super::world::{fill, pick, WordOrder, World};
 use super::{Example, TaskKind};
 use crate::data::template;
 use crate::error::{Error, Result};
@@ -64,7 +64,11 @@ impl World {
         if count == 0 {
             return Err(Error::msg(format!("toy world: relation {relation} has no values")));
         }
-        Ok(Claim { entity, relation, value: rng.random_range(0..count) })
+        Ok(Claim {
+            entity,
+            relation,
+            value: rng.random_range(0..count),
+        })
     }
 
     /// Same entity and relation as `claim`, a different value; prefers a value
@@ -72,7 +76,9 @@ impl World {
     fn wrong_value<R: Rng + ?Sized>(&self, rng: &mut R, claim: Claim, premise: &[Claim]) -> Result<Claim> {
         let count = self.relations.get(claim.relation).map(|r| r.values.len()).unwrap_or(0);
         if count < 2 {
-            return Err(Error::msg("toy world: a relation needs two values for a false hypothesis"));
+            return Err(Error::msg(
+                "toy world: a relation needs two values for a false hypothesis",
+            ));
         }
         let distractors: Vec<usize> = premise
             .iter()
@@ -90,7 +96,9 @@ impl World {
     /// `n` claims about distinct (entity, relation) pairs, drawn from a few entities.
     fn premise_claims<R: Rng + ?Sized>(&self, rng: &mut R, n: usize) -> Result<Vec<Claim>> {
         let mut claims: Vec<Claim> = Vec::with_capacity(n);
-        let people: Vec<usize> = (0..2).map(|_| rng.random_range(0..self.entities.len().max(1))).collect();
+        let people: Vec<usize> = (0..2)
+            .map(|_| rng.random_range(0..self.entities.len().max(1)))
+            .collect();
         while claims.len() < n {
             let entity = *pick(rng, &people)?;
             let relation = rng.random_range(0..self.relations.len().max(1));
@@ -107,16 +115,15 @@ impl World {
     }
 
     /// A hypothesis about a claim the premise makes, with the wanted truth.
-    fn decidable_hypothesis<R: Rng + ?Sized>(
-        &self,
-        rng: &mut R,
-        premise: &[Claim],
-        truth: bool,
-    ) -> Result<String> {
+    fn decidable_hypothesis<R: Rng + ?Sized>(&self, rng: &mut R, premise: &[Claim], truth: bool) -> Result<String> {
         let stated = *pick(rng, premise)?;
         let negated = rng.random_bool(0.25);
         // A negated hypothesis is true exactly when it denies a wrong value.
-        let asserted = if truth != negated { stated } else { self.wrong_value(rng, stated, premise)? };
+        let asserted = if truth != negated {
+            stated
+        } else {
+            self.wrong_value(rng, stated, premise)?
+        };
         if negated {
             self.negation(asserted)
         } else if rng.random_bool(0.5) {
@@ -155,7 +162,10 @@ impl World {
         let hypothesis = self.decidable_hypothesis(rng, &premise, truth)?;
         let premise = self.premise_text(&premise)?;
         let input = template::fill_named("rte", &[("premise", &premise), ("hypothesis", &hypothesis)])?;
-        Ok(Example::new(input, label("rte", if truth { "entailment" } else { "not_entailment" })?))
+        Ok(Example::new(
+            input,
+            label("rte", if truth { "entailment" } else { "not_entailment" })?,
+        ))
     }
 
     fn cb<R: Rng + ?Sized>(&self, rng: &mut R) -> Result<Example> {
@@ -191,7 +201,11 @@ impl World {
         let cue2 = pick(rng, &ambiguous.senses[second])?;
         let s1 = self.wic_sentence(rng, ambiguous.word, cue1)?;
         let s2 = self.wic_sentence(rng, ambiguous.word, cue2)?;
-        let fields = [("sentence1", s1.as_str()), ("sentence2", s2.as_str()), ("word", ambiguous.word)];
+        let fields = [
+            ("sentence1", s1.as_str()),
+            ("sentence2", s2.as_str()),
+            ("word", ambiguous.word),
+        ];
         let input = template::fill_named("wic", &fields)?;
         Ok(Example::new(input, label("wic", if same { "true" } else { "false" })?))
     }
@@ -205,7 +219,11 @@ impl World {
             .relations
             .get(fact.relation)
             .ok_or_else(|| Error::msg("toy world: fact with a missing relation"))?;
-        let templates = if web_style { relation.web_questions } else { relation.trivia_questions };
+        let templates = if web_style {
+            relation.web_questions
+        } else {
+            relation.trivia_questions
+        };
         let question = fill(pick(rng, templates)?, entity, value);
         let mut example = Example::new(template::fill_named("qa", &[("question", &question)])?, value);
         example.references = self.references_for(value);
@@ -230,7 +248,11 @@ impl World {
             })
             .collect::<Result<Vec<_>>>()?;
         let source = format!("{english}.");
-        let fields = [("source_language", "English"), ("target_language", lang.name), ("source", source.as_str())];
+        let fields = [
+            ("source_language", "English"),
+            ("target_language", lang.name),
+            ("source", source.as_str()),
+        ];
         let input = template::fill_named("translation", &fields)?;
         Ok(Example::new(input, format!("{}.", foreign.join(" "))))
     }
@@ -276,7 +298,10 @@ impl World {
         let (_, _, city_name) = self.claim_parts(city_claim)?;
         let (entity, _, job_name) = self.claim_parts(job_claim)?;
         let input = template::fill_named("summarization", &[("article", &sentences.join(" "))])?;
-        Ok(Example::new(input, format!("the {job_name} {entity} lives in {city_name}.")))
+        Ok(Example::new(
+            input,
+            format!("the {job_name} {entity} lives in {city_name}."),
+        ))
     }
 
     /// One example of a non-episodic task (every task but `fresh_rule`,
@@ -308,8 +333,16 @@ struct NounPhrase<'a> {
 impl<'a> NounPhrase<'a> {
     fn random<R: Rng + ?Sized>(world: &'a World, rng: &mut R) -> Result<Self> {
         let g = &world.grammar;
-        let adjective = if rng.random_bool(0.4) { Some(pick(rng, &g.adjectives)?.as_str()) } else { None };
-        Ok(NounPhrase { determiner: pick(rng, &g.determiners)?, adjective, noun: pick(rng, &g.nouns)? })
+        let adjective = if rng.random_bool(0.4) {
+            Some(pick(rng, &g.adjectives)?.as_str())
+        } else {
+            None
+        };
+        Ok(NounPhrase {
+            determiner: pick(rng, &g.determiners)?,
+            adjective,
+            noun: pick(rng, &g.nouns)?,
+        })
     }
 
     fn push_words(&self, order: Option<WordOrder>, out: &mut Vec<&'a str>) {
@@ -350,7 +383,10 @@ impl<'a> Sentence<'a> {
     fn random<R: Rng + ?Sized>(world: &'a World, rng: &mut R) -> Result<Self> {
         loop {
             let phrase = if rng.random_bool(0.5) {
-                Some((pick(rng, &world.grammar.prepositions)?.as_str(), NounPhrase::random(world, rng)?))
+                Some((
+                    pick(rng, &world.grammar.prepositions)?.as_str(),
+                    NounPhrase::random(world, rng)?,
+                ))
             } else {
                 None
             };
@@ -409,7 +445,10 @@ pub enum FreshRule {
     /// Input: two words of `domain`; output: their `codes`, in order.
     Map { domain: Vec<String>, codes: Vec<String> },
     /// Input: a word from one of two classes; output: that class's label.
-    Label { classes: [Vec<String>; 2], labels: [String; 2] },
+    Label {
+        classes: [Vec<String>; 2],
+        labels: [String; 2],
+    },
 }
 
 impl FreshRule {
@@ -420,7 +459,10 @@ impl FreshRule {
         match rng.random_range(0..3) {
             0 => {
                 let length = rng.random_range(4..=5);
-                Ok(FreshRule::Pick { length, position: rng.random_range(0..length) })
+                Ok(FreshRule::Pick {
+                    length,
+                    position: rng.random_range(0..length),
+                })
             }
             1 => {
                 let mut nouns = world.grammar.nouns.clone();
@@ -430,7 +472,10 @@ impl FreshRule {
                 if nouns.len() < 4 || labels.len() < 4 {
                     return Err(Error::msg("toy world: too few words for a mapping rule"));
                 }
-                Ok(FreshRule::Map { domain: nouns, codes: labels })
+                Ok(FreshRule::Map {
+                    domain: nouns,
+                    codes: labels,
+                })
             }
             _ => {
                 // Classes are the value sets of two different relations (not
@@ -448,15 +493,23 @@ impl FreshRule {
                 let (Some(la), Some(lb)) = (labels.first(), labels.get(1)) else {
                     return Err(Error::msg("toy world: too few label words"));
                 };
-                Ok(FreshRule::Label { classes: [a, b], labels: [la.clone(), lb.clone()] })
+                Ok(FreshRule::Label {
+                    classes: [a, b],
+                    labels: [la.clone(), lb.clone()],
+                })
             }
         }
     }
 
     fn pool(world: &World) -> Vec<&str> {
         let g = &world.grammar;
-        let mut words: Vec<&str> =
-            g.nouns.iter().chain(&g.adjectives).chain(&g.verbs).map(|s| s.as_str()).collect();
+        let mut words: Vec<&str> = g
+            .nouns
+            .iter()
+            .chain(&g.adjectives)
+            .chain(&g.verbs)
+            .map(|s| s.as_str())
+            .collect();
         words.sort();
         words.dedup();
         words
@@ -475,7 +528,9 @@ impl FreshRule {
                 let mut pool = FreshRule::pool(world);
                 pool.shuffle(rng);
                 pool.truncate(*length);
-                let y = pool.get(*position).ok_or_else(|| Error::msg("toy world: pick rule out of range"))?;
+                let y = pool
+                    .get(*position)
+                    .ok_or_else(|| Error::msg("toy world: pick rule out of range"))?;
                 (pool.join(" "), y.to_string())
             }
             FreshRule::Map { domain, codes } => {

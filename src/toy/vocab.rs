@@ -103,7 +103,11 @@ impl World {
             words.insert(relation.noun.to_string());
             words.extend(relation.values.iter().cloned());
             let phrasings = [relation.statement, relation.negation];
-            for template in phrasings.iter().chain(relation.trivia_questions).chain(relation.web_questions) {
+            for template in phrasings
+                .iter()
+                .chain(relation.trivia_questions)
+                .chain(relation.web_questions)
+            {
                 words.extend(phrasing_words(template));
             }
         }
@@ -129,8 +133,10 @@ impl World {
 
 /// The special tokens in id order.
 fn special_tokens() -> Vec<String> {
-    let mut tokens: Vec<String> =
-        [PAD_TOKEN, EOS_TOKEN, UNK_TOKEN, SEPARATOR_TOKEN].iter().map(|t| t.to_string()).collect();
+    let mut tokens: Vec<String> = [PAD_TOKEN, EOS_TOKEN, UNK_TOKEN, SEPARATOR_TOKEN]
+        .iter()
+        .map(|t| t.to_string())
+        .collect();
     tokens.extend((0..NUM_SENTINELS).map(|i| format!("<extra_id_{i}>")));
     tokens
 }

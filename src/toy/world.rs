@@ -110,7 +110,9 @@ pub struct World {
 const COLORS: &[&str] = &["red", "blue", "yellow", "black", "white", "purple", "orange", "gray"];
 const FOODS: &[&str] = &["bread", "rice", "soup", "cake", "apples", "noodles", "beans", "pie"];
 const PETS: &[&str] = &["dog", "cat", "parrot", "rabbit", "hamster", "turtle", "goat", "lizard"];
-const JOBS: &[&str] = &["doctor", "teacher", "farmer", "baker", "pilot", "singer", "sailor", "judge"];
+const JOBS: &[&str] = &[
+    "doctor", "teacher", "farmer", "baker", "pilot", "singer", "sailor", "judge",
+];
 const ALIASES: &[(&str, &str)] = &[
     ("gray", "grey"),
     ("doctor", "physician"),
@@ -121,14 +123,16 @@ const ALIASES: &[(&str, &str)] = &[
 ];
 
 const DETERMINERS: &[&str] = &["the", "a", "this"];
-const ADJECTIVES: &[&str] =
-    &["big", "small", "old", "young", "happy", "tall", "quiet", "bright", "green", "heavy"];
-const NOUNS: &[&str] = &[
-    "dog", "cat", "man", "woman", "child", "bird", "horse", "teacher", "farmer", "king", "house",
-    "tree", "river", "boat", "book", "garden",
+const ADJECTIVES: &[&str] = &[
+    "big", "small", "old", "young", "happy", "tall", "quiet", "bright", "green", "heavy",
 ];
-const VERBS: &[&str] =
-    &["sees", "likes", "finds", "follows", "helps", "carries", "watches", "hears", "paints", "visits"];
+const NOUNS: &[&str] = &[
+    "dog", "cat", "man", "woman", "child", "bird", "horse", "teacher", "farmer", "king", "house", "tree", "river",
+    "boat", "book", "garden",
+];
+const VERBS: &[&str] = &[
+    "sees", "likes", "finds", "follows", "helps", "carries", "watches", "hears", "paints", "visits",
+];
 const PREPOSITIONS: &[&str] = &["near", "behind", "under", "with", "inside"];
 
 const AMBIGUOUS: &[(&str, [[&str; 3]; 2])] = &[
@@ -137,7 +141,10 @@ const AMBIGUOUS: &[(&str, [[&str; 3]; 2])] = &[
     ("bark", [["trunk", "wood", "branch"], ["growl", "noise", "puppy"]]),
     ("spring", [["season", "flower", "rain"], ["coil", "metal", "bounce"]]),
     ("pitch", [["song", "tune", "note"], ["field", "grass", "match"]]),
-    ("letter", [["mail", "stamp", "envelope"], ["alphabet", "vowel", "spelling"]]),
+    (
+        "letter",
+        [["mail", "stamp", "envelope"], ["alphabet", "vowel", "spelling"]],
+    ),
     ("plant", [["leaf", "seed", "soil"], ["factory", "worker", "machine"]]),
     ("ring", [["finger", "gold", "jewel"], ["phone", "call", "bell"]]),
     ("key", [["door", "lock", "chain"], ["piano", "music", "melody"]]),
@@ -226,7 +233,9 @@ fn invent_words(
     while words.len() < n {
         attempts += 1;
         if attempts > 100_000 {
-            return Err(Error::msg("toy world: syllable inventory too small for the words asked"));
+            return Err(Error::msg(
+                "toy world: syllable inventory too small for the words asked",
+            ));
         }
         let syllables = rng.random_range(1..=sounds.max_syllables);
         let mut word = String::new();
@@ -249,24 +258,48 @@ fn relations(cities: Vec<String>) -> Vec<Relation> {
             noun: "city",
             statement: "{e} lives in {v}.",
             negation: "{e} does not live in {v}.",
-            trivia_questions: &["what is the city of {e}?", "{e} is from which city?", "name the city of {e}."],
-            web_questions: &["which city does {e} live in?", "where does {e} live?", "where is the home of {e}?"],
+            trivia_questions: &[
+                "what is the city of {e}?",
+                "{e} is from which city?",
+                "name the city of {e}.",
+            ],
+            web_questions: &[
+                "which city does {e} live in?",
+                "where does {e} live?",
+                "where is the home of {e}?",
+            ],
             values: cities,
         },
         Relation {
             noun: "color",
             statement: "{e} wears {v}.",
             negation: "{e} does not wear {v}.",
-            trivia_questions: &["what is the color of {e}?", "{e} has which color?", "name the color of {e}."],
-            web_questions: &["what color does {e} wear?", "which color does {e} wear?", "what does {e} wear?"],
+            trivia_questions: &[
+                "what is the color of {e}?",
+                "{e} has which color?",
+                "name the color of {e}.",
+            ],
+            web_questions: &[
+                "what color does {e} wear?",
+                "which color does {e} wear?",
+                "what does {e} wear?",
+            ],
             values: to_strings(COLORS),
         },
         Relation {
             noun: "food",
             statement: "{e} eats {v}.",
             negation: "{e} does not eat {v}.",
-            trivia_questions: &["what is the food of {e}?", "{e} has which food?", "name the food of {e}."],
-            web_questions: &["what does {e} eat?", "which food does {e} eat?", "what food does {e} like?"],
+            trivia_questions: &[
+                "what is the food of {e}?",
+                "{e} has which food?",
+                "name the food of {e}.",
+            ],
+            web_questions: &[
+                "what does {e} eat?",
+                "which food does {e} eat?",
+                "what food does {e} like?",
+            ],
             values: to_strings(FOODS),
         },
         Relation {
@@ -274,7 +307,11 @@ fn relations(cities: Vec<String>) -> Vec<Relation> {
             statement: "{e} owns a {v}.",
             negation: "{e} does not own a {v}.",
             trivia_questions: &["what is the pet of {e}?", "{e} has which pet?", "name the pet of {e}."],
-            web_questions: &["which animal does {e} own?", "what animal lives with {e}?", "what does {e} own?"],
+            web_questions: &[
+                "which animal does {e} own?",
+                "what animal lives with {e}?",
+                "what does {e} own?",
+            ],
             values: to_strings(PETS),
         },
         Relation {
@@ -282,7 +319,11 @@ fn relations(cities: Vec<String>) -> Vec<Relation> {
             statement: "{e} works as a {v}.",
             negation: "{e} does not work as a {v}.",
             trivia_questions: &["what is the job of {e}?", "{e} has which job?", "name the job of {e}."],
-            web_questions: &["what does {e} work as?", "what work does {e} do?", "who is {e} at work?"],
+            web_questions: &[
+                "what does {e} work as?",
+                "what work does {e} do?",
+                "who is {e} at work?",
+            ],
             values: to_strings(JOBS),
         },
     ]
@@ -301,7 +342,17 @@ impl World {
         };
         // Every fixed English word is reserved so invented words never collide with one.
         let mut taken: BTreeSet<String> = BTreeSet::new();
-        for list in [COLORS, FOODS, PETS, JOBS, DETERMINERS, ADJECTIVES, NOUNS, VERBS, PREPOSITIONS] {
+        for list in [
+            COLORS,
+            FOODS,
+            PETS,
+            JOBS,
+            DETERMINERS,
+            ADJECTIVES,
+            NOUNS,
+            VERBS,
+            PREPOSITIONS,
+        ] {
             taken.extend(to_strings(list));
         }
         for (word, senses) in AMBIGUOUS {
@@ -321,7 +372,11 @@ impl World {
         for entity in 0..entities.len() {
             for (relation, rel) in relations.iter().enumerate() {
                 let value = rng.random_range(0..rel.values.len());
-                facts.push(Fact { entity, relation, value });
+                facts.push(Fact {
+                    entity,
+                    relation,
+                    value,
+                });
             }
         }
 
@@ -349,8 +404,10 @@ impl World {
         }
 
         let label_words = invent_words(&mut rng, &LABEL_SOUNDS, NUM_LABEL_WORDS, &mut taken)?;
-        let ambiguous_words =
-            AMBIGUOUS.iter().map(|(word, senses)| AmbiguousWord { word, senses: *senses }).collect();
+        let ambiguous_words = AMBIGUOUS
+            .iter()
+            .map(|(word, senses)| AmbiguousWord { word, senses: *senses })
+            .collect();
         let aliases = ALIASES.iter().map(|(v, a)| (v.to_string(), a.to_string())).collect();
 
         Ok(World {

@@ -37,7 +37,11 @@ impl TaskData {
     /// Set `ratio` to mix otherwise (e.g. equal shares).
     pub fn new(name: &str, examples: Vec<Example>) -> Self {
         let ratio = examples.len() as f64;
-        Self { name: name.to_string(), examples, ratio }
+        Self {
+            name: name.to_string(),
+            examples,
+            ratio,
+        }
     }
 }
 
@@ -91,14 +95,22 @@ impl Batcher {
                 return Err(Error::msg(format!("task '{}' has no examples", t.name)));
             }
             if !(t.ratio > 0.0 && t.ratio.is_finite()) {
-                return Err(Error::msg(format!("task '{}': mixing ratio must be positive, got {}", t.name, t.ratio)));
+                return Err(Error::msg(format!(
+                    "task '{}': mixing ratio must be positive, got {}",
+                    t.name, t.ratio
+                )));
             }
         }
         let mut by_task: std::collections::HashMap<String, Vec<Example>> = std::collections::HashMap::new();
         for e in tasks.iter().flat_map(|t| t.examples.iter()) {
             by_task.entry(e.task.clone()).or_default().push(e.clone());
         }
-        Ok(Self { tasks, opts, by_task, epoch_cache: std::sync::Mutex::new(None) })
+        Ok(Self {
+            tasks,
+            opts,
+            by_task,
+            epoch_cache: std::sync::Mutex::new(None),
+        })
     }
 
     /// The batches of one epoch over a single task: a seeded permutation cut
@@ -141,7 +153,10 @@ impl Batcher {
         if self.tasks.len() == 1 {
             // One task: seeded epochs of batches.
             let ex = &self.tasks[0].examples;
-            self.single_task_batch(step).into_iter().map(|i| ex[i].clone()).collect()
+            self.single_task_batch(step)
+                .into_iter()
+                .map(|i| ex[i].clone())
+                .collect()
         } else {
             // Several tasks: each row picks a task by ratio, then an example of it.
             let mut rng = crate::seed::rng(self.opts.seed, &format!("batches:step:{step}"));
@@ -165,7 +180,9 @@ impl Batcher {
         if self.opts.shots == 0 {
             return ex.input.clone();
         }
-        let Some(pool) = self.by_task.get(&ex.task) else { return ex.input.clone() };
+        let Some(pool) = self.by_task.get(&ex.task) else {
+            return ex.input.clone();
+        };
         let mut rng = crate::seed::rng(self.opts.seed, &format!("demonstrations:{step}:{row}"));
         let mut demos = Vec::new();
         for _ in 0..self.opts.shots {
@@ -184,11 +201,16 @@ impl Batcher {
     /// Tokenised batch of step `step`, encoded for `model` (`crate::text`).
     pub fn batch(&self, step: usize, tok: &Tokenizer, model: &dyn LanguageModel) -> Result<Batch> {
         let examples = self.examples_at(step);
-        let mut b = Batch { inputs: vec![], targets: vec![], tasks: vec![] };
+        let mut b = Batch {
+            inputs: vec![],
+            targets: vec![],
+            tasks: vec![],
+        };
         for (row, ex) in examples.iter().enumerate() {
             let text = self.with_demonstrations(ex, step, row);
             b.inputs.push(encode_input(tok, model, &text, self.opts.max_input_len)?);
-            b.targets.push(encode_target(tok, model, &ex.target, self.opts.max_target_len)?);
+            b.targets
+                .push(encode_target(tok, model, &ex.target, self.opts.max_target_len)?);
             b.tasks.push(ex.task.clone());
         }
         Ok(b)

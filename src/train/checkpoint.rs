@@ -85,7 +85,9 @@ pub fn save(dir: &Path, params: &[Param], optim: &[BTreeMap<String, Tensor>], me
 
 /// Remove every checkpoint under `dir` (a fresh start); other files stay.
 pub fn clear(dir: &Path) -> Result<()> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().to_string();
         if name.starts_with("step-") || name.starts_with(".step-") {
@@ -98,7 +100,10 @@ pub fn clear(dir: &Path) -> Result<()> {
 }
 
 fn latest_name(dir: &Path) -> Option<String> {
-    std::fs::read_to_string(dir.join("latest")).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+    std::fs::read_to_string(dir.join("latest"))
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
 }
 
 /// The newest complete checkpoint under `dir`, if any.
@@ -117,10 +122,12 @@ impl Checkpoint {
     pub fn restore_params(&self, params: &[Param]) -> Result<()> {
         for p in params {
             let key = format!("param/{}", p.name());
-            let t = self
-                .tensors
-                .get(&key)
-                .ok_or_else(|| Error::msg(format!("checkpoint has no value for '{}'; was it made with the same trainable parameters?", p.name())))?;
+            let t = self.tensors.get(&key).ok_or_else(|| {
+                Error::msg(format!(
+                    "checkpoint has no value for '{}'; was it made with the same trainable parameters?",
+                    p.name()
+                ))
+            })?;
             p.assign(t)?;
         }
         Ok(())

@@ -116,7 +116,10 @@ impl TrainConfig {
     pub fn build(&self) -> Result<TrainOptions> {
         let schedule = Schedule::from_name(&self.schedule, self.warmup, self.steps as u64)?;
         if !(0.0..1.0).contains(&self.dropout) {
-            return Err(Error::msg(format!("option 'dropout' must be in [0, 1), got {}", self.dropout)));
+            return Err(Error::msg(format!(
+                "option 'dropout' must be in [0, 1), got {}",
+                self.dropout
+            )));
         }
         let mut opts = self.with_schedule(schedule);
         let flag = |b: Option<bool>| b.map(|b| if b { 1.0 } else { 0.0 });
@@ -125,11 +128,17 @@ impl TrainConfig {
             ("min_dim_size_to_factor", self.min_dim_size_to_factor.map(|n| n as f64)),
         ];
         let prompt_knobs = [
-            ("multiply_by_parameter_scale", flag(self.prompt_multiply_by_parameter_scale)),
+            (
+                "multiply_by_parameter_scale",
+                flag(self.prompt_multiply_by_parameter_scale),
+            ),
             ("min_dim_size_to_factor", self.min_dim_size_to_factor.map(|n| n as f64)),
         ];
         let shared = [("weight_decay", self.weight_decay), ("momentum", self.momentum)];
-        for (options, knobs) in [(&mut opts.optim_options, model_knobs), (&mut opts.prompt_optim_options, prompt_knobs)] {
+        for (options, knobs) in [
+            (&mut opts.optim_options, model_knobs),
+            (&mut opts.prompt_optim_options, prompt_knobs),
+        ] {
             for (key, value) in shared.iter().chain(knobs.iter()) {
                 if let Some(v) = value {
                     options.set(key, *v)?;

@@ -15,7 +15,11 @@ use crate::model::LanguageModel;
 
 /// d loss / d param for every model parameter, on one batch, dropout off.
 /// Frozen parameters are unfrozen for the measurement and restored after.
-pub fn batch_gradients(model: &dyn LanguageModel, batch: &Batch, opts: &TrainOptions) -> Result<BTreeMap<String, Tensor>> {
+pub fn batch_gradients(
+    model: &dyn LanguageModel,
+    batch: &Batch,
+    opts: &TrainOptions,
+) -> Result<BTreeMap<String, Tensor>> {
     let params: Vec<_> = model.params().iter().cloned().collect();
     let was: Vec<bool> = params.iter().map(|p| p.is_trainable()).collect();
     params.iter().for_each(|p| p.set_trainable(true));
@@ -42,8 +46,12 @@ pub fn group_cosine(a: &BTreeMap<String, Tensor>, b: &BTreeMap<String, Tensor>, 
     }
     let (mut dot, mut na, mut nb) = (0f64, 0f64, 0f64);
     for n in names {
-        let ga = a.get(n).ok_or_else(|| Error::msg(format!("no gradient for '{n}' in the first set")))?;
-        let gb = b.get(n).ok_or_else(|| Error::msg(format!("no gradient for '{n}' in the second set")))?;
+        let ga = a
+            .get(n)
+            .ok_or_else(|| Error::msg(format!("no gradient for '{n}' in the first set")))?;
+        let gb = b
+            .get(n)
+            .ok_or_else(|| Error::msg(format!("no gradient for '{n}' in the second set")))?;
         let ga = ga.to_dtype(DType::F64)?.flatten_all()?;
         let gb = gb.to_dtype(DType::F64)?.flatten_all()?;
         dot += (&ga * &gb)?.sum_all()?.to_scalar::<f64>()?;
@@ -67,5 +75,9 @@ pub fn per_param_cosine(a: &BTreeMap<String, Tensor>, b: &BTreeMap<String, Tenso
 pub fn shuffle_labels(examples: &[Example], seed: u64) -> Vec<Example> {
     let mut targets: Vec<String> = examples.iter().map(|e| e.target.clone()).collect();
     targets.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
-    examples.iter().zip(targets).map(|(e, t)| Example { target: t, ..e.clone() }).collect()
+    examples
+        .iter()
+        .zip(targets)
+        .map(|(e, t)| Example { target: t, ..e.clone() })
+        .collect()
 }

@@ -19,14 +19,14 @@ use std::path::PathBuf;
 use candle_core::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 
-pub use batch::{Batch, BatchOptions, Batcher, Example, TaskData};
-pub use config::TrainConfig;
 use crate::error::{Error, Result};
 use crate::model::{pad_batch, LanguageModel};
 use crate::optim::{self, clip_grad_norm, grad_norm, OptimOptions, Optimizer, Schedule};
 use crate::params::Param;
 use crate::prompt::{embed_inputs, SoftPrompt};
 use crate::tokenizer::Tokenizer;
+pub use batch::{Batch, BatchOptions, Batcher, Example, TaskData};
+pub use config::TrainConfig;
 use progress::Progress;
 
 /// Which state a run ends with.
@@ -84,7 +84,11 @@ pub struct Hooks<'a> {
 }
 
 /// Embed a batch with each row's prompt (see [`embed_inputs`]): (embeds (b, s, d), mask (b, s)).
-pub fn embed_batch(model: &dyn LanguageModel, batch: &Batch, prompt_of: &dyn Fn(&str) -> Option<SoftPrompt>) -> Result<(Tensor, Tensor)> {
+pub fn embed_batch(
+    model: &dyn LanguageModel,
+    batch: &Batch,
+    prompt_of: &dyn Fn(&str) -> Option<SoftPrompt>,
+) -> Result<(Tensor, Tensor)> {
     let prompts: Vec<Option<SoftPrompt>> = batch.tasks.iter().map(|t| prompt_of(t)).collect();
     let refs: Vec<Option<&SoftPrompt>> = prompts.iter().map(Option::as_ref).collect();
     embed_inputs(model, &batch.inputs, &refs)
@@ -95,7 +99,9 @@ pub fn batch_loss(model: &dyn LanguageModel, batch: &Batch, opts: &TrainOptions,
     let prompt_of = |task: &str| opts.task_prompts.get(task).cloned().or_else(|| opts.prompt.clone());
     let (embeds, mask) = embed_batch(model, batch, &prompt_of)?;
     let (targets, target_mask) = pad_batch(&batch.targets, model.pad_id(), &model.params().device())?;
-    Ok(model.loss(&embeds, &mask, &targets, &target_mask, opts.label_smoothing, train)?.loss)
+    Ok(model
+        .loss(&embeds, &mask, &targets, &target_mask, opts.label_smoothing, train)?
+        .loss)
 }
 
 fn all_prompts(opts: &TrainOptions) -> Vec<SoftPrompt> {
@@ -120,8 +126,11 @@ pub struct ParamGroup {
 /// The groups that train: the model's unfrozen weights at `lr`, the
 /// unfrozen prompts at `prompt_lr`, each with its own optimiser state.
 pub fn param_groups(model: &dyn LanguageModel, opts: &TrainOptions) -> Result<Vec<ParamGroup>> {
-    let prompts: Vec<Param> =
-        all_prompts(opts).iter().filter(|p| p.is_trainable()).map(|p| p.param().clone()).collect();
+    let prompts: Vec<Param> = all_prompts(opts)
+        .iter()
+        .filter(|p| p.is_trainable())
+        .map(|p| p.param().clone())
+        .collect();
     let mut groups = Vec::new();
     let sets = [
         ("model", model.params().trainable(), opts.lr, &opts.optim_options),
@@ -129,11 +138,18 @@ pub fn param_groups(model: &dyn LanguageModel, opts: &TrainOptions) -> Result<Ve
     ];
     for (name, params, lr, knobs) in sets {
         if !params.is_empty() {
-            groups.push(ParamGroup { name, params, optimizer: optim::build(&opts.optimizer, lr, knobs)?, lr });
+            groups.push(ParamGroup {
+                name,
+                params,
+                optimizer: optim::build(&opts.optimizer, lr, knobs)?,
+                lr,
+            });
         }
     }
     if groups.is_empty() {
-        return Err(Error::msg("nothing to train: every model parameter and prompt is frozen"));
+        return Err(Error::msg(
+            "nothing to train: every model parameter and prompt is frozen",
+        ));
     }
     Ok(groups)
 }
@@ -146,27 +162,53 @@ fn trainable(groups: &[ParamGroup]) -> Vec<Param> {
 /// Continue from the latest checkpoint in `opts.checkpoint_dir`, if any:
 /// restores parameters, optimiser states, the dropout stream and the
 /// history, and returns the step to continue from (0 for a fresh run).
-fn resume(model: &dyn LanguageModel, groups: &mut [ParamGroup], opts: &TrainOptions, history: &mut History) -> Result<usize> {
-    let (Some(dir), true) = (&opts.checkpoint_dir, opts.resume) else { return Ok(0) };
-    let Some(ck) = checkpoint::load_latest(dir, &model.params().device())? else { return Ok(0) };
+fn resume(
+    model: &dyn LanguageModel,
+    groups: &mut [ParamGroup],
+    opts: &TrainOptions,
+    history: &mut History,
+) -> Result<usize> {
+    let (Some(dir), true) = (&opts.checkpoint_dir, opts.resume) else {
+        return Ok(0);
+    };
+    let Some(ck) = checkpoint::load_latest(dir, &model.params().device())? else {
+        return Ok(0);
+    };
     ck.restore_params(&trainable(groups))?;
     for (i, g) in groups.iter_mut().enumerate() {
         let step = ck.meta.optimizer_steps.get(i).copied().unwrap_or(0);
         g.optimizer.load_state(&ck.optim_state(i), step)?;
     }
-    let word_pos: u128 = ck.meta.dropout_word_pos.parse().map_err(|_| Error::msg("checkpoint: bad dropout position"))?;
-    model.dropout().set_rng_state(checkpoint::parse_seed(&ck.meta.dropout_seed)?, word_pos)?;
+    let word_pos: u128 = ck
+        .meta
+        .dropout_word_pos
+        .parse()
+        .map_err(|_| Error::msg("checkpoint: bad dropout position"))?;
+    model
+        .dropout()
+        .set_rng_state(checkpoint::parse_seed(&ck.meta.dropout_seed)?, word_pos)?;
     history.losses = ck.meta.losses.iter().map(|l| *l as f64).collect();
     history.evals = ck.meta.evals.clone();
     history.best = ck.meta.best;
     if !opts.quiet {
-        eprintln!("{}: resuming from {} at step {}", opts.label, dir.display(), ck.meta.step);
+        eprintln!(
+            "{}: resuming from {} at step {}",
+            opts.label,
+            dir.display(),
+            ck.meta.step
+        );
     }
     Ok(ck.meta.step)
 }
 
 /// Write a checkpoint of the run at `step` (atomic; nothing without a checkpoint_dir).
-fn save(model: &dyn LanguageModel, groups: &[ParamGroup], opts: &TrainOptions, history: &History, step: usize) -> Result<()> {
+fn save(
+    model: &dyn LanguageModel,
+    groups: &[ParamGroup],
+    opts: &TrainOptions,
+    history: &History,
+    step: usize,
+) -> Result<()> {
     let Some(dir) = &opts.checkpoint_dir else { return Ok(()) };
     let mut states = Vec::new();
     let mut steps = Vec::new();
@@ -192,7 +234,13 @@ fn save(model: &dyn LanguageModel, groups: &[ParamGroup], opts: &TrainOptions, h
 /// One optimiser step on `batch`; returns its loss. The loss and the
 /// gradient norm are checked *before* the update: a non-finite one stops the
 /// run with the weights untouched (no copy of them is kept).
-fn step(model: &dyn LanguageModel, batch: &Batch, groups: &mut [ParamGroup], opts: &TrainOptions, step: usize) -> Result<f64> {
+fn step(
+    model: &dyn LanguageModel,
+    batch: &Batch,
+    groups: &mut [ParamGroup],
+    opts: &TrainOptions,
+    step: usize,
+) -> Result<f64> {
     let loss = batch_loss(model, batch, opts, true)?;
     let loss_value = loss.to_dtype(DType::F32)?.to_scalar::<f32>()? as f64;
     let params = trainable(groups);
@@ -202,7 +250,11 @@ fn step(model: &dyn LanguageModel, batch: &Batch, groups: &mut [ParamGroup], opt
              those after step {step}{} (lower the learning rate?)",
             opts.label,
             step + 1,
-            if opts.checkpoint_dir.is_some() { ", as in the last checkpoint saved" } else { "" }
+            if opts.checkpoint_dir.is_some() {
+                ", as in the last checkpoint saved"
+            } else {
+                ""
+            }
         ))
     };
     if !loss_value.is_finite() {
@@ -226,7 +278,10 @@ fn step(model: &dyn LanguageModel, batch: &Batch, groups: &mut [ParamGroup], opt
 /// Copies of parameter values (keep-best holds one, taken only when an
 /// evaluation improves).
 fn snapshot(params: &[Param]) -> Result<Vec<Tensor>> {
-    Ok(params.iter().map(|p| p.var().as_tensor().copy()).collect::<candle_core::Result<_>>()?)
+    Ok(params
+        .iter()
+        .map(|p| p.var().as_tensor().copy())
+        .collect::<candle_core::Result<_>>()?)
 }
 
 fn restore(params: &[Param], values: &[Tensor]) -> Result<()> {
@@ -235,8 +290,17 @@ fn restore(params: &[Param], values: &[Tensor]) -> Result<()> {
 
 /// Train for `opts.steps` steps (continuing from a checkpoint when one exists
 /// and `opts.resume`). Keeps the best evaluated state when `keep` is Best.
-pub fn train(model: &dyn LanguageModel, tok: &Tokenizer, tasks: Vec<TaskData>, opts: &TrainOptions, hooks: Hooks) -> Result<History> {
-    let Hooks { mut evaluate, should_stop } = hooks;
+pub fn train(
+    model: &dyn LanguageModel,
+    tok: &Tokenizer,
+    tasks: Vec<TaskData>,
+    opts: &TrainOptions,
+    hooks: Hooks,
+) -> Result<History> {
+    let Hooks {
+        mut evaluate,
+        should_stop,
+    } = hooks;
     let batcher = Batcher::new(tasks, opts.batch.clone())?;
     let mut groups = param_groups(model, opts)?;
     model.dropout().set_p(opts.dropout);
@@ -252,7 +316,11 @@ pub fn train(model: &dyn LanguageModel, tok: &Tokenizer, tasks: Vec<TaskData>, o
         if should_stop() {
             history.stopped_early = Some(format!("interrupted at step {k}"));
             save(model, &groups, opts, &history, k)?;
-            let saved = opts.checkpoint_dir.as_ref().map(|d| format!(" and saved in {}", d.display())).unwrap_or_default();
+            let saved = opts
+                .checkpoint_dir
+                .as_ref()
+                .map(|d| format!(" and saved in {}", d.display()))
+                .unwrap_or_default();
             progress.message(&format!("{}: interrupted at step {k}; state kept{saved}", opts.label));
             break;
         }

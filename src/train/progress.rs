@@ -29,7 +29,15 @@ pub fn format_duration(secs: f64) -> String {
 impl Progress {
     pub fn new(label: &str, first_step: usize, total: usize, quiet: bool) -> Self {
         let every = (total / 20).max(1);
-        Self { label: label.to_string(), total, start: Instant::now(), first_step, tty: std::io::stderr().is_terminal(), every, quiet }
+        Self {
+            label: label.to_string(),
+            total,
+            start: Instant::now(),
+            first_step,
+            tty: std::io::stderr().is_terminal(),
+            every,
+            quiet,
+        }
     }
 
     /// Steps per second since this display started.
@@ -43,10 +51,23 @@ impl Progress {
             return;
         }
         let rate = self.rate(step);
-        let eta = if rate > 0.0 { (self.total - step.min(self.total)) as f64 / rate } else { 0.0 };
+        let eta = if rate > 0.0 {
+            (self.total - step.min(self.total)) as f64 / rate
+        } else {
+            0.0
+        };
         // NaN loss means "no loss to show" (evaluation loops reuse this display).
-        let loss = if loss.is_nan() { String::new() } else { format!(" | loss {loss:.4}") };
-        let line = format!("{} {step}/{}{loss} | {rate:.2} it/s | ETA {}{extra}", self.label, self.total, format_duration(eta));
+        let loss = if loss.is_nan() {
+            String::new()
+        } else {
+            format!(" | loss {loss:.4}")
+        };
+        let line = format!(
+            "{} {step}/{}{loss} | {rate:.2} it/s | ETA {}{extra}",
+            self.label,
+            self.total,
+            format_duration(eta)
+        );
         let mut err = std::io::stderr();
         if self.tty {
             let _ = write!(err, "\r\x1b[2K{line}");

@@ -12,39 +12,141 @@ use crate::script::{to_rhai, RResult};
 const MAX_NESTING: usize = 32;
 
 pub(super) fn register(engine: &mut Engine) {
-    reg(engine, "zeros", &["shape: Array", "Tensor"], "An f32 tensor of zeros, e.g. zeros([2, 3]).", |s: Array| filled("zeros", &s, 0.0, DType::F32));
-    reg(engine, "zeros", &["n: i64", "Tensor"], "A 1-D f32 tensor of n zeros.", |n: INT| filled("zeros", &[Dynamic::from(n)], 0.0, DType::F32));
-    reg(engine, "zeros", &["shape: Array", "dtype: &str", "Tensor"], "A tensor of zeros with the given dtype (\"f32\", \"f16\", \"bf16\", \"f64\", \"u8\", \"u32\", \"i64\").", |s: Array, dt: &str| {
-        filled("zeros", &s, 0.0, dtype_arg("zeros", dt)?)
-    });
-    reg(engine, "ones", &["shape: Array", "Tensor"], "An f32 tensor of ones, e.g. ones([2, 3]).", |s: Array| filled("ones", &s, 1.0, DType::F32));
-    reg(engine, "ones", &["n: i64", "Tensor"], "A 1-D f32 tensor of n ones.", |n: INT| filled("ones", &[Dynamic::from(n)], 1.0, DType::F32));
-    reg(engine, "ones", &["shape: Array", "dtype: &str", "Tensor"], "A tensor of ones with the given dtype.", |s: Array, dt: &str| {
-        filled("ones", &s, 1.0, dtype_arg("ones", dt)?)
-    });
-    reg(engine, "full", &["shape: Array", "value: f64", "Tensor"], "An f32 tensor with every element equal to value.", |s: Array, v: FLOAT| filled("full", &s, v, DType::F32));
-    reg(engine, "full", &["shape: Array", "value: i64", "Tensor"], "An f32 tensor with every element equal to value.", |s: Array, v: INT| filled("full", &s, v as f64, DType::F32));
+    reg(
+        engine,
+        "zeros",
+        &["shape: Array", "Tensor"],
+        "An f32 tensor of zeros, e.g. zeros([2, 3]).",
+        |s: Array| filled("zeros", &s, 0.0, DType::F32),
+    );
+    reg(
+        engine,
+        "zeros",
+        &["n: i64", "Tensor"],
+        "A 1-D f32 tensor of n zeros.",
+        |n: INT| filled("zeros", &[Dynamic::from(n)], 0.0, DType::F32),
+    );
+    reg(
+        engine,
+        "zeros",
+        &["shape: Array", "dtype: &str", "Tensor"],
+        "A tensor of zeros with the given dtype (\"f32\", \"f16\", \"bf16\", \"f64\", \"u8\", \"u32\", \"i64\").",
+        |s: Array, dt: &str| filled("zeros", &s, 0.0, dtype_arg("zeros", dt)?),
+    );
+    reg(
+        engine,
+        "ones",
+        &["shape: Array", "Tensor"],
+        "An f32 tensor of ones, e.g. ones([2, 3]).",
+        |s: Array| filled("ones", &s, 1.0, DType::F32),
+    );
+    reg(
+        engine,
+        "ones",
+        &["n: i64", "Tensor"],
+        "A 1-D f32 tensor of n ones.",
+        |n: INT| filled("ones", &[Dynamic::from(n)], 1.0, DType::F32),
+    );
+    reg(
+        engine,
+        "ones",
+        &["shape: Array", "dtype: &str", "Tensor"],
+        "A tensor of ones with the given dtype.",
+        |s: Array, dt: &str| filled("ones", &s, 1.0, dtype_arg("ones", dt)?),
+    );
+    reg(
+        engine,
+        "full",
+        &["shape: Array", "value: f64", "Tensor"],
+        "An f32 tensor with every element equal to value.",
+        |s: Array, v: FLOAT| filled("full", &s, v, DType::F32),
+    );
+    reg(
+        engine,
+        "full",
+        &["shape: Array", "value: i64", "Tensor"],
+        "An f32 tensor with every element equal to value.",
+        |s: Array, v: INT| filled("full", &s, v as f64, DType::F32),
+    );
 
-    reg_volatile(engine, "randn", &["shape: Array", "Tensor"], "Standard normal f32 samples, fresh each call.", |s: Array| random("randn", &s, None, true));
-    reg(engine, "randn", &["shape: Array", "seed: i64", "Tensor"], "Standard normal f32 samples; the same seed gives the same tensor.", |s: Array, seed: INT| {
-        random("randn", &s, Some(seed as u64), true)
-    });
-    reg_volatile(engine, "rand", &["shape: Array", "Tensor"], "Uniform [0, 1) f32 samples, fresh each call.", |s: Array| random("rand", &s, None, false));
-    reg(engine, "rand", &["shape: Array", "seed: i64", "Tensor"], "Uniform [0, 1) f32 samples; the same seed gives the same tensor.", |s: Array, seed: INT| {
-        random("rand", &s, Some(seed as u64), false)
-    });
+    reg_volatile(
+        engine,
+        "randn",
+        &["shape: Array", "Tensor"],
+        "Standard normal f32 samples, fresh each call.",
+        |s: Array| random("randn", &s, None, true),
+    );
+    reg(
+        engine,
+        "randn",
+        &["shape: Array", "seed: i64", "Tensor"],
+        "Standard normal f32 samples; the same seed gives the same tensor.",
+        |s: Array, seed: INT| random("randn", &s, Some(seed as u64), true),
+    );
+    reg_volatile(
+        engine,
+        "rand",
+        &["shape: Array", "Tensor"],
+        "Uniform [0, 1) f32 samples, fresh each call.",
+        |s: Array| random("rand", &s, None, false),
+    );
+    reg(
+        engine,
+        "rand",
+        &["shape: Array", "seed: i64", "Tensor"],
+        "Uniform [0, 1) f32 samples; the same seed gives the same tensor.",
+        |s: Array, seed: INT| random("rand", &s, Some(seed as u64), false),
+    );
 
-    reg(engine, "arange", &["end: number", "Tensor"], "0, 1, ..., end-1 as a 1-D f32 tensor.", |end: Dynamic| arange(0.0, number_arg("arange", &end)?, 1.0));
-    reg(engine, "arange", &["start: number", "end: number", "Tensor"], "start, start+1, ... up to (not including) end, as f32.", |start: Dynamic, end: Dynamic| {
-        arange(number_arg("arange", &start)?, number_arg("arange", &end)?, 1.0)
-    });
-    reg(engine, "arange", &["start: number", "end: number", "step: number", "Tensor"], "start, start+step, ... up to (not including) end, as f32.", |start: Dynamic, end: Dynamic, step: Dynamic| {
-        arange(number_arg("arange", &start)?, number_arg("arange", &end)?, number_arg("arange", &step)?)
-    });
+    reg(
+        engine,
+        "arange",
+        &["end: number", "Tensor"],
+        "0, 1, ..., end-1 as a 1-D f32 tensor.",
+        |end: Dynamic| arange(0.0, number_arg("arange", &end)?, 1.0),
+    );
+    reg(
+        engine,
+        "arange",
+        &["start: number", "end: number", "Tensor"],
+        "start, start+1, ... up to (not including) end, as f32.",
+        |start: Dynamic, end: Dynamic| arange(number_arg("arange", &start)?, number_arg("arange", &end)?, 1.0),
+    );
+    reg(
+        engine,
+        "arange",
+        &["start: number", "end: number", "step: number", "Tensor"],
+        "start, start+step, ... up to (not including) end, as f32.",
+        |start: Dynamic, end: Dynamic, step: Dynamic| {
+            arange(
+                number_arg("arange", &start)?,
+                number_arg("arange", &end)?,
+                number_arg("arange", &step)?,
+            )
+        },
+    );
 
-    reg(engine, "tensor", &["values: Array", "Tensor"], "An f32 tensor from nested arrays of numbers: tensor([[1, 2], [3, 4]]).", |v: Array| from_nested(&v));
-    reg(engine, "tensor", &["value: f64", "Tensor"], "A scalar (rank 0) f32 tensor.", |v: FLOAT| scalar(v));
-    reg(engine, "tensor", &["value: i64", "Tensor"], "A scalar (rank 0) f32 tensor.", |v: INT| scalar(v as f64));
+    reg(
+        engine,
+        "tensor",
+        &["values: Array", "Tensor"],
+        "An f32 tensor from nested arrays of numbers: tensor([[1, 2], [3, 4]]).",
+        |v: Array| from_nested(&v),
+    );
+    reg(
+        engine,
+        "tensor",
+        &["value: f64", "Tensor"],
+        "A scalar (rank 0) f32 tensor.",
+        |v: FLOAT| scalar(v),
+    );
+    reg(
+        engine,
+        "tensor",
+        &["value: i64", "Tensor"],
+        "A scalar (rank 0) f32 tensor.",
+        |v: INT| scalar(v as f64),
+    );
 }
 
 fn filled(op: &str, shape: &[Dynamic], value: f64, dtype: DType) -> RResult<Tensor> {
@@ -91,7 +193,9 @@ fn random(op: &str, shape: &Array, seed: Option<u64>, normal: bool) -> RResult<T
 
 fn arange(start: f64, end: f64, step: f64) -> RResult<Tensor> {
     if !(start.is_finite() && end.is_finite() && step.is_finite()) {
-        return Err(to_rhai(format!("arange: start {start}, end {end} and step {step} must be finite")));
+        return Err(to_rhai(format!(
+            "arange: start {start}, end {end} and step {step} must be finite"
+        )));
     }
     if step == 0.0 {
         return Err(to_rhai("arange: step must not be 0"));
@@ -143,7 +247,10 @@ fn collect(v: &Array, dims: &[usize], depth: usize, path: &mut String, out: &mut
             match d.read_lock::<Array>() {
                 Some(inner) => collect(&inner, dims, depth + 1, path, out)?,
                 None => {
-                    return Err(to_rhai(format!("tensor: ragged array: element{path} is a {}, expected an array", type_name(d))))
+                    return Err(to_rhai(format!(
+                        "tensor: ragged array: element{path} is a {}, expected an array",
+                        type_name(d)
+                    )))
                 }
             }
         } else if let Ok(x) = d.as_float() {
@@ -151,7 +258,10 @@ fn collect(v: &Array, dims: &[usize], depth: usize, path: &mut String, out: &mut
         } else if let Ok(x) = d.as_int() {
             out.push(x as f32);
         } else {
-            return Err(to_rhai(format!("tensor: element{path} is a {}, expected a number", type_name(d))));
+            return Err(to_rhai(format!(
+                "tensor: element{path} is a {}, expected a number",
+                type_name(d)
+            )));
         }
         path.truncate(len);
     }

@@ -16,10 +16,34 @@ const SHOW_EDGE: usize = 3;
 const MAX_ARRAY_ELEMENTS: usize = 1 << 24;
 
 pub(super) fn register(engine: &mut Engine) {
-    reg(engine, "to_string", &["t: Tensor", "String"], "Shape, dtype, device and (a preview of) the values.", |t: Tensor| format_tensor(&t));
-    reg(engine, "to_debug", &["t: Tensor", "String"], "Same as to_string.", |t: Tensor| format_tensor(&t));
-    reg(engine, "to_array", &["t: Tensor", "Array"], "The values as nested arrays (floats, or ints for integer dtypes).", |t: Tensor| to_array(&t));
-    reg(engine, "item", &["t: Tensor", "number"], "The single value of a one-element tensor, as a number.", |t: Tensor| item(&t));
+    reg(
+        engine,
+        "to_string",
+        &["t: Tensor", "String"],
+        "Shape, dtype, device and (a preview of) the values.",
+        |t: Tensor| format_tensor(&t),
+    );
+    reg(
+        engine,
+        "to_debug",
+        &["t: Tensor", "String"],
+        "Same as to_string.",
+        |t: Tensor| format_tensor(&t),
+    );
+    reg(
+        engine,
+        "to_array",
+        &["t: Tensor", "Array"],
+        "The values as nested arrays (floats, or ints for integer dtypes).",
+        |t: Tensor| to_array(&t),
+    );
+    reg(
+        engine,
+        "item",
+        &["t: Tensor", "number"],
+        "The single value of a one-element tensor, as a number.",
+        |t: Tensor| item(&t),
+    );
 }
 
 /// `Tensor[2, 3] f32 cpu` followed by the values: on the same line for rank
@@ -62,7 +86,15 @@ fn preview(t: &Tensor) -> candle_core::Result<(Vec<f64>, Vec<usize>)> {
     Ok((x.to_vec1::<f64>()?, shown))
 }
 
-fn write_block(out: &mut String, values: &[f64], shown: &[usize], dims: &[usize], depth: usize, is_int: bool, next: &mut usize) {
+fn write_block(
+    out: &mut String,
+    values: &[f64],
+    shown: &[usize],
+    dims: &[usize],
+    depth: usize,
+    is_int: bool,
+    next: &mut usize,
+) {
     if depth == dims.len() {
         let v = values.get(*next).copied().unwrap_or(f64::NAN);
         *next += 1;
@@ -75,7 +107,11 @@ fn write_block(out: &mut String, values: &[f64], shown: &[usize], dims: &[usize]
     let sep = if inner_rank == 0 {
         ", ".to_string()
     } else {
-        format!(",{}{}", "\n".repeat(if inner_rank >= 2 { 2 } else { 1 }), " ".repeat(depth + 1))
+        format!(
+            ",{}{}",
+            "\n".repeat(if inner_rank >= 2 { 2 } else { 1 }),
+            " ".repeat(depth + 1)
+        )
     };
     out.push('[');
     for i in 0..shown[depth] {
@@ -121,7 +157,11 @@ pub fn format_number(v: f64, is_int: bool) -> String {
 fn to_array(t: &Tensor) -> RResult<Array> {
     let op = "to_array";
     if t.elem_count() > MAX_ARRAY_ELEMENTS {
-        return Err(fail(op, &[t], format!("too many elements for an array (at most {MAX_ARRAY_ELEMENTS})")));
+        return Err(fail(
+            op,
+            &[t],
+            format!("too many elements for an array (at most {MAX_ARRAY_ELEMENTS})"),
+        ));
     }
     let cpu = check(op, &[t], t.to_device(&Device::Cpu))?;
     let flat = check(op, &[t], cpu.flatten_all())?;
