@@ -210,9 +210,11 @@ pub fn dtype_arg(op: &str, name: &str) -> RResult<DType> {
         "u8" | "uint8" => DType::U8,
         "u32" | "uint32" => DType::U32,
         "i64" | "int64" | "long" => DType::I64,
-        _ => return Err(to_rhai(format!(
+        _ => {
+            return Err(to_rhai(format!(
             "{op}: unknown dtype \"{name}\" (expected \"f32\", \"f16\", \"bf16\", \"f64\", \"u8\", \"u32\" or \"i64\")"
-        ))),
+        )))
+        }
     };
     Ok(dt)
 }
