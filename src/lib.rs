@@ -11,6 +11,8 @@ pub mod fsio;
 pub mod interrupt;
 pub mod metrics;
 pub mod model;
+/// Tokenizers live with the models whose vocabularies they read (`model::tokenizer`).
+pub use model::tokenizer;
 pub mod optim;
 pub mod options;
 pub mod params;
@@ -19,7 +21,6 @@ pub mod prompt;
 pub mod script;
 pub mod seed;
 pub mod text;
-pub mod tokenizer;
 pub mod toy;
 pub mod train;
 

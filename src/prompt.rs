@@ -1,5 +1,5 @@
 //! Soft prompts: a few trainable embedding rows prepended to the model's input
-//! (the encoder's input for T5; the sequence's start for a decoder-only model).
+//! (the encoder's input for an encoder-decoder; the sequence's start for a decoder-only model).
 //! ProMoT's stage 1 trains one so the target task's *format* lands in it.
 //!
 //! Shape legend: p prompt length, d model width, b batch, s input positions.

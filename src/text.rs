@@ -3,7 +3,7 @@
 //!
 //! - an input is cut to its last `max_len` tokens (a long demonstration
 //!   prefix shrinks, the query stays whole) and ends with EOS only where the
-//!   model reads it so (T5 does; a decoder-only model continues its input);
+//!   model reads it so (an encoder-decoder does; a decoder-only model continues its input);
 //! - a target always ends with EOS (the model learns to stop) and is cut to
 //!   its first `max_len` tokens; for a model that continues its input, the
 //!   target is written after the same joiner a demonstration puts between

@@ -10,8 +10,9 @@
 //! A demonstration is its filled template, one space, and its target; the
 //! demonstrations and the query are separated by a blank line (`"\n\n"`); the
 //! query comes last with no target, so the model continues after e.g.
-//! "answer:" or "A:". T5's SentencePiece normalisation turns newlines into
-//! spaces, so for T5 models the separator reads as a single space.
+//! "answer:" or "A:". A SentencePiece normaliser that turns newlines into
+//! spaces makes the separator read as a single space; a decoder-only model's
+//! byte-level tokenizer keeps the newlines.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

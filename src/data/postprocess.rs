@@ -50,13 +50,13 @@ pub fn postprocess(text: &str, kind: OutputKind) -> String {
     }
 }
 
-/// Removes T5's `<pad>` and `</s>` markers, which a decode that keeps special
+/// Removes the `<pad>` and `</s>` markers, which a decode that keeps special
 /// tokens (needed to see the sentinels) leaves in the text.
 pub fn strip_special_tokens(text: &str) -> String {
     text.replace("<pad>", "").replace("</s>", "").trim().to_string()
 }
 
-/// Finds the first T5 sentinel `<extra_id_N>` at or after byte `from`,
+/// Finds the first span sentinel `<extra_id_N>` at or after byte `from`,
 /// returning its byte range.
 fn find_sentinel(text: &str, from: usize) -> Option<(usize, usize)> {
     const OPEN: &str = "<extra_id_";

@@ -11,6 +11,7 @@ pub mod llama;
 pub mod loading;
 pub mod loss;
 pub mod t5;
+pub mod tokenizer;
 pub mod toy_config;
 
 use std::sync::Arc;

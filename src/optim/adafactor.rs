@@ -47,7 +47,7 @@
 //! `optax.adafactor` (`scale_by_factored_rms`), which is what
 //! tests/fixtures/make_t5x_adafactor_fixture.py runs for the parity test. For
 //! rank ≥ 3, T5X's heuristic refuses a tensor without an explicit factor rule
-//! (T5's weights are all 2-D); there we follow optax, which applies the same
+//! (the paper's model weights are all 2-D); there we follow optax, which applies the same
 //! two-largest-dims rule with the remaining dims as batch dims. For 2-D tensors
 //! the two rules factor the same pair of dims, so V agrees up to rounding; only
 //! the state layout differs (T5X's R is per smaller dim).

@@ -15,7 +15,7 @@ pub enum Schedule {
     LinearWarmup { warmup_steps: u64 },
     /// Linear ramp over `warmup` updates, then linear decay reaching 0 at step `total`.
     LinearWarmupDecay { warmup: u64, total: u64 },
-    /// T5's inverse square root: base / sqrt(max(step, warmup_steps)), flat during warmup.
+    /// The inverse square root schedule of the paper's pretraining: base / sqrt(max(step, warmup_steps)), flat during warmup.
     Rsqrt { warmup_steps: u64 },
 }
 

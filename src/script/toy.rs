@@ -1,5 +1,5 @@
 //! The toy world in scripts: its examples, pretraining episodes, evaluation
-//! tasks, and randomly initialised T5 models that use its tokenizer. This is
+//! tasks, and randomly initialised toy models that use its tokenizer. This is
 //! what `scripts/pretrain_toy.rhai` builds the built-in `load_model("toy")`
 //! model with.
 //!

@@ -1,5 +1,5 @@
 //! The toy world: a seeded synthetic task suite that mirrors the paper's
-//! evaluation tasks (same template shapes, same metrics) at a size a tiny T5
+//! evaluation tasks (same template shapes, same metrics) at a size a tiny encoder-decoder
 //! can learn on a CPU, so the whole ProMoT pipeline can be exercised in
 //! minutes.
 //!

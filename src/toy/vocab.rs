@@ -3,8 +3,8 @@
 //! rest of promot handles it like any Hugging Face tokenizer.
 //!
 //! Layout: `<pad>`=0, `</s>`=1, `<unk>`=2, `<sep>`=3 (the demonstration
-//! separator), `<extra_id_0>`.. `<extra_id_{N-1}>` (T5 sentinels), then the
-//! words in byte order. Encoding with special tokens appends `</s>` as T5
+//! separator), `<extra_id_0>`.. `<extra_id_{N-1}>` (span sentinels), then the
+//! words in byte order. Encoding with special tokens appends `</s>` as the paper's encoder-decoder
 //! does. Decoding puts one space between words and none before "." "?" ":"
 //! ",", which is exactly how the task generators write text, so
 //! decode(encode(text)) == text for every generated string.
@@ -27,15 +27,15 @@ use super::world::World;
 use crate::data::template;
 use crate::error::{Error, Result};
 
-/// The padding token (id 0), as in T5.
+/// The padding token (id 0), as in the paper's vocabularies.
 pub const PAD_TOKEN: &str = "<pad>";
-/// The end-of-sequence token (id 1), as in T5.
+/// The end-of-sequence token (id 1), as in the paper's vocabularies.
 pub const EOS_TOKEN: &str = "</s>";
 /// The unknown-word token (id 2).
 pub const UNK_TOKEN: &str = "<unk>";
 /// The token between demonstrations (id 3); see `toy::DEMO_SEPARATOR`.
 pub const SEPARATOR_TOKEN: &str = "<sep>";
-/// How many T5 sentinels (`<extra_id_0>`..) the vocabulary holds.
+/// How many span sentinels (`<extra_id_0>`..) the vocabulary holds.
 pub const NUM_SENTINELS: usize = 8;
 
 /// Punctuation marks that are tokens of their own and attach to the word before.

@@ -33,7 +33,7 @@ pub struct TaskData {
 
 impl TaskData {
     /// A task mixed in proportion to its size ("examples-proportional
-    /// mixing", as T5's multi-task mixtures): its ratio is its example count.
+    /// mixing", as the paper's code base mixes tasks): its ratio is its example count.
     /// Set `ratio` to mix otherwise (e.g. equal shares).
     pub fn new(name: &str, examples: Vec<Example>) -> Self {
         let ratio = examples.len() as f64;
