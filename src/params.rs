@@ -79,6 +79,23 @@ pub struct ParamStore {
 }
 
 impl ParamStore {
+    /// Every `(name, shape)` is present with that shape: what a model's `load`
+    /// checks against its single source of parameter shapes.
+    pub fn check_shapes(&self, shapes: &[(String, Vec<usize>)]) -> Result<()> {
+        for (name, shape) in shapes {
+            let p = self
+                .get(name)
+                .map_err(|_| Error::msg(format!("checkpoint is missing parameter '{name}'")))?;
+            if p.shape() != shape.as_slice() {
+                return Err(Error::msg(format!(
+                    "parameter '{name}': expected shape {shape:?}, found {:?}",
+                    p.shape()
+                )));
+            }
+        }
+        Ok(())
+    }
+
     pub fn new() -> Self {
         Self::default()
     }

@@ -263,3 +263,22 @@ pub fn beam_search(
         })
         .collect())
 }
+
+/// Greedy decoding (one beam) or beam search over `batch` sources: for beam
+/// search the decoder's rows are first expanded source-major (row = source *
+/// beams + beam) with `reorder`. The one entry point every model family uses.
+pub fn decode(
+    dec: &mut dyn StepDecoder,
+    batch: usize,
+    sp: Specials,
+    opts: &GenerateOptions,
+) -> Result<Vec<Generation>> {
+    if opts.num_beams <= 1 {
+        return greedy(dec, batch, sp, opts);
+    }
+    let rows: Vec<u32> = (0..batch as u32)
+        .flat_map(|i| std::iter::repeat_n(i, opts.num_beams))
+        .collect();
+    dec.reorder(&rows)?;
+    beam_search(dec, batch, sp, opts)
+}

@@ -226,17 +226,7 @@ impl Llama {
     /// Build the model over an already filled parameter store.
     pub fn load(params: ParamStore, cfg: LlamaConfig, seed: u64) -> Result<Self> {
         cfg.validate()?;
-        for (name, shape) in Self::param_shapes(&cfg) {
-            let p = params
-                .get(&name)
-                .map_err(|_| Error::msg(format!("checkpoint is missing parameter '{name}'")))?;
-            if p.shape() != shape {
-                return Err(Error::msg(format!(
-                    "parameter '{name}': expected shape {shape:?}, found {:?}",
-                    p.shape()
-                )));
-            }
-        }
+        params.check_shapes(&Self::param_shapes(&cfg))?;
         let get = |n: &str| params.get(n).cloned();
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
         for i in 0..cfg.num_hidden_layers {

@@ -20,7 +20,7 @@ use candle_core::{DType, Tensor};
 
 use crate::error::{Error, Result};
 use crate::params::ParamStore;
-use generate::{beam_search, greedy, Specials, StepDecoder};
+use generate::{decode, Specials, StepDecoder};
 pub use generate::{GenerateOptions, Generation};
 pub use layers::Dropout;
 pub use llama::{Llama, LlamaConfig};
@@ -193,26 +193,12 @@ impl LanguageModel for T5 {
             eos: self.eos_id(),
             pad: self.pad_id(),
         };
-        if opts.num_beams <= 1 {
-            let mut steps = T5Steps {
-                model: self,
-                enc_mask: input_mask.clone(),
-                cache: self.start_decoding(&enc)?,
-            };
-            return greedy(&mut steps, b, sp, opts);
-        }
-        let rows: Vec<u32> = (0..b as u32)
-            .flat_map(|i| std::iter::repeat_n(i, opts.num_beams))
-            .collect();
-        let idx = Tensor::from_vec(rows, b * opts.num_beams, enc.device())?;
-        let enc = enc.index_select(&idx, 0)?;
-        let mask = input_mask.index_select(&idx, 0)?;
         let mut steps = T5Steps {
             model: self,
-            enc_mask: mask,
+            enc_mask: input_mask.clone(),
             cache: self.start_decoding(&enc)?,
         };
-        beam_search(&mut steps, b, sp, opts)
+        decode(&mut steps, b, sp, opts)
     }
     fn dropout(&self) -> &Dropout {
         &self.dropout

@@ -6,7 +6,7 @@ use candle_core::Tensor;
 
 use super::{Aligned, LayerCache, Llama};
 use crate::error::{Error, Result};
-use crate::model::generate::{beam_search, greedy, Specials, StepDecoder};
+use crate::model::generate::{decode, Specials, StepDecoder};
 use crate::model::{GenerateOptions, Generation, LanguageModel};
 
 impl Llama {
@@ -53,14 +53,7 @@ impl Llama {
     ) -> Result<Vec<Generation>> {
         let b = input_embeds.dim(0)?;
         let mut steps = self.start_decoding(input_embeds, input_mask)?;
-        if opts.num_beams <= 1 {
-            return greedy(&mut steps, b, self.specials(), opts);
-        }
-        let rows: Vec<u32> = (0..b as u32)
-            .flat_map(|i| std::iter::repeat_n(i, opts.num_beams))
-            .collect();
-        steps.reorder(&rows)?;
-        beam_search(&mut steps, b, self.specials(), opts)
+        decode(&mut steps, b, self.specials(), opts)
     }
 }
 
