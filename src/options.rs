@@ -3,7 +3,8 @@
 //! its fields are the option names, its `Default` the defaults, and serde's
 //! `deny_unknown_fields` turns a typo into an error. This module holds the
 //! small helpers those structs share: numbers that accept ints and floats
-//! alike (scripts write `lr: 1` as readily as `lr: 1.0`), and listing a
+//! alike (scripts write `lr: 1` as readily as `lr: 1.0`), one item or a list
+//! (`shots: 1` or `[1, 4]`), and listing a
 //! struct's options with their defaults for `help()`.
 
 use serde::{Deserialize, Deserializer, Serialize};
@@ -35,6 +36,35 @@ pub fn number<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Er
 /// `deserialize_with` for an `Option<f64>` option that may be written as an int.
 pub fn opt_number<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<f64>, D::Error> {
     Option::<Number>::deserialize(d).map(|n| n.map(Number::value))
+}
+
+/// A value written as one item or a list of them (`shots: 1` or `shots: [1, 4]`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<T> From<OneOrMany<T>> for Vec<T> {
+    fn from(v: OneOrMany<T>) -> Self {
+        match v {
+            OneOrMany::One(x) => vec![x],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+/// `deserialize_with` for a `Vec<T>` option that may be written as one item.
+pub fn one_or_many<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> std::result::Result<Vec<T>, D::Error> {
+    OneOrMany::deserialize(d).map(Vec::from)
+}
+
+/// `deserialize_with` for an `Option<Vec<T>>` option that may be written as one item.
+pub fn opt_one_or_many<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> std::result::Result<Option<Vec<T>>, D::Error> {
+    Option::<OneOrMany<T>>::deserialize(d).map(|v| v.map(Vec::from))
 }
 
 /// Every option of a struct with its default, as `name = value` lines, from

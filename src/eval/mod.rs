@@ -11,11 +11,11 @@ use crate::data::postprocess::{postprocess, OutputKind};
 use crate::error::{Error, Result};
 use crate::metrics;
 use crate::model::{GenerateOptions, LanguageModel};
-use crate::options::number;
+use crate::options::{number, one_or_many, opt_one_or_many};
 use crate::prompt::{embed_inputs, SoftPrompt};
 use crate::tokenizer::Tokenizer;
 use crate::train::progress::Progress;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 pub use table::{Cell, ResultTable};
 
 #[derive(Clone, Debug, PartialEq)]
@@ -188,31 +188,6 @@ impl EvalOptions {
     }
 }
 
-/// A value written as one item or a list of them.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum OneOrMany<T> {
-    One(T),
-    Many(Vec<T>),
-}
-
-fn one_or_many<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> std::result::Result<Vec<T>, D::Error> {
-    Ok(match OneOrMany::deserialize(d)? {
-        OneOrMany::One(x) => vec![x],
-        OneOrMany::Many(v) => v,
-    })
-}
-
-fn opt_one_or_many<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> std::result::Result<Option<Vec<T>>, D::Error> {
-    Ok(Option::<OneOrMany<T>>::deserialize(d)?.map(|v| match v {
-        OneOrMany::One(x) => vec![x],
-        OneOrMany::Many(v) => v,
-    }))
-}
-
-/// The k-shot prompt texts of a task's first `n` examples.
 pub fn prompts_for(task: &EvalTask, k: usize, n: usize, opts: &EvalOptions, tok: &Tokenizer) -> Result<Vec<String>> {
     let (seed, budget, sep) = (opts.seed, opts.max_input_len, opts.separator());
     let count = |t: &str| tok.encode(t, false).map(|ids| ids.len()).unwrap_or(usize::MAX / 4);
