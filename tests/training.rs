@@ -255,6 +255,55 @@ fn keep_best_restores_the_best_evaluated_state() {
     }
 }
 
+/// Keep-best with a checkpoint_dir: an interrupted run, resumed, and a
+/// finished run, resumed again, both end on the best state saved on disk.
+#[test]
+fn keep_best_survives_interruption_and_resumption() {
+    let dir = std::env::temp_dir().join(format!("promot-best-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut o = opts(6);
+    o.eval_every = 2;
+    o.keep = train::Keep::Best;
+    o.checkpoint_dir = Some(dir.clone());
+    let scores = [1.0, 3.0, 2.0];
+    let best_state = std::cell::RefCell::new(None);
+    let run_with_stop = |stop_after: Option<usize>| {
+        let (m, tok) = fixture();
+        let steps = std::cell::Cell::new(0usize);
+        let mut eval = |step: usize| -> promot::Result<f64> {
+            steps.set(step);
+            if step == 4 {
+                *best_state.borrow_mut() = Some(m.params().to_tensors().unwrap());
+            }
+            Ok(scores[step / 2 - 1])
+        };
+        let stop = || stop_after.is_some_and(|s| steps.get() >= s);
+        let h = train::train(
+            m.as_ref(),
+            &tok,
+            data(),
+            &o,
+            Hooks {
+                evaluate: Some(&mut eval),
+                should_stop: &stop,
+            },
+        )
+        .unwrap();
+        (m, h)
+    };
+    // Stopped after the best evaluation (step 4), then resumed to the end.
+    let (_, h) = run_with_stop(Some(4));
+    assert!(h.stopped_early.is_some());
+    for (m, h) in [run_with_stop(None), run_with_stop(None)] {
+        assert_eq!(h.best, Some((4, 3.0)));
+        let best = best_state.borrow();
+        for (name, t) in m.params().to_tensors().unwrap() {
+            assert_eq!(bits(&t), bits(&best.as_ref().unwrap()[&name]), "{name} is not the best state's value");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn one_shot_training_prepends_a_demonstration_of_the_same_task() {
     // Examples carry their own task name, which need not match the data's name.

@@ -6,6 +6,8 @@
 //! naming the newest complete one. A step directory is written under a
 //! temporary name and renamed when complete, then `latest` is replaced
 //! atomically, so a crash at any moment leaves the previous checkpoint usable.
+//! With keep-best, DIR/best holds the best-evaluated trainable values the
+//! same way, so a resumed run still ends on its best state.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -55,31 +57,69 @@ pub fn seed_hex(seed: &[u8; 32]) -> String {
 
 /// Save trainable values and optimiser state under `dir`, atomically.
 pub fn save(dir: &Path, params: &[Param], optim: &[BTreeMap<String, Tensor>], meta: &Meta) -> Result<PathBuf> {
-    fsio::ensure_dir(dir)?;
-    let name = format!("step-{:06}", meta.step);
-    let tmp = dir.join(format!(".{name}.partial"));
-    let _ = std::fs::remove_dir_all(&tmp);
-    fsio::ensure_dir(&tmp)?;
-    let mut tensors = HashMap::new();
-    for p in params {
-        tensors.insert(format!("param/{}", p.name()), p.var().as_tensor().contiguous()?);
-    }
+    let mut tensors = param_tensors(params)?;
     for (i, state) in optim.iter().enumerate() {
         for (k, v) in state {
             tensors.insert(format!("optim{i}/{k}"), v.contiguous()?);
         }
     }
-    fsio::save_safetensors(&tmp.join("state.safetensors"), &tensors)?;
-    fsio::write_json(&tmp.join("state.json"), &serde_json::to_value(meta)?)?;
-    let final_dir = dir.join(&name);
-    let _ = std::fs::remove_dir_all(&final_dir);
-    std::fs::rename(&tmp, &final_dir).map_err(|e| Error::file(&final_dir, e))?;
+    let name = format!("step-{:06}", meta.step);
+    let final_dir = write_dir(dir, &name, &tensors, meta)?;
     let previous = latest_name(dir);
     fsio::write_atomic(&dir.join("latest"), name.as_bytes())?;
     // Keep only the newest checkpoint (and never the one just written).
     if let Some(prev) = previous.filter(|p| *p != name) {
         let _ = std::fs::remove_dir_all(dir.join(prev));
     }
+    Ok(final_dir)
+}
+
+/// Save the best-evaluated trainable values as DIR/best (atomically,
+/// replacing the previous best), so a run resumed after a crash, or resumed
+/// when already finished, still ends on its best state.
+pub fn save_best(dir: &Path, params: &[Param], meta: &Meta) -> Result<PathBuf> {
+    write_dir(dir, BEST, &param_tensors(params)?, meta)
+}
+
+/// The best-evaluated values saved under `dir`, if any.
+pub fn load_best(dir: &Path, device: &candle_core::Device) -> Result<Option<Checkpoint>> {
+    if !dir.join(BEST).join("state.json").exists() {
+        return Ok(None);
+    }
+    load_dir(&dir.join(BEST), device).map(Some)
+}
+
+/// Remove DIR/best (a fresh run must not end on an older run's best).
+pub fn clear_best(dir: &Path) -> Result<()> {
+    let best = dir.join(BEST);
+    if best.exists() {
+        std::fs::remove_dir_all(&best).map_err(|e| Error::file(&best, e))?;
+    }
+    Ok(())
+}
+
+const BEST: &str = "best";
+
+fn param_tensors(params: &[Param]) -> Result<HashMap<String, Tensor>> {
+    let mut tensors = HashMap::new();
+    for p in params {
+        tensors.insert(format!("param/{}", p.name()), p.var().as_tensor().contiguous()?);
+    }
+    Ok(tensors)
+}
+
+/// Write DIR/NAME/{state.safetensors, state.json} under a temporary name,
+/// then rename it into place.
+fn write_dir(dir: &Path, name: &str, tensors: &HashMap<String, Tensor>, meta: &Meta) -> Result<PathBuf> {
+    fsio::ensure_dir(dir)?;
+    let tmp = dir.join(format!(".{name}.partial"));
+    let _ = std::fs::remove_dir_all(&tmp);
+    fsio::ensure_dir(&tmp)?;
+    fsio::save_safetensors(&tmp.join("state.safetensors"), tensors)?;
+    fsio::write_json(&tmp.join("state.json"), &serde_json::to_value(meta)?)?;
+    let final_dir = dir.join(name);
+    let _ = std::fs::remove_dir_all(&final_dir);
+    std::fs::rename(&tmp, &final_dir).map_err(|e| Error::file(&final_dir, e))?;
     Ok(final_dir)
 }
 
@@ -90,7 +130,7 @@ pub fn clear(dir: &Path) -> Result<()> {
     };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().to_string();
-        if name.starts_with("step-") || name.starts_with(".step-") {
+        if name.starts_with("step-") || name.starts_with(".step-") || name == BEST || name == ".best.partial" {
             std::fs::remove_dir_all(e.path()).map_err(|err| Error::file(e.path(), err))?;
         } else if name == "latest" {
             std::fs::remove_file(e.path()).map_err(|err| Error::file(e.path(), err))?;
@@ -109,12 +149,15 @@ fn latest_name(dir: &Path) -> Option<String> {
 /// The newest complete checkpoint under `dir`, if any.
 pub fn load_latest(dir: &Path, device: &candle_core::Device) -> Result<Option<Checkpoint>> {
     let Some(name) = latest_name(dir) else { return Ok(None) };
-    let step_dir = dir.join(&name);
+    load_dir(&dir.join(&name), device).map(Some)
+}
+
+fn load_dir(step_dir: &Path, device: &candle_core::Device) -> Result<Checkpoint> {
     let meta_path = step_dir.join("state.json");
     let meta: Meta = serde_json::from_value(fsio::read_json(&meta_path)?)
         .map_err(|e| Error::file(&meta_path, format!("not a promot checkpoint: {e}")))?;
     let tensors = fsio::load_safetensors(&step_dir.join("state.safetensors"), device)?;
-    Ok(Some(Checkpoint { meta, tensors }))
+    Ok(Checkpoint { meta, tensors })
 }
 
 impl Checkpoint {

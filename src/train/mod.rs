@@ -201,6 +201,20 @@ fn resume(
     Ok(ck.meta.step)
 }
 
+/// The checkpoint metadata of the run at `step`.
+fn meta(model: &dyn LanguageModel, groups: &[ParamGroup], history: &History, step: usize) -> Result<checkpoint::Meta> {
+    let (seed, pos) = model.dropout().rng_state()?;
+    Ok(checkpoint::Meta {
+        step,
+        optimizer_steps: groups.iter().map(|g| g.optimizer.state().map(|(_, n)| n)).collect::<Result<_>>()?,
+        dropout_seed: checkpoint::seed_hex(&seed),
+        dropout_word_pos: pos.to_string(),
+        losses: history.losses.iter().map(|l| *l as f32).collect(),
+        evals: history.evals.clone(),
+        best: history.best,
+    })
+}
+
 /// Write a checkpoint of the run at `step` (atomic; nothing without a checkpoint_dir).
 fn save(
     model: &dyn LanguageModel,
@@ -210,24 +224,8 @@ fn save(
     step: usize,
 ) -> Result<()> {
     let Some(dir) = &opts.checkpoint_dir else { return Ok(()) };
-    let mut states = Vec::new();
-    let mut steps = Vec::new();
-    for g in groups {
-        let (s, n) = g.optimizer.state()?;
-        states.push(s);
-        steps.push(n);
-    }
-    let (seed, pos) = model.dropout().rng_state()?;
-    let meta = checkpoint::Meta {
-        step,
-        optimizer_steps: steps,
-        dropout_seed: checkpoint::seed_hex(&seed),
-        dropout_word_pos: pos.to_string(),
-        losses: history.losses.iter().map(|l| *l as f32).collect(),
-        evals: history.evals.clone(),
-        best: history.best,
-    };
-    checkpoint::save(dir, &trainable(groups), &states, &meta)?;
+    let states = groups.iter().map(|g| g.optimizer.state().map(|(s, _)| s)).collect::<Result<Vec<_>>>()?;
+    checkpoint::save(dir, &trainable(groups), &states, &meta(model, groups, history, step)?)?;
     Ok(())
 }
 
@@ -307,6 +305,9 @@ pub fn train(
     model.dropout().reseed(opts.batch.seed)?;
     let mut history = History::default();
     let start = resume(model, &mut groups, opts, &mut history)?;
+    if let (0, Some(dir)) = (start, &opts.checkpoint_dir) {
+        checkpoint::clear_best(dir)?;
+    }
     let params = trainable(&groups);
     let mut best_values: Option<Vec<Tensor>> = None;
     let progress = Progress::new(&opts.label, start, opts.steps, opts.quiet);
@@ -337,7 +338,12 @@ pub fn train(
             if history.best.is_none_or(|(_, b)| score > b) {
                 history.best = Some((k, score));
                 if opts.keep == Keep::Best {
-                    best_values = Some(snapshot(&params)?);
+                    match &opts.checkpoint_dir {
+                        Some(dir) => {
+                            checkpoint::save_best(dir, &params, &meta(model, &groups, &history, k)?)?;
+                        }
+                        None => best_values = Some(snapshot(&params)?),
+                    }
                 }
             }
             save(model, &groups, opts, &history, k)?;
@@ -351,8 +357,14 @@ pub fn train(
     }
     progress.finish();
     history.steps_per_sec = progress.rate(k);
-    if let (Keep::Best, Some(values)) = (&opts.keep, best_values) {
-        restore(&params, &values)?;
+    if opts.keep == Keep::Best {
+        if let Some(values) = best_values {
+            restore(&params, &values)?;
+        } else if let Some(dir) = &opts.checkpoint_dir {
+            if let Some(best) = checkpoint::load_best(dir, &model.params().device())? {
+                best.restore_params(&params)?;
+            }
+        }
     }
     Ok(history)
 }
