@@ -19,12 +19,15 @@ use crate::params::Param;
 /// A frozen weight whose input still needs a gradient (every layer in
 /// ProMoT's stage 1, where only the prompt trains) goes through
 /// `InputGradOnly`: autograd's matmul rule would also compute the weight's
-/// gradient, a third of the layer's backward cost, only to drop it.
+/// gradient, a third of the layer's backward cost, only to drop it. A few
+/// rows outside autograd (a decoding step) go through `gemv`.
 pub fn linear(x: &Tensor, w: &Param) -> Result<Tensor> {
     let weight = w.tensor();
     let (b, n, d) = x.dims3()?;
     let x2 = x.reshape((b * n, d))?;
-    let y = if !w.is_trainable() && x2.track_op() && x2.device().is_cpu() {
+    let y = if super::gemv::applies(&x2, &weight) {
+        super::gemv::matmul_wt(&x2, &weight)?
+    } else if !w.is_trainable() && x2.track_op() && x2.device().is_cpu() {
         let y = x2.detach().matmul(&weight.t()?)?.contiguous()?;
         x2.apply_op2(&y, InputGradOnly { weight: weight.clone() })?
     } else {
