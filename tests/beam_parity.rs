@@ -35,6 +35,7 @@ fn options(run: &Value, max_new_tokens: usize) -> GenerateOptions {
         num_beams: run["num_beams"].as_u64().expect("num_beams") as usize,
         length_penalty: run["length_penalty"].as_f64().unwrap_or(1.0),
         early_stopping: run["early_stopping"].as_bool().unwrap_or(false),
+        ..GenerateOptions::default()
     }
 }
 

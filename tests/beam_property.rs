@@ -219,6 +219,7 @@ fn random_case(seed: u64) -> Case {
         num_beams: 4,
         length_penalty: [1.0, 0.6, 2.0][rng.random_range(0..3)],
         early_stopping: rng.random_bool(0.5),
+        ..GenerateOptions::default()
     };
     let what = format!("case {seed} ({:?}, gain {gain}, eos x{eos}, {beam:?})", model.cfg);
     Case {

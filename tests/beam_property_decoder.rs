@@ -95,6 +95,7 @@ fn decoder_only_scores_are_teacher_forced_and_rows_are_independent() {
             num_beams: beams,
             length_penalty,
             early_stopping,
+            ..GenerateOptions::default()
         };
         let greedy = model.generate_scored(&embeds, &mask, &opts(1)).unwrap();
         let beams = model.generate_scored(&embeds, &mask, &opts(4)).unwrap();

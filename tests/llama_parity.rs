@@ -144,6 +144,7 @@ fn check_generation(name: &str) {
             num_beams: beams,
             length_penalty,
             early_stopping,
+            ..GenerateOptions::default()
         };
         let got = m.generate(x, &mask, &opts).unwrap();
         assert_eq!(
@@ -302,6 +303,7 @@ fn gguf_model_logits_and_greedy_generation_match_transformers() {
         num_beams: 1,
         length_penalty: 1.0,
         early_stopping: false,
+        ..GenerateOptions::default()
     };
     assert_eq!(
         m.generate(&embeds, &mask, &opts).unwrap(),

@@ -93,6 +93,7 @@ fn smollm2_matches_transformers_weights_logits_tokens_and_greedy_text() {
         num_beams: 1,
         length_penalty: 1.0,
         early_stopping: false,
+        ..GenerateOptions::default()
     };
     for p in r["prompts"].as_array().unwrap() {
         let text = p["text"].as_str().unwrap();

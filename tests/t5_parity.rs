@@ -152,6 +152,7 @@ fn check_generation(name: &str) {
             num_beams: beams,
             length_penalty: 1.0,
             early_stopping: false,
+            ..GenerateOptions::default()
         };
         // Batched, with padding.
         let got = m.generate(&m.embed(&ids).unwrap(), &mask, &opts).unwrap();

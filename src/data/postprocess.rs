@@ -50,6 +50,38 @@ pub fn postprocess(text: &str, kind: OutputKind) -> String {
     }
 }
 
+/// Whether more text after `text` can no longer change
+/// `postprocess(text, kind)`, so generation may stop here:
+///
+/// - classification: the first word is complete (whitespace follows it);
+/// - generation: the text holds a prefix token past its start whose match
+///   is settled (a prefix ending in a letter is followed by a non-letter),
+///   which is where `cut_at_second_prefix` cuts.
+///
+/// Never while the text holds a `<`: a special token or sentinel may still
+/// be forming. It assumes no `<extra_id_0>` follows (that would move the
+/// answer after it), so it suits models that never emit sentinels
+/// (decoder-only ones), not T5. No prefix token contains another, so a
+/// later match cannot start before a settled one.
+pub fn is_final(text: &str, kind: OutputKind) -> bool {
+    if text.contains('<') {
+        return false;
+    }
+    let t = text.trim_start();
+    match kind {
+        OutputKind::Classification => {
+            // first_word's split: the word is complete once a space follows it.
+            let rest = t.trim_start_matches(crate::metrics::is_python_space);
+            rest.find(crate::metrics::is_python_space).is_some()
+        }
+        OutputKind::Generation => prefix_positions(t, PREFIX_TOKENS).into_iter().any(|pos| {
+            let prefix = PREFIX_TOKENS.iter().find(|p| t[pos..].starts_with(**p)).copied().unwrap_or("");
+            let ends_alnum = prefix.chars().last().is_some_and(char::is_alphanumeric);
+            pos > 0 && (!ends_alnum || t[pos + prefix.len()..].chars().next().is_some())
+        }),
+    }
+}
+
 /// Removes the `<pad>` and `</s>` markers, which a decode that keeps special
 /// tokens (needed to see the sentinels) leaves in the text.
 pub fn strip_special_tokens(text: &str) -> String {

@@ -7,9 +7,10 @@ pub mod cache;
 pub mod table;
 
 use crate::data::fewshot::{build_prompt, fit_to_budget, sample_demos, DEFAULT_SEPARATOR};
-use crate::data::postprocess::{postprocess, OutputKind};
+use crate::data::postprocess::{is_final, postprocess, OutputKind};
 use crate::error::{Error, Result};
 use crate::metrics;
+use crate::model::generate::StopRule;
 use crate::model::{GenerateOptions, LanguageModel};
 use crate::options::{number, one_or_many, opt_one_or_many};
 use crate::prompt::{embed_inputs, SoftPrompt};
@@ -180,6 +181,7 @@ impl EvalOptions {
             num_beams: self.beams.max(1),
             length_penalty: self.length_penalty,
             early_stopping: self.early_stopping,
+            stop: None,
         }
     }
 
@@ -241,16 +243,28 @@ pub fn score(metric: &Metric, preds: &[String], refs: &[Vec<String>]) -> Result<
     })
 }
 
-/// Generate raw outputs for prompts, in batches, with an optional soft prompt.
+/// Generate raw outputs for prompts, in batches, with an optional soft
+/// prompt. With `stop_when_final`, greedy rows of a decoder-only model stop
+/// once their answer of that kind is fixed under the post-processing rules.
 pub fn generate_raw(
     model: &dyn LanguageModel,
     tok: &Tokenizer,
     prompts: &[String],
     opts: &EvalOptions,
     max_new: usize,
+    stop_when_final: Option<OutputKind>,
     progress: &dyn Fn(usize),
 ) -> Result<Vec<String>> {
-    let gen = opts.generate_options(max_new);
+    let mut gen = opts.generate_options(max_new);
+    if let Some(kind) = stop_when_final.filter(|_| model.target_continues_input()) {
+        // A row stops once more text could not change its post-processed
+        // answer: the same scores, without generating the tokens the rules
+        // would cut. Decoder-only models only (see `is_final`).
+        let tok = tok.clone();
+        gen.stop = Some(StopRule(std::sync::Arc::new(move |ids: &[u32]| {
+            tok.decode_for_postprocess(ids).is_ok_and(|t| is_final(&t, kind))
+        })));
+    }
     let mut out = Vec::with_capacity(prompts.len());
     for chunk in prompts.chunks(opts.batch_size.max(1)) {
         if crate::interrupt::interrupted() {
@@ -287,7 +301,7 @@ pub fn evaluate_cell(
     }
     let prompts = prompts_for(task, k, n, opts, tok)?;
     let bar = Progress::new(&format!("eval {} {k}-shot", task.name), 0, n, opts.quiet);
-    let raw = generate_raw(model, tok, &prompts, opts, task.max_new_tokens, &|done| {
+    let raw = generate_raw(model, tok, &prompts, opts, task.max_new_tokens, Some(task.kind), &|done| {
         bar.update(done, f64::NAN, "")
     })?;
     bar.finish();

@@ -30,6 +30,21 @@ pub struct GenerateOptions {
     pub length_penalty: f64,
     /// HF's `early_stopping=True`: stop once `num_beams` hypotheses finished.
     pub early_stopping: bool,
+    /// Greedy decoding only: a row also finishes when this says its tokens so
+    /// far are enough (evaluation stops once the post-processed answer is
+    /// fixed). Set by the library, not an option.
+    #[serde(skip)]
+    pub stop: Option<StopRule>,
+}
+
+/// A predicate over a row's generated ids: true when the row may stop.
+#[derive(Clone)]
+pub struct StopRule(pub std::sync::Arc<dyn Fn(&[u32]) -> bool + Send + Sync>);
+
+impl std::fmt::Debug for StopRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StopRule")
+    }
 }
 
 impl Default for GenerateOptions {
@@ -39,6 +54,7 @@ impl Default for GenerateOptions {
             num_beams: 4,
             length_penalty: 1.0,
             early_stopping: false,
+            stop: None,
         }
     }
 }
@@ -69,7 +85,8 @@ fn log_softmax_rows(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
 }
 
 /// Greedy decoding of `batch` rows. Returns each row's generated ids, up to
-/// and including EOS, with the sum of their log-probabilities.
+/// and including EOS (or until `opts.stop` holds), with the sum of their
+/// log-probabilities.
 pub fn greedy(
     dec: &mut dyn StepDecoder,
     batch: usize,
@@ -96,7 +113,7 @@ pub fn greedy(
                 let lp = logp.get(i).and_then(|row| row.get(next[i] as usize));
                 out[i].score += lp.ok_or_else(|| Error::msg("greedy: decoder returned too few rows"))?;
                 out[i].ids.push(next[i]);
-                done[i] = next[i] == sp.eos;
+                done[i] = next[i] == sp.eos || opts.stop.as_ref().is_some_and(|stop| (stop.0)(&out[i].ids));
             }
         }
         if done.iter().all(|d| *d) {

@@ -24,6 +24,7 @@ use crate::error::{Error, Result};
 const DEFAULT_EXTRA_IDS: usize = 100;
 
 /// A tokenizer for T5 / mT5 style models (or any `tokenizers` tokenizer built in code).
+#[derive(Clone)]
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
     /// The raw `spiece.model` bytes when loaded from one, so `save` can ship it along.
