@@ -564,6 +564,13 @@ pub fn register(engine: &mut Engine) {
     );
     reg(
         engine,
+        "file_exists",
+        &["path: &str", "bool"],
+        "Whether a file or directory exists at `path` (to skip work a resumed script already did).",
+        |p: &str| Path::new(p).exists(),
+    );
+    reg(
+        engine,
         "write_text",
         &["path: &str", "text: &str", "String"],
         "Write a text file (atomically); returns the path.",
