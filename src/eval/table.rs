@@ -130,6 +130,24 @@ impl ResultTable {
         ResultTable { cells }
     }
 
+    /// The probe label shares as a table of their own (metric "share",
+    /// values 0-1), so they compare side by side like scores. Cells
+    /// evaluated without a probe are left out.
+    pub fn shares(&self) -> ResultTable {
+        let cells = self
+            .cells
+            .iter()
+            .filter_map(|c| {
+                c.label_share.map(|s| Cell {
+                    metric: "share".into(),
+                    value: s,
+                    ..c.clone()
+                })
+            })
+            .collect();
+        ResultTable { cells }
+    }
+
     pub fn get(&self, task: &str, shots: usize) -> Option<&Cell> {
         self.cells.iter().find(|c| c.task == task && c.shots == shots)
     }

@@ -529,6 +529,13 @@ pub fn register(engine: &mut Engine) {
     );
     reg(
         engine,
+        "shares",
+        &["r: Results", "Results"],
+        "The probe label shares (0-1) as a table of their own, to `compare` like scores.",
+        |t: &mut ResultTable| t.shares(),
+    );
+    reg(
+        engine,
         "cells",
         &["r: Results", "Array"],
         "Every cell as a map #{task, shots, metric, value, n, label_share, samples}.",

@@ -1,0 +1,90 @@
+//! scripts/reproduce_real.rhai at the quick size on SmolLM2-135M, end to end,
+//! with its fixed seed: the tables, Table 1 and both figures are written, a
+//! second run of the same command redoes no work, and the claims that held
+//! in the full run (docs/results-real.md) hold here. Claims that did not hold
+//! there are reported there, not asserted here.
+//!
+//! Skipped, with a message, when the model is not fetched
+//! (scripts/get-smollm2.sh; CI fetches it first).
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+fn cell<'a>(summary: &'a Value, target: &str, method: &str, task: &str, shots: u64) -> &'a Value {
+    let names = summary[target]["names"].as_array().unwrap();
+    let i = names
+        .iter()
+        .position(|n| n == method)
+        .unwrap_or_else(|| panic!("no method {method}"));
+    summary[target]["cells"][i]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["task"] == task && c["shots"] == shots)
+        .unwrap_or_else(|| panic!("no {task} {shots}-shot cell for {method}"))
+}
+
+fn run(work: &Path) -> (bool, String, String) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/reproduce_real.rhai");
+    let out = Command::new(env!("CARGO_BIN_EXE_promot"))
+        .current_dir(work)
+        .env("PROMOT_CACHE", work.join("cache"))
+        .args(["run", script, "quick"])
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn quick_real_reproduction_runs_resumes_and_shows_format_specialization() {
+    if let Err(e) = promot::model::loading::resolve("smollm2") {
+        eprintln!("SKIPPED: {e}");
+        return;
+    }
+    let work = std::env::temp_dir().join(format!("promot-real-quick-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+    let (ok, stdout, stderr) = run(&work);
+    assert!(ok, "reproduce_real quick failed:\n{stdout}\n{stderr}");
+    for header in ["Fine-tuned on rte", "True/False share", "Table 1", "ProMoT+1-shot"] {
+        assert!(stdout.contains(header), "output lacks {header}:\n{stdout}");
+    }
+    let dir = work.join("runs/real-quick-smollm2");
+    for f in [
+        "fig2.svg",
+        "fig2.png",
+        "fig3.svg",
+        "fig3.png",
+        "table-rte.md",
+        "table1.md",
+        "summary.json",
+        "figures.json",
+    ] {
+        assert!(dir.join(f).exists(), "missing {f}");
+    }
+    let read = |f: &str| -> Value { serde_json::from_str(&std::fs::read_to_string(dir.join(f)).unwrap()).unwrap() };
+    let summary = read("summary.json");
+
+    // Prompt tuning leaves the model as it was: every in-context cell equals the pretrained one.
+    for task in ["cb", "wic", "triviaqa", "web_questions", "wmt16_en_de", "wmt16_en_ro", "wmt14_en_fr", "xsum"] {
+        let (pt, pre) = (
+            cell(&summary, "rte", "prompt tuning", task, 1),
+            cell(&summary, "rte", "pretrained", task, 1),
+        );
+        assert_eq!(pt["value"], pre["value"], "{task}: prompt tuning changed the in-context score");
+        assert_eq!(pt["label_share"], pre["label_share"], "{task}: prompt tuning changed the share");
+    }
+
+    // Resumable: the same command again loads every finished result and probe.
+    let (ok, stdout2, stderr2) = run(&work);
+    assert!(ok, "second run failed:\n{stdout2}\n{stderr2}");
+    assert!(!stderr2.contains(" it/s"), "the second run trained again:\n{stderr2}");
+    assert_eq!(read("summary.json"), summary, "the second run changed the results");
+    let _ = std::fs::remove_dir_all(&work);
+}
