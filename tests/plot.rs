@@ -300,6 +300,8 @@ fn plot_lines_from_a_script() {
     assert_balanced(&svg);
     assert_eq!(count_tag(&svg, "path"), 3);
     assert!(svg.contains(">ratio (right)</text>"));
+    let png = decode_png(&dir.join("fig2.png"));
+    assert!(non_white(&png, 0..png.height()) > 0);
     let _ = std::fs::remove_dir_all(&dir);
 
     let err = |src: &str| engine.eval::<Dynamic>(src).unwrap_err().to_string();
@@ -320,6 +322,7 @@ fn plot_lines_from_a_script() {
     assert!(err(&format!(r#"plot_lines("{p}", #{{ title: "t" }})"#)).contains("needs 'series'"));
     assert!(err(&format!(r#"plot_lines("{p}", #{{ series: [] }})"#)).contains("no series"));
     assert!(!dir.join("bad.svg").exists());
+    assert!(!dir.join("bad.png").exists());
 }
 
 /// Decode a PNG file; panics (failing the test) when it is not one.
