@@ -1,5 +1,5 @@
-//! Line plots as standalone SVG files, with no plotting dependency: enough to
-//! draw the paper's training curves (Fig. 2: share of True/False outputs and
+//! Line plots as standalone SVG files, and the same drawing rasterized to PNG:
+//! enough to draw the paper's training curves (Fig. 2: share of True/False outputs and
 //! accuracy against fine-tuning steps; Fig. 3: gradient cosine similarity per
 //! parameter group against steps).
 //!
@@ -7,9 +7,18 @@
 //! (Fig. 1/2 put accuracy on the left and the True/False ratio on the right).
 //! Points whose x or y is NaN or infinite are skipped, and the line breaks
 //! there, so a missing evaluation shows as a gap instead of a false segment.
+//!
+//! The drawing is defined once, as SVG ([to_svg]); PNGs are that SVG rendered
+//! by `resvg` ([svg_to_png]) with DejaVu Sans compiled into the binary, so text
+//! renders the same on a machine without fonts. [save] writes `fig.svg` and
+//! `fig.png` from one call.
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use resvg::tiny_skia::{Pixmap, Transform};
+use resvg::usvg::{self, fontdb};
 
 use crate::error::{Error, Result};
 
@@ -172,6 +181,94 @@ pub fn to_svg(plot: &Plot) -> Result<String> {
 pub fn save_svg(plot: &Plot, path: impl AsRef<Path>) -> Result<()> {
     let svg = to_svg(plot)?;
     crate::fsio::write_atomic(path.as_ref(), svg.as_bytes())
+}
+
+/// PNG pixels per SVG user unit: a PNG is `WIDTH·PNG_SCALE × HEIGHT·PNG_SCALE`
+/// (1440 × 840), sharp enough for print and high-DPI screens.
+pub const PNG_SCALE: f32 = 2.0;
+
+/// The one font PNG text is drawn with, compiled in (provenance and licence in
+/// `assets/fonts/`). The SVG asks for "Helvetica, Arial, sans-serif"; neither
+/// named family is in the database, so `sans-serif` resolves to this.
+const FONT: &[u8] = include_bytes!("../assets/fonts/DejaVuSans.ttf");
+const FONT_FAMILY: &str = "DejaVu Sans";
+
+/// The font database, built once: only the embedded font, no system fonts.
+fn font_db() -> Arc<fontdb::Database> {
+    static DB: OnceLock<Arc<fontdb::Database>> = OnceLock::new();
+    DB.get_or_init(|| {
+        let mut db = fontdb::Database::new();
+        db.load_font_source(fontdb::Source::Binary(Arc::new(FONT)));
+        db.set_sans_serif_family(FONT_FAMILY);
+        Arc::new(db)
+    })
+    .clone()
+}
+
+/// Rasterize an SVG document (as made by [to_svg]) to PNG bytes at [PNG_SCALE].
+pub fn svg_to_png(svg: &str) -> Result<Vec<u8>> {
+    let options = usvg::Options {
+        font_family: FONT_FAMILY.to_string(),
+        fontdb: font_db(),
+        ..Default::default()
+    };
+    let tree = usvg::Tree::from_str(svg, &options)
+        .map_err(|e| Error::msg(format!("plot: cannot read the SVG to rasterize it: {e}")))?;
+    let size = tree.size().to_int_size().scale_by(PNG_SCALE).ok_or_else(|| {
+        Error::msg(format!(
+            "plot: cannot scale a {}x{} drawing by {PNG_SCALE}",
+            tree.size().width(),
+            tree.size().height()
+        ))
+    })?;
+    let mut pixmap = Pixmap::new(size.width(), size.height()).ok_or_else(|| {
+        Error::msg(format!(
+            "plot: cannot allocate a {}x{} image",
+            size.width(),
+            size.height()
+        ))
+    })?;
+    resvg::render(&tree, Transform::from_scale(PNG_SCALE, PNG_SCALE), &mut pixmap.as_mut());
+    pixmap
+        .encode_png()
+        .map_err(|e| Error::msg(format!("plot: cannot encode the PNG: {e}")))
+}
+
+/// Render a plot as PNG bytes: [to_svg], rasterized by [svg_to_png].
+pub fn to_png(plot: &Plot) -> Result<Vec<u8>> {
+    svg_to_png(&to_svg(plot)?)
+}
+
+/// Render and write the PNG atomically.
+pub fn save_png(plot: &Plot, path: impl AsRef<Path>) -> Result<()> {
+    crate::fsio::write_atomic(path.as_ref(), &to_png(plot)?)
+}
+
+/// Write a plot by the extension of `path`: `fig.svg` writes `fig.svg` and
+/// `fig.png` beside it; `fig.png` writes the PNG only; anything else is an
+/// error. Both are rendered before either is written, so a bad plot writes
+/// nothing; each file is saved atomically. Returns the paths written.
+pub fn save(plot: &Plot, path: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
+    let path = path.as_ref();
+    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+    match ext.as_deref() {
+        Some("svg") => {
+            let svg = to_svg(plot)?;
+            let png = svg_to_png(&svg)?;
+            let png_path = path.with_extension("png");
+            crate::fsio::write_atomic(path, svg.as_bytes())?;
+            crate::fsio::write_atomic(&png_path, &png)?;
+            Ok(vec![path.to_path_buf(), png_path])
+        }
+        Some("png") => {
+            save_png(plot, path)?;
+            Ok(vec![path.to_path_buf()])
+        }
+        _ => Err(Error::file(
+            path,
+            "a plot path must end in .svg (writes the SVG and a PNG beside it) or .png (writes the PNG only)",
+        )),
+    }
 }
 
 /// Tick positions for the span [lo, hi]: multiples of a step that is 1, 2 or

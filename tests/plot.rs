@@ -1,8 +1,11 @@
-//! SVG line plots: well-formed output, nice ticks, errors on bad input, and
-//! the `plot_lines` script function.
+//! Line plots: well-formed SVG, nice ticks, errors on bad input, the PNG
+//! rendering of the same drawing, and the `plot_lines` script function.
 
-use promot::plot::{nice_step, nice_ticks, save_svg, to_svg, Plot, SecondaryAxis, Series};
+use promot::plot::{
+    nice_step, nice_ticks, save, save_svg, to_png, to_svg, Plot, SecondaryAxis, Series, HEIGHT, PNG_SCALE, WIDTH,
+};
 use promot::script::new_engine;
+use resvg::tiny_skia::Pixmap;
 use rhai::Dynamic;
 
 /// Fig. 3-like data: cosine similarity per parameter group, falling with steps.
@@ -297,6 +300,8 @@ fn plot_lines_from_a_script() {
     assert_balanced(&svg);
     assert_eq!(count_tag(&svg, "path"), 3);
     assert!(svg.contains(">ratio (right)</text>"));
+    let png = decode_png(&dir.join("fig2.png"));
+    assert!(non_white(&png, 0..png.height()) > 0);
     let _ = std::fs::remove_dir_all(&dir);
 
     let err = |src: &str| engine.eval::<Dynamic>(src).unwrap_err().to_string();
@@ -317,4 +322,82 @@ fn plot_lines_from_a_script() {
     assert!(err(&format!(r#"plot_lines("{p}", #{{ title: "t" }})"#)).contains("needs 'series'"));
     assert!(err(&format!(r#"plot_lines("{p}", #{{ series: [] }})"#)).contains("no series"));
     assert!(!dir.join("bad.svg").exists());
+    assert!(!dir.join("bad.png").exists());
+}
+
+/// Decode a PNG file; panics (failing the test) when it is not one.
+fn decode_png(path: &std::path::Path) -> Pixmap {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    Pixmap::decode_png(&bytes).unwrap_or_else(|e| panic!("{}: not a PNG: {e}", path.display()))
+}
+
+/// Pixels in the given rows that are not (near) white.
+fn non_white(p: &Pixmap, rows: std::ops::Range<u32>) -> usize {
+    let w = p.width() as usize;
+    p.pixels()[rows.start as usize * w..rows.end as usize * w]
+        .iter()
+        .filter(|c| c.red() < 200 || c.green() < 200 || c.blue() < 200)
+        .count()
+}
+
+#[test]
+fn png_is_the_svg_rendered_with_its_text() {
+    let png = Pixmap::decode_png(&to_png(&fig3()).unwrap()).unwrap();
+    assert_eq!(png.width(), (WIDTH as f32 * PNG_SCALE) as u32);
+    assert_eq!(png.height(), (HEIGHT as f32 * PNG_SCALE) as u32);
+    assert_eq!((png.width(), png.height()), (1440, 840));
+    // The background is white and opaque; the lines, frame and text are not white.
+    let corner = png.pixel(0, 0).unwrap();
+    assert_eq!(
+        (corner.red(), corner.green(), corner.blue(), corner.alpha()),
+        (255, 255, 255, 255)
+    );
+    let all = non_white(&png, 0..png.height());
+    assert!(all > 10_000, "only {all} drawn pixels");
+    // The title is the only drawing above the legend (SVG y < 30, its baseline at 24):
+    // dark pixels there are glyphs, so the embedded font was found and used.
+    let title_rows = 0..(30.0 * PNG_SCALE) as u32;
+    let title = non_white(&png, title_rows.clone());
+    assert!(title > 300, "{title} dark pixels in the title area: no text rendered");
+    let untitled = Pixmap::decode_png(
+        &to_png(&Plot {
+            title: String::new(),
+            ..fig3()
+        })
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        non_white(&untitled, title_rows),
+        0,
+        "something other than the title drawn there"
+    );
+}
+
+#[test]
+fn save_writes_svg_and_png_or_png_only_by_extension() {
+    let dir = std::env::temp_dir().join(format!("promot-plot-save-{}", std::process::id()));
+    let written = save(&fig3(), dir.join("fig3.svg")).unwrap();
+    assert_eq!(written, vec![dir.join("fig3.svg"), dir.join("fig3.png")]);
+    assert_eq!(std::fs::read_to_string(&written[0]).unwrap(), to_svg(&fig3()).unwrap());
+    assert_eq!(decode_png(&written[1]).width(), 1440);
+
+    let written = save(&fig3(), dir.join("only.png")).unwrap();
+    assert_eq!(written, vec![dir.join("only.png")]);
+    assert_eq!(decode_png(&written[0]).height(), 840);
+    assert!(!dir.join("only.svg").exists());
+
+    let err = save(&fig3(), dir.join("fig3.pdf")).unwrap_err().to_string();
+    assert!(
+        err.contains("fig3.pdf") && err.contains(".svg") && err.contains(".png"),
+        "{err}"
+    );
+    // A path under a regular file cannot be written: an error naming it, no panic.
+    let blocked = dir.join("fig3.svg").join("x.svg");
+    let err = save(&fig3(), &blocked).unwrap_err().to_string();
+    assert!(err.contains(&dir.join("fig3.svg").display().to_string()), "{err}");
+    // A bad plot writes neither file.
+    assert!(save(&Plot::default(), dir.join("empty.svg")).is_err());
+    assert!(!dir.join("empty.svg").exists() && !dir.join("empty.png").exists());
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -49,7 +49,9 @@ fn quick_reproduction_runs_and_shows_format_specialization() {
     let dir = work.join("runs/toy-quick");
     for f in [
         "fig2.svg",
+        "fig2.png",
         "fig3.svg",
+        "fig3.png",
         "table-rte.md",
         "table-en_fr.md",
         "summary.json",

@@ -1,4 +1,4 @@
-//! Plots in scripts: `plot_lines(path, spec)` writes an SVG line plot, e.g.
+//! Plots in scripts: `plot_lines(path, spec)` writes a line plot, e.g.
 //!
 //! ```text
 //! plot_lines("runs/fig2.svg", #{
@@ -10,6 +10,9 @@
 //! });
 //! ```
 //!
+//! writes `runs/fig2.svg` and `runs/fig2.png` (a path ending in `.png` writes
+//! the PNG only; see [crate::plot::save]).
+//!
 //! Numbers may be ints or floats; `()` in `ys` is a missing point (a gap in
 //! the line). A series without `xs` is drawn at x = 0, 1, 2, ...
 
@@ -18,7 +21,7 @@ use rhai::{Array, Dynamic, Engine, Map};
 use super::model::{check_keys, map_str};
 use super::tensor::reg;
 use super::{to_rhai, RResult};
-use crate::plot::{save_svg, Plot, SecondaryAxis, Series};
+use crate::plot::{save, Plot, SecondaryAxis, Series};
 
 const PLOT_KEYS: &[&str] = &["title", "x_label", "y_label", "y_min", "y_max", "series", "secondary"];
 const SECONDARY_KEYS: &[&str] = &["y_label", "y_min", "y_max", "series"];
@@ -132,10 +135,10 @@ pub fn register(engine: &mut Engine) {
         engine,
         "plot_lines",
         &["path: &str", "spec: Map", "String"],
-        "Write an SVG line plot: #{title, x_label, y_label, y_min, y_max, series: [#{name, xs, ys}], secondary: #{y_label, y_min, y_max, series}}; returns the path.",
+        "Write a line plot: \"x.svg\" writes x.svg and x.png, \"x.png\" the PNG only; spec #{title, x_label, y_label, y_min, y_max, series: [#{name, xs, ys}], secondary: #{y_label, y_min, y_max, series}}; returns the path.",
         |path: &str, spec: Map| -> RResult<String> {
             let plot = plot_from_map(&spec)?;
-            save_svg(&plot, path).map_err(to_rhai)?;
+            save(&plot, path).map_err(to_rhai)?;
             Ok(path.to_string())
         },
     );
