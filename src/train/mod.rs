@@ -352,7 +352,8 @@ pub fn train(
         }
         progress.update(k, loss, &extra);
     }
-    if k == opts.steps && history.stopped_early.is_none() {
+    // (A run resumed already finished has nothing new to save.)
+    if k == opts.steps && k > start && history.stopped_early.is_none() {
         save(model, &groups, opts, &history, k)?;
     }
     progress.finish();
