@@ -47,7 +47,10 @@ fn every_example_runs_in_order() {
 }
 
 /// Scripts that have their own end-to-end test, which runs them at their quick size.
-const TESTED_ELSEWHERE: [(&str, &str); 1] = [("reproduce_toy.rhai", "tests/toy_reproduce.rs")];
+const TESTED_ELSEWHERE: [(&str, &str); 2] = [
+    ("reproduce_toy.rhai", "tests/toy_reproduce.rs"),
+    ("reproduce_real.rhai", "tests/real_reproduce.rs"),
+];
 
 #[test]
 fn every_script_runs_at_its_quick_size() {
