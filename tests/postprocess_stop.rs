@@ -10,9 +10,38 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 const FRAGMENTS: &[&str] = &[
-    "Q:", "Q", ":", "Translate", "Translated", "Transl", "ate", "Article:", "Article", "FAQ:", "A:", " ", "  ", "\n",
-    "\t", "\u{1f}", "True", "False", "Neither", "true", ".", ",", "!", "x", "Hamilton", "é", "42", "</s>", "<pad>",
-    "<extra_id_1>", "<", ">",
+    "Q:",
+    "Q",
+    ":",
+    "Translate",
+    "Translated",
+    "Transl",
+    "ate",
+    "Article:",
+    "Article",
+    "FAQ:",
+    "A:",
+    " ",
+    "  ",
+    "\n",
+    "\t",
+    "\u{1f}",
+    "True",
+    "False",
+    "Neither",
+    "true",
+    ".",
+    ",",
+    "!",
+    "x",
+    "Hamilton",
+    "é",
+    "42",
+    "</s>",
+    "<pad>",
+    "<extra_id_1>",
+    "<",
+    ">",
 ];
 
 fn text(rng: &mut ChaCha8Rng, max: usize) -> String {
@@ -27,7 +56,10 @@ fn a_final_answer_never_changes_with_more_text() {
     let mut finals = [0usize; 2];
     for case in 0..200_000 {
         let head = text(&mut rng, 8);
-        for (i, kind) in [OutputKind::Classification, OutputKind::Generation].into_iter().enumerate() {
+        for (i, kind) in [OutputKind::Classification, OutputKind::Generation]
+            .into_iter()
+            .enumerate()
+        {
             if !is_final(&head, kind) {
                 continue;
             }
@@ -50,8 +82,14 @@ fn typical_outputs_are_final_where_expected() {
     assert!(is_final("True\n", Classification));
     assert!(!is_final("True", Classification), "the word may go on");
     assert!(is_final(" Paris\n\nQ: what", Generation));
-    assert!(!is_final(" Paris\n\nTranslate", Generation), "it may become 'Translated'");
+    assert!(
+        !is_final(" Paris\n\nTranslate", Generation),
+        "it may become 'Translated'"
+    );
     assert!(is_final(" Paris\n\nTranslate ", Generation));
-    assert!(!is_final("Q: restated", Generation), "a prefix at the start is the query's");
+    assert!(
+        !is_final("Q: restated", Generation),
+        "a prefix at the start is the query's"
+    );
     assert!(!is_final("Paris <", Generation), "a special token may be forming");
 }

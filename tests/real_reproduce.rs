@@ -72,13 +72,28 @@ fn quick_real_reproduction_runs_resumes_and_shows_format_specialization() {
     let summary = read("summary.json");
 
     // Prompt tuning leaves the model as it was: every in-context cell equals the pretrained one.
-    for task in ["cb", "wic", "triviaqa", "web_questions", "wmt16_en_de", "wmt16_en_ro", "wmt14_en_fr", "xsum"] {
+    for task in [
+        "cb",
+        "wic",
+        "triviaqa",
+        "web_questions",
+        "wmt16_en_de",
+        "wmt16_en_ro",
+        "wmt14_en_fr",
+        "xsum",
+    ] {
         let (pt, pre) = (
             cell(&summary, "rte", "prompt tuning", task, 1),
             cell(&summary, "rte", "pretrained", task, 1),
         );
-        assert_eq!(pt["value"], pre["value"], "{task}: prompt tuning changed the in-context score");
-        assert_eq!(pt["label_share"], pre["label_share"], "{task}: prompt tuning changed the share");
+        assert_eq!(
+            pt["value"], pre["value"],
+            "{task}: prompt tuning changed the in-context score"
+        );
+        assert_eq!(
+            pt["label_share"], pre["label_share"],
+            "{task}: prompt tuning changed the share"
+        );
     }
 
     // Resumable: the same command again loads every finished result and probe.

@@ -298,7 +298,11 @@ fn keep_best_survives_interruption_and_resumption() {
         assert_eq!(h.best, Some((4, 3.0)));
         let best = best_state.borrow();
         for (name, t) in m.params().to_tensors().unwrap() {
-            assert_eq!(bits(&t), bits(&best.as_ref().unwrap()[&name]), "{name} is not the best state's value");
+            assert_eq!(
+                bits(&t),
+                bits(&best.as_ref().unwrap()[&name]),
+                "{name} is not the best state's value"
+            );
         }
     }
     let _ = std::fs::remove_dir_all(&dir);

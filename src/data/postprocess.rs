@@ -75,7 +75,11 @@ pub fn is_final(text: &str, kind: OutputKind) -> bool {
             rest.find(crate::metrics::is_python_space).is_some()
         }
         OutputKind::Generation => prefix_positions(t, PREFIX_TOKENS).into_iter().any(|pos| {
-            let prefix = PREFIX_TOKENS.iter().find(|p| t[pos..].starts_with(**p)).copied().unwrap_or("");
+            let prefix = PREFIX_TOKENS
+                .iter()
+                .find(|p| t[pos..].starts_with(**p))
+                .copied()
+                .unwrap_or("");
             let ends_alnum = prefix.chars().last().is_some_and(char::is_alphanumeric);
             pos > 0 && (!ends_alnum || t[pos + prefix.len()..].chars().next().is_some())
         }),

@@ -301,9 +301,15 @@ pub fn evaluate_cell(
     }
     let prompts = prompts_for(task, k, n, opts, tok)?;
     let bar = Progress::new(&format!("eval {} {k}-shot", task.name), 0, n, opts.quiet);
-    let raw = generate_raw(model, tok, &prompts, opts, task.max_new_tokens, Some(task.kind), &|done| {
-        bar.update(done, f64::NAN, "")
-    })?;
+    let raw = generate_raw(
+        model,
+        tok,
+        &prompts,
+        opts,
+        task.max_new_tokens,
+        Some(task.kind),
+        &|done| bar.update(done, f64::NAN, ""),
+    )?;
     bar.finish();
     let preds: Vec<String> = raw.iter().map(|r| postprocess(r, task.kind)).collect();
     let refs: Vec<Vec<String>> = examples.iter().take(n).map(|e| e.references.clone()).collect();

@@ -41,7 +41,11 @@ pub fn matmul_wt(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     let (m, d) = x.dims2()?;
     let (o, dw) = w.dims2()?;
     if d != dw {
-        return Err(Error::msg(format!("gemv: x {:?} and W {:?} do not match", x.dims(), w.dims())));
+        return Err(Error::msg(format!(
+            "gemv: x {:?} and W {:?} do not match",
+            x.dims(),
+            w.dims()
+        )));
     }
     let xs: Vec<f32> = x.flatten_all()?.to_vec1()?;
     let w = w.contiguous()?;
@@ -139,7 +143,13 @@ mod tests {
         for (m, d, o) in [(1, 576, 1536), (4, 37, 130), (16, 64, 1), (3, 1, 5)] {
             let x = Tensor::randn(0f32, 1.0, (m, d), &dev).unwrap();
             let w = Tensor::randn(0f32, 1.0, (o, d), &dev).unwrap();
-            let want: Vec<f32> = x.matmul(&w.t().unwrap()).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+            let want: Vec<f32> = x
+                .matmul(&w.t().unwrap())
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
             let got: Vec<f32> = matmul_wt(&x, &w).unwrap().flatten_all().unwrap().to_vec1().unwrap();
             for (a, b) in want.iter().zip(&got) {
                 assert!((a - b).abs() <= 1e-4 * (1.0 + a.abs()), "{m}x{d}x{o}: {a} vs {b}");

@@ -37,9 +37,12 @@ pub struct GenerateOptions {
     pub stop: Option<StopRule>,
 }
 
+/// A row's generated ids -> whether the row may stop.
+pub type StopFn = dyn Fn(&[u32]) -> bool + Send + Sync;
+
 /// A predicate over a row's generated ids: true when the row may stop.
 #[derive(Clone)]
-pub struct StopRule(pub std::sync::Arc<dyn Fn(&[u32]) -> bool + Send + Sync>);
+pub struct StopRule(pub std::sync::Arc<StopFn>);
 
 impl std::fmt::Debug for StopRule {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

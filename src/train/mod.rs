@@ -206,7 +206,10 @@ fn meta(model: &dyn LanguageModel, groups: &[ParamGroup], history: &History, ste
     let (seed, pos) = model.dropout().rng_state()?;
     Ok(checkpoint::Meta {
         step,
-        optimizer_steps: groups.iter().map(|g| g.optimizer.state().map(|(_, n)| n)).collect::<Result<_>>()?,
+        optimizer_steps: groups
+            .iter()
+            .map(|g| g.optimizer.state().map(|(_, n)| n))
+            .collect::<Result<_>>()?,
         dropout_seed: checkpoint::seed_hex(&seed),
         dropout_word_pos: pos.to_string(),
         losses: history.losses.iter().map(|l| *l as f32).collect(),
@@ -224,7 +227,10 @@ fn save(
     step: usize,
 ) -> Result<()> {
     let Some(dir) = &opts.checkpoint_dir else { return Ok(()) };
-    let states = groups.iter().map(|g| g.optimizer.state().map(|(s, _)| s)).collect::<Result<Vec<_>>>()?;
+    let states = groups
+        .iter()
+        .map(|g| g.optimizer.state().map(|(s, _)| s))
+        .collect::<Result<Vec<_>>>()?;
     checkpoint::save(dir, &trainable(groups), &states, &meta(model, groups, history, step)?)?;
     Ok(())
 }
