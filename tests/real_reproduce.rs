@@ -12,19 +12,8 @@ use std::process::Command;
 
 use serde_json::Value;
 
-fn cell<'a>(summary: &'a Value, target: &str, method: &str, task: &str, shots: u64) -> &'a Value {
-    let names = summary[target]["names"].as_array().unwrap();
-    let i = names
-        .iter()
-        .position(|n| n == method)
-        .unwrap_or_else(|| panic!("no method {method}"));
-    summary[target]["cells"][i]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["task"] == task && c["shots"] == shots)
-        .unwrap_or_else(|| panic!("no {task} {shots}-shot cell for {method}"))
-}
+mod common;
+use common::summary_cell as cell;
 
 fn run(work: &Path) -> (bool, String, String) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/reproduce_real.rhai");

@@ -5,18 +5,10 @@
 
 use std::process::Command;
 
+mod common;
+
 fn cell(summary: &serde_json::Value, target: &str, method: &str, task: &str, shots: u64) -> f64 {
-    let names = summary[target]["names"].as_array().unwrap();
-    let i = names
-        .iter()
-        .position(|n| n == method)
-        .unwrap_or_else(|| panic!("no method {method}"));
-    summary[target]["cells"][i]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["task"] == task && c["shots"] == shots)
-        .unwrap_or_else(|| panic!("no {task} {shots}-shot cell for {method}"))["value"]
+    common::summary_cell(summary, target, method, task, shots)["value"]
         .as_f64()
         .unwrap()
 }
