@@ -220,6 +220,13 @@ fn a_diverging_run_stops_with_a_clear_error_and_keeps_the_last_good_state() {
     }
 }
 
+/// Every parameter of `m` is bit-identical to the best state's value.
+fn assert_holds_best(m: &Model, best: &std::collections::BTreeMap<String, candle_core::Tensor>) {
+    for (name, t) in m.params().to_tensors().unwrap() {
+        assert_eq!(bits(&t), bits(&best[&name]), "{name} is not the best state's value");
+    }
+}
+
 #[test]
 fn keep_best_restores_the_best_evaluated_state() {
     let (m, tok) = fixture();
@@ -246,13 +253,7 @@ fn keep_best_restores_the_best_evaluated_state() {
     )
     .unwrap();
     assert_eq!(h.best, Some((2, 3.0)));
-    for (name, t) in m.params().to_tensors().unwrap() {
-        assert_eq!(
-            bits(&t),
-            bits(&snapshots[0][&name]),
-            "{name} is not the best state's value"
-        );
-    }
+    assert_holds_best(&m, &snapshots[0]);
 }
 
 /// Keep-best with a checkpoint_dir: an interrupted run, resumed, and a
@@ -297,13 +298,7 @@ fn keep_best_survives_interruption_and_resumption() {
     for (m, h) in [run_with_stop(None), run_with_stop(None)] {
         assert_eq!(h.best, Some((4, 3.0)));
         let best = best_state.borrow();
-        for (name, t) in m.params().to_tensors().unwrap() {
-            assert_eq!(
-                bits(&t),
-                bits(&best.as_ref().unwrap()[&name]),
-                "{name} is not the best state's value"
-            );
-        }
+        assert_holds_best(&m, best.as_ref().unwrap());
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
