@@ -243,3 +243,26 @@ fn paper_defaults_use_t5x_adafactor_for_weights_and_unscaled_for_prompts() {
     assert!(d["multiply_by_parameter_scale"].as_bool().unwrap());
     assert_eq!(d["min_dim_size_to_factor"].as_int().unwrap(), 128);
 }
+
+#[test]
+fn an_error_inside_a_stdlib_method_names_its_file_line_and_the_bad_option() {
+    let engine = promot::script::new_engine();
+    let script = format!(
+        "let m = load_model(\"{}/tests/fixtures/tiny-mt5\");\nfine_tuning(m, [#{{input: \"a\", target: \"b\"}}], #{{ batch_size: -1 }})",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let err = engine.eval::<Dynamic>(&script).unwrap_err();
+    let shown = promot::script::diagnostics::eval_error(&err, "<test>", &promot::script::diagnostics::Sources::new());
+    let first = shown.lines().next().unwrap();
+    // The line in methods.rhai that calls train inside fine_tuning.
+    let methods = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/stdlib/methods.rhai")).unwrap();
+    let body = methods.find("fn fine_tuning(").unwrap();
+    let line =
+        methods[..body].lines().count() + methods[body..].lines().position(|l| l.contains(".train(")).unwrap() + 1;
+    assert!(first.contains(&format!("stdlib/methods.rhai:{line}:")), "{shown}");
+    assert!(first.contains("option 'batch_size'"), "{shown}");
+    assert!(
+        shown.contains("note: in call to function 'fine_tuning' at <test>:2:1"),
+        "{shown}"
+    );
+}

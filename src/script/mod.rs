@@ -42,8 +42,10 @@ pub fn new_engine() -> Engine {
     engine
 }
 
-/// Compile every stdlib/*.rhai file (in name order) into one module whose
-/// functions every script can call directly, e.g. `promot(model, data, #{})`.
+/// Compile every stdlib/*.rhai file (in name order) into a module of its own
+/// whose functions every script can call directly, e.g. `promot(model, data,
+/// #{})`. One module per file, so an error inside a stdlib function names the
+/// file it is in (a merged AST carries one source for all of them).
 pub fn load_stdlib(engine: &mut Engine) -> Result<(), String> {
     let dir = paths::stdlib_dir();
     let mut files: Vec<_> = std::fs::read_dir(&dir)
@@ -52,16 +54,15 @@ pub fn load_stdlib(engine: &mut Engine) -> Result<(), String> {
         .filter(|p| p.extension().is_some_and(|x| x == "rhai"))
         .collect();
     files.sort();
-    let mut ast = rhai::AST::empty();
     for f in &files {
         let text = std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display()))?;
-        let mut part = engine
+        let mut ast = engine
             .compile(&text)
             .map_err(|e| format!("{}:{}: {e}", f.display(), e.1))?;
-        part.set_source(f.display().to_string());
-        ast = ast.merge(&part);
+        ast.set_source(f.display().to_string());
+        let module = rhai::Module::eval_ast_as_new(rhai::Scope::new(), &ast, engine)
+            .map_err(|e| format!("{}: {e}", f.display()))?;
+        engine.register_global_module(module.into());
     }
-    let module = rhai::Module::eval_ast_as_new(rhai::Scope::new(), &ast, engine).map_err(|e| e.to_string())?;
-    engine.register_global_module(module.into());
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! The struct (e.g. `train::TrainConfig`) is the one place an option is
 //! declared and defaulted; this only binds it: keys that are not data (a
 //! prompt, a callback) are taken out first, and serde's unknown-field error
-//! becomes one line naming the known keys.
+//! becomes one line naming the known keys, and a bad value one line naming its key.
 
 use rhai::{Dynamic, Map};
 use serde::de::DeserializeOwned;
@@ -17,15 +17,33 @@ pub fn parse<T: DeserializeOwned + Default + Serialize>(what: &str, map: &Map, e
     for (key, _) in extra {
         data.remove(*key);
     }
-    rhai::serde::from_dynamic(&Dynamic::from(data)).map_err(|e| {
+    rhai::serde::from_dynamic(&Dynamic::from(data.clone())).map_err(|e| {
         let msg = e.to_string();
         match unknown_field(&msg) {
             Some(key) => to_rhai(format!(
                 "{what}: unknown option '{key}' (known: {})",
                 options::names::<T>(extra).join(", ")
             )),
-            None => to_rhai(format!("{what}: bad option: {msg}")),
+            None => {
+                let reason = msg.strip_prefix("Syntax error: ").unwrap_or(&msg);
+                match culprit::<T>(&data) {
+                    Some(key) => to_rhai(format!("{what}: option '{key}': {reason}")),
+                    None => to_rhai(format!("{what}: bad option: {reason}")),
+                }
+            }
         }
+    })
+}
+
+/// The first key of `data` that fails to parse on its own (the others at
+/// their defaults): the option a type error is about.
+fn culprit<T: DeserializeOwned>(data: &Map) -> Option<String> {
+    data.iter().find_map(|(key, value)| {
+        let mut one = Map::new();
+        one.insert(key.clone(), value.clone());
+        rhai::serde::from_dynamic::<T>(&Dynamic::from(one))
+            .is_err()
+            .then(|| key.to_string())
     })
 }
 
