@@ -1,0 +1,330 @@
+//! f32 matrix products through OpenBLAS, loaded at run time.
+//!
+//! candle's CPU matmul is a pure-Rust GEMM that reaches about a quarter of
+//! what an optimized BLAS does on the model's shapes (x (1024, 512) · Wᵀ
+//! (512, 2048), the vocabulary projection (256, 512) · (512, 32128)), and the
+//! matmuls are most of a training step. So `layers::linear` multiplies with
+//! `cblas_sgemm` when a BLAS library is at hand, and with candle when it is
+//! not: nothing is linked at build time, and a machine without the library
+//! computes the same things, slower.
+//!
+//! The library is the one `scripts/get-blas.sh` unpacks from PyPI's
+//! `scipy-openblas32` wheel: a single self-contained `libscipy_openblas.so`
+//! whose symbols carry a `scipy_` prefix (`scipy_cblas_sgemm`,
+//! `scipy_openblas_set_num_threads`). It is found, once per process, at
+//!
+//!   1. `$PROMOT_BLAS`: a path to the library, or `off` (also `0`, `none`) to
+//!      use candle's matmul;
+//!   2. `models/cache/blas/libscipy_openblas.so` under the working directory;
+//!   3. the same under this crate's source directory (for tests and benches,
+//!      which cargo runs elsewhere).
+//!
+//! A library that is missing or lacks the symbols leaves the candle path in
+//! place; `backend()` says which one is in use.
+//!
+//! Threads: OpenBLAS starts as many threads as the machine has cores unless
+//! `OPENBLAS_NUM_THREADS` says otherwise. When that variable is unset, the
+//! count is set to promot's own (`--threads`, i.e. `CANDLE_NUM_THREADS`, else
+//! candle's default), so one setting governs both. `OPENBLAS_CORETYPE` picks
+//! the kernel family by hand (the library detects the CPU otherwise);
+//! `backend()` names the core it uses. Measured on this project's AMD EPYC
+//! (Zen) machine, forcing `Haswell` instead of the detected `Zen` kernels gave
+//! the same GFLOP/s within noise, so the variable does not matter here.
+//!
+//! Row-major throughout: `gemm(ta, tb, ...)` computes C (m, n) = op(A) op(B)
+//! with op(A) (m, k), op(B) (k, n), each operand stored contiguous in its own
+//! (transposed or not) shape.
+
+use std::ffi::c_int;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use candle_core::{DType, Tensor};
+
+use crate::error::{Error, Result};
+
+/// The library's file name, as `scripts/get-blas.sh` places it.
+pub const LIB_NAME: &str = "libscipy_openblas.so";
+
+const ROW_MAJOR: c_int = 101;
+const NO_TRANS: c_int = 111;
+const TRANS: c_int = 112;
+
+type Sgemm = unsafe extern "C" fn(
+    order: c_int,
+    trans_a: c_int,
+    trans_b: c_int,
+    m: c_int,
+    n: c_int,
+    k: c_int,
+    alpha: f32,
+    a: *const f32,
+    lda: c_int,
+    b: *const f32,
+    ldb: c_int,
+    beta: f32,
+    c: *mut f32,
+    ldc: c_int,
+);
+type SetThreads = unsafe extern "C" fn(n: c_int);
+type CoreName = unsafe extern "C" fn() -> *const std::ffi::c_char;
+
+/// A loaded BLAS library and the entry points promot uses.
+pub struct Blas {
+    sgemm: Sgemm,
+    path: PathBuf,
+    core: String,
+    threads: Option<usize>,
+    /// Keeps the code behind `sgemm` mapped; never unloaded.
+    _lib: libloading::Library,
+}
+
+static BLAS: OnceLock<Option<Blas>> = OnceLock::new();
+
+/// The BLAS library, loaded on first use; None when there is none (or
+/// `PROMOT_BLAS=off`).
+pub fn get() -> Option<&'static Blas> {
+    BLAS.get_or_init(|| candidates().iter().find_map(|p| Blas::load(p).ok()))
+        .as_ref()
+}
+
+/// Which matmul backend `layers::linear` uses, in words.
+pub fn backend() -> String {
+    match get() {
+        Some(b) => format!(
+            "OpenBLAS sgemm ({}, core {}, {} threads)",
+            b.path.display(),
+            b.core,
+            b.threads.map_or("OPENBLAS_NUM_THREADS".to_string(), |n| n.to_string())
+        ),
+        None => "candle gemm (no BLAS library: see scripts/get-blas.sh)".to_string(),
+    }
+}
+
+/// Where to look, in order (empty when disabled).
+fn candidates() -> Vec<PathBuf> {
+    match std::env::var("PROMOT_BLAS") {
+        Ok(v) if matches!(v.trim(), "off" | "0" | "none" | "") => Vec::new(),
+        Ok(v) => vec![PathBuf::from(v)],
+        Err(_) => {
+            let rel = Path::new("models").join("cache").join("blas").join(LIB_NAME);
+            vec![rel.clone(), Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)]
+        }
+    }
+}
+
+/// promot's thread count: `CANDLE_NUM_THREADS` (what `--threads` sets), else candle's default.
+fn promot_threads() -> usize {
+    std::env::var("CANDLE_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(candle_core::utils::get_num_threads)
+}
+
+impl Blas {
+    fn load(path: &Path) -> Result<Blas> {
+        if !path.is_file() {
+            return Err(Error::msg(format!("no BLAS library at {}", path.display())));
+        }
+        let err = |e: libloading::Error| Error::msg(format!("BLAS library {}: {e}", path.display()));
+        // SAFETY: loading runs the library's initialisers; OpenBLAS's only set up
+        // its thread pool and CPU detection.
+        let lib = unsafe { libloading::Library::new(path) }.map_err(err)?;
+        // SAFETY: the signatures are CBLAS's and OpenBLAS's, as the library declares them.
+        let sgemm: Sgemm = *unsafe { lib.get::<Sgemm>(b"scipy_cblas_sgemm\0") }.map_err(err)?;
+        let set_threads: Option<SetThreads> = unsafe { lib.get::<SetThreads>(b"scipy_openblas_set_num_threads\0") }
+            .ok()
+            .map(|f| *f);
+        let core_name: Option<CoreName> = unsafe { lib.get::<CoreName>(b"scipy_openblas_get_corename\0") }
+            .ok()
+            .map(|f| *f);
+        let threads = match (std::env::var_os("OPENBLAS_NUM_THREADS"), set_threads) {
+            (None, Some(set)) => {
+                let n = promot_threads();
+                // SAFETY: plain setter; n is at least 1.
+                unsafe { set(n.min(c_int::MAX as usize) as c_int) };
+                Some(n)
+            }
+            _ => None,
+        };
+        let core = core_name
+            .map(|f| {
+                // SAFETY: returns a static NUL-terminated string (or null).
+                let p = unsafe { f() };
+                if p.is_null() {
+                    "unknown".to_string()
+                } else {
+                    unsafe { std::ffi::CStr::from_ptr(p) }.to_string_lossy().into_owned()
+                }
+            })
+            .unwrap_or_else(|| "unknown".to_string());
+        Ok(Blas {
+            sgemm,
+            path: path.to_path_buf(),
+            core,
+            threads,
+            _lib: lib,
+        })
+    }
+
+    /// C (m, n) = op(A) op(B), op(A) (m, k), op(B) (k, n), row-major; `ta`
+    /// means A is stored as (k, m), `tb` that B is stored as (n, k). Checks
+    /// every length before calling into the library.
+    #[allow(clippy::too_many_arguments)]
+    pub fn gemm(&self, ta: bool, tb: bool, m: usize, n: usize, k: usize, a: &[f32], b: &[f32]) -> Result<Vec<f32>> {
+        let too_big = |x: usize| x > c_int::MAX as usize;
+        if a.len() != m * k || b.len() != k * n || [m, n, k].into_iter().any(too_big) || too_big(m * n) {
+            return Err(Error::msg(format!(
+                "blas gemm: A has {} values and B {} for m {m}, n {n}, k {k}",
+                a.len(),
+                b.len()
+            )));
+        }
+        let mut c = vec![0f32; m * n];
+        if m == 0 || n == 0 {
+            return Ok(c);
+        }
+        let lda = if ta { m } else { k };
+        let ldb = if tb { k } else { n };
+        let flag = |t: bool| if t { TRANS } else { NO_TRANS };
+        // SAFETY: the lengths match the dimensions and leading dimensions (checked
+        // above), all fit in a C int, and C is a fresh buffer of m * n values.
+        unsafe {
+            (self.sgemm)(
+                ROW_MAJOR,
+                flag(ta),
+                flag(tb),
+                m as c_int,
+                n as c_int,
+                k as c_int,
+                1.0,
+                a.as_ptr(),
+                lda.max(1) as c_int,
+                b.as_ptr(),
+                ldb.max(1) as c_int,
+                0.0,
+                c.as_mut_ptr(),
+                n as c_int,
+            )
+        };
+        Ok(c)
+    }
+}
+
+/// The f32 values of a contiguous CPU operand.
+fn values<'a>(s: &'a candle_core::CpuStorage, l: &candle_core::Layout) -> candle_core::Result<&'a [f32]> {
+    match l.contiguous_offsets() {
+        Some((start, end)) => Ok(&s.as_slice::<f32>()?[start..end]),
+        None => candle_core::bail!("blas: operand is not contiguous"),
+    }
+}
+
+/// op(A) op(B) for two 2-D CPU operands, as a candle storage.
+fn product(
+    ta: bool,
+    tb: bool,
+    a: (&candle_core::CpuStorage, &candle_core::Layout),
+    b: (&candle_core::CpuStorage, &candle_core::Layout),
+) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+    let Some(blas) = get() else {
+        candle_core::bail!("blas: no BLAS library loaded");
+    };
+    let (a_rows, a_cols) = a.1.shape().dims2()?;
+    let (b_rows, b_cols) = b.1.shape().dims2()?;
+    let (m, k) = if ta { (a_cols, a_rows) } else { (a_rows, a_cols) };
+    let (kb, n) = if tb { (b_cols, b_rows) } else { (b_rows, b_cols) };
+    if k != kb {
+        candle_core::bail!(
+            "blas: cannot multiply {:?} by {:?} (ta {ta}, tb {tb})",
+            a.1.dims(),
+            b.1.dims()
+        );
+    }
+    let c = blas
+        .gemm(ta, tb, m, n, k, values(a.0, a.1)?, values(b.0, b.1)?)
+        .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+    Ok((candle_core::CpuStorage::F32(c), (m, n).into()))
+}
+
+/// Whether x (m, d) · W (o, d)ᵀ can go through `linear_wt`: a BLAS library
+/// is loaded and both are f32, 2-D and contiguous on the CPU.
+pub fn applies(x: &Tensor, w: &Tensor) -> bool {
+    let fits = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32 && t.rank() == 2 && t.is_contiguous();
+    fits(x) && fits(w) && get().is_some()
+}
+
+/// y = x Wᵀ, x (m, d), W (o, d), with its gradients through BLAS too:
+/// grad x = G W, and grad W = Gᵀ x only when W is tracked (trainable), so a
+/// frozen weight costs no weight-gradient product at all.
+pub fn linear_wt(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    Ok(x.apply_op2_arc(w, std::sync::Arc::new(Box::new(LinearWt)))?)
+}
+
+/// C = op(A) op(B) through BLAS, outside autograd.
+pub fn matmul(a: &Tensor, b: &Tensor, ta: bool, tb: bool) -> Result<Tensor> {
+    Ok(a.contiguous()?
+        .apply_op2_no_bwd(&b.contiguous()?, &Product { ta, tb })?)
+}
+
+struct LinearWt;
+
+impl candle_core::CustomOp2 for LinearWt {
+    fn name(&self) -> &'static str {
+        "blas-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &candle_core::CpuStorage,
+        x_layout: &candle_core::Layout,
+        w: &candle_core::CpuStorage,
+        w_layout: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        product(false, true, (x, x_layout), (w, w_layout))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _y: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let msg = |e: Error| candle_core::Error::Msg(e.to_string());
+        // grad (m, o) · W (o, d) -> (m, d); gradᵀ (o, m) · x (m, d) -> (o, d).
+        let grad_x = if x.track_op() {
+            Some(matmul(grad, w, false, false).map_err(msg)?)
+        } else {
+            None
+        };
+        let grad_w = if w.track_op() {
+            Some(matmul(grad, x, true, false).map_err(msg)?)
+        } else {
+            None
+        };
+        Ok((grad_x, grad_w))
+    }
+}
+
+/// op(A) op(B), forward only.
+struct Product {
+    ta: bool,
+    tb: bool,
+}
+
+impl candle_core::CustomOp2 for Product {
+    fn name(&self) -> &'static str {
+        "blas-matmul"
+    }
+
+    fn cpu_fwd(
+        &self,
+        a: &candle_core::CpuStorage,
+        a_layout: &candle_core::Layout,
+        b: &candle_core::CpuStorage,
+        b_layout: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        product(self.ta, self.tb, (a, a_layout), (b, b_layout))
+    }
+}
