@@ -22,14 +22,16 @@
 //! A library that is missing or lacks the symbols leaves the candle path in
 //! place; `backend()` says which one is in use.
 //!
-//! Threads: OpenBLAS starts as many threads as the machine has cores unless
-//! `OPENBLAS_NUM_THREADS` says otherwise. When that variable is unset, the
-//! count is set to promot's own (`--threads`, i.e. `CANDLE_NUM_THREADS`, else
-//! candle's default), so one setting governs both. `OPENBLAS_CORETYPE` picks
-//! the kernel family by hand (the library detects the CPU otherwise);
-//! `backend()` names the core it uses. Measured on this project's AMD EPYC
-//! (Zen) machine, forcing `Haswell` instead of the detected `Zen` kernels gave
-//! the same GFLOP/s within noise, so the variable does not matter here.
+//! Threads: OpenBLAS's own thread pool spin-waits between calls, and on a
+//! busy machine (this project's 2 cores, shared) a product then waits for a
+//! descheduled worker: a SmolLM2 test took 123 s with OpenBLAS on 2 threads,
+//! 15 s on 1 and 27 s on candle's gemm. So OpenBLAS runs single-threaded
+//! (`openblas_set_num_threads(1)`, unless `OPENBLAS_NUM_THREADS` is set), and
+//! `gemm` splits the output rows into promot's thread count of tasks
+//! (`--threads`, i.e. `CANDLE_NUM_THREADS`, else candle's default) on rayon's
+//! pool, the one candle and `gemv` use. `OPENBLAS_CORETYPE` picks the kernel
+//! family by hand (the library detects the CPU otherwise); `backend()` names
+//! the core in use.
 //!
 //! Row-major throughout: `gemm(ta, tb, ...)` computes C (m, n) = op(A) op(B)
 //! with op(A) (m, k), op(B) (k, n), each operand stored contiguous in its own
@@ -40,6 +42,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use candle_core::{DType, Tensor};
+use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 
@@ -49,6 +52,10 @@ pub const LIB_NAME: &str = "libscipy_openblas.so";
 const ROW_MAJOR: c_int = 101;
 const NO_TRANS: c_int = 111;
 const TRANS: c_int = 112;
+/// A task gets at least this many rows of C ...
+const MIN_ROWS: usize = 32;
+/// ... and this much work (flops): below it one call on one thread is faster.
+const MIN_FLOPS: usize = 1 << 22;
 
 type Sgemm = unsafe extern "C" fn(
     order: c_int,
@@ -74,7 +81,10 @@ pub struct Blas {
     sgemm: Sgemm,
     path: PathBuf,
     core: String,
+    /// OpenBLAS's own threads (None: as `OPENBLAS_NUM_THREADS` says).
     threads: Option<usize>,
+    /// Tasks one product is split into.
+    tasks: usize,
     /// Keeps the code behind `sgemm` mapped; never unloaded.
     _lib: libloading::Library,
 }
@@ -92,10 +102,11 @@ pub fn get() -> Option<&'static Blas> {
 pub fn backend() -> String {
     match get() {
         Some(b) => format!(
-            "OpenBLAS sgemm ({}, core {}, {} threads)",
+            "OpenBLAS sgemm ({}, core {}, {} thread(s) each, split over {} task(s))",
             b.path.display(),
             b.core,
-            b.threads.map_or("OPENBLAS_NUM_THREADS".to_string(), |n| n.to_string())
+            b.threads.map_or("OPENBLAS_NUM_THREADS".to_string(), |n| n.to_string()),
+            b.tasks
         ),
         None => "candle gemm (no BLAS library: see scripts/get-blas.sh)".to_string(),
     }
@@ -141,10 +152,9 @@ impl Blas {
             .map(|f| *f);
         let threads = match (std::env::var_os("OPENBLAS_NUM_THREADS"), set_threads) {
             (None, Some(set)) => {
-                let n = promot_threads();
-                // SAFETY: plain setter; n is at least 1.
-                unsafe { set(n.min(c_int::MAX as usize) as c_int) };
-                Some(n)
+                // SAFETY: plain setter.
+                unsafe { set(1) };
+                Some(1)
             }
             _ => None,
         };
@@ -164,6 +174,7 @@ impl Blas {
             path: path.to_path_buf(),
             core,
             threads,
+            tasks: promot_threads(),
             _lib: lib,
         })
     }
@@ -182,20 +193,43 @@ impl Blas {
             )));
         }
         let mut c = vec![0f32; m * n];
-        if m == 0 || n == 0 {
+        if m == 0 || n == 0 || k == 0 {
             return Ok(c);
         }
-        let lda = if ta { m } else { k };
+        // Row blocks of C, one per task, none under MIN_ROWS rows or MIN_FLOPS of work.
+        let by_work = (2 * m * n * k / MIN_FLOPS).max(1);
+        let tasks = self.tasks.min(m.div_ceil(MIN_ROWS)).min(by_work).max(1);
+        let rows = m.div_ceil(tasks);
+        let block = |(i, c_rows): (usize, &mut [f32])| {
+            let r0 = i * rows;
+            let mc = c_rows.len() / n;
+            // Rows r0.. of op(A): A (m, k) from row r0; A stored (k, m) from column r0.
+            let a_at = if ta { &a[r0..] } else { &a[r0 * k..] };
+            self.call(ta, tb, mc, n, k, a_at, if ta { m } else { k }, b, c_rows);
+        };
+        if tasks == 1 {
+            block((0, &mut c));
+        } else {
+            c.par_chunks_mut(rows * n).enumerate().for_each(block);
+        }
+        Ok(c)
+    }
+
+    /// One sgemm into `c` (mc, n), op(A) read from `a` with leading dimension `lda`.
+    #[allow(clippy::too_many_arguments)]
+    fn call(&self, ta: bool, tb: bool, mc: usize, n: usize, k: usize, a: &[f32], lda: usize, b: &[f32], c: &mut [f32]) {
         let ldb = if tb { k } else { n };
         let flag = |t: bool| if t { TRANS } else { NO_TRANS };
-        // SAFETY: the lengths match the dimensions and leading dimensions (checked
-        // above), all fit in a C int, and C is a fresh buffer of m * n values.
+        // SAFETY: `gemm` checked that the full A (m, k) and B (k, n) have their
+        // lengths and that every dimension fits in a C int; rows r0..r0 + mc of
+        // op(A) lie inside `a` from its offset (row-major: mc rows of k; stored
+        // transposed: k rows of lda >= mc), and `c` holds exactly mc * n values.
         unsafe {
             (self.sgemm)(
                 ROW_MAJOR,
                 flag(ta),
                 flag(tb),
-                m as c_int,
+                mc as c_int,
                 n as c_int,
                 k as c_int,
                 1.0,
@@ -208,7 +242,6 @@ impl Blas {
                 n as c_int,
             )
         };
-        Ok(c)
     }
 }
 
