@@ -1,12 +1,14 @@
 //! f32 matrix products through OpenBLAS, loaded at run time.
 //!
-//! candle's CPU matmul is a pure-Rust GEMM that reaches about a quarter of
-//! what an optimized BLAS does on the model's shapes (x (1024, 512) · Wᵀ
-//! (512, 2048), the vocabulary projection (256, 512) · (512, 32128)), and the
-//! matmuls are most of a training step. So `layers::linear` multiplies with
-//! `cblas_sgemm` when a BLAS library is at hand, and with candle when it is
-//! not: nothing is linked at build time, and a machine without the library
-//! computes the same things, slower.
+//! candle's CPU matmul is a pure-Rust GEMM; OpenBLAS's hand-tuned kernels are
+//! faster on most CPUs, and the matmuls are most of a training step. So
+//! `layers::linear` multiplies with `cblas_sgemm` when a BLAS library is at
+//! hand, and with candle when it is not: nothing is linked at build time, and
+//! a machine without the library computes the same things, slower. How much
+//! slower depends on the CPU: on this project's AMD EPYC (AVX-512, where
+//! candle's gemm does well) OpenBLAS is about 10% faster at the model's shapes
+//! (x (1024, 512) · Wᵀ (512, 2048): 176 against 163 GFLOP/s on 2 quiet cores;
+//! README, Performance).
 //!
 //! The library is the one `scripts/get-blas.sh` unpacks from PyPI's
 //! `scipy-openblas32` wheel: a single self-contained `libscipy_openblas.so`
@@ -29,9 +31,14 @@
 //! (`openblas_set_num_threads(1)`, unless `OPENBLAS_NUM_THREADS` is set), and
 //! `gemm` splits the output rows into promot's thread count of tasks
 //! (`--threads`, i.e. `CANDLE_NUM_THREADS`, else candle's default) on rayon's
-//! pool, the one candle and `gemv` use. `OPENBLAS_CORETYPE` picks the kernel
-//! family by hand (the library detects the CPU otherwise); `backend()` names
-//! the core in use.
+//! pool, the one candle and `gemv` use.
+//!
+//! `OPENBLAS_CORETYPE` picks the kernel family by hand; otherwise the library
+//! detects the CPU, and `backend()` names the core in use. It matters: on this
+//! project's AMD EPYC, detected as `SkylakeX` (AVX-512 kernels), forcing
+//! `Haswell` (AVX2) took the feed-forward product from 176 to 130 GFLOP/s on
+//! a quiet moment (`PROMOT_BENCH_ONLY=gemm cargo bench --bench train_step`).
+//! So leave it unset unless detection is wrong.
 //!
 //! Row-major throughout: `gemm(ta, tb, ...)` computes C (m, n) = op(A) op(B)
 //! with op(A) (m, k), op(B) (k, n), each operand stored contiguous in its own
