@@ -101,8 +101,20 @@ static BLAS: OnceLock<Option<Blas>> = OnceLock::new();
 /// The BLAS library, loaded on first use; None when there is none (or
 /// `PROMOT_BLAS=off`).
 pub fn get() -> Option<&'static Blas> {
-    BLAS.get_or_init(|| candidates().iter().find_map(|p| Blas::load(p).ok()))
-        .as_ref()
+    BLAS.get_or_init(|| {
+        let explicit = std::env::var_os("PROMOT_BLAS").is_some();
+        candidates().iter().find_map(|p| match Blas::load(p) {
+            Ok(blas) => Some(blas),
+            Err(e) => {
+                // A path the user named deserves a word; the default places may simply be empty.
+                if explicit {
+                    eprintln!("warning: {e}; using candle's matmul");
+                }
+                None
+            }
+        })
+    })
+    .as_ref()
 }
 
 /// Which matmul backend `layers::linear` uses, in words.
@@ -192,7 +204,8 @@ impl Blas {
     #[allow(clippy::too_many_arguments)]
     pub fn gemm(&self, ta: bool, tb: bool, m: usize, n: usize, k: usize, a: &[f32], b: &[f32]) -> Result<Vec<f32>> {
         let too_big = |x: usize| x > c_int::MAX as usize;
-        if a.len() != m * k || b.len() != k * n || [m, n, k].into_iter().any(too_big) || too_big(m * n) {
+        let (mk, kn, mn) = (m.saturating_mul(k), k.saturating_mul(n), m.saturating_mul(n));
+        if a.len() != mk || b.len() != kn || [m, n, k, mn].into_iter().any(too_big) {
             return Err(Error::msg(format!(
                 "blas gemm: A has {} values and B {} for m {m}, n {n}, k {k}",
                 a.len(),
@@ -204,7 +217,7 @@ impl Blas {
             return Ok(c);
         }
         // Row blocks of C, one per task, none under MIN_ROWS rows or MIN_FLOPS of work.
-        let by_work = (2 * m * n * k / MIN_FLOPS).max(1);
+        let by_work = (2 * mn).saturating_mul(k) / MIN_FLOPS;
         let tasks = self.tasks.min(m.div_ceil(MIN_ROWS)).min(by_work).max(1);
         let rows = m.div_ceil(tasks);
         let block = |(i, c_rows): (usize, &mut [f32])| {
