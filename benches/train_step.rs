@@ -11,6 +11,11 @@
 //! exists (written by benches/train_step_torch.py) the same settings in
 //! PyTorch + transformers are printed beside ours with the ratio.
 //!
+//! First, the matmul backend in use (OpenBLAS when `scripts/get-blas.sh` has
+//! fetched it, else candle's gemm; see src/model/blas.rs) and the GFLOP/s of
+//! both backends on the model's two defining products: a feed-forward layer
+//! (1024x512 · 512x2048) and the vocabulary projection (256x512 · 512x32128).
+//!
 //! A second part times single operations at the model's shapes, to show where
 //! a step's time goes (matmul layout, softmax, rms_norm, dropout masks, the
 //! weight-gradient matmuls candle also runs for frozen weights).
@@ -19,7 +24,8 @@
 //! Environment: PROMOT_BENCH_STEPS (timed steps, default 5),
 //! PROMOT_BENCH_WARMUP (default 2), PROMOT_BENCH_OPS=0 skips the op timings,
 //! PROMOT_BENCH_ONLY=full|stage1|stage2 times just that setting (for `perf
-//! record`), PROMOT_TORCH_JSON overrides the PyTorch results path.
+//! record`; `gemm` prints only the GFLOP/s rows), PROMOT_TORCH_JSON overrides
+//! the PyTorch results path, PROMOT_BLAS=off times candle's gemm throughout.
 
 use std::time::Instant;
 
@@ -29,6 +35,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use promot::error::{Error, Result};
+use promot::model::blas;
 use promot::model::layers::{linear, rms_norm, Dropout};
 use promot::model::{LanguageModel, T5Config, T5};
 use promot::optim::{self, OptimOptions, Optimizer};
@@ -293,9 +300,36 @@ fn op_profile(device: &Device) -> Result<()> {
     let hid = randn(&[b * TARGET_LEN, d], device)?;
     let emb = randn(&[v, d], device)?;
     row(
-        "tied lm head (256x512)·Eᵀ, E (32128x512)",
+        "tied lm head (256x512)·Eᵀ, E (32128x512), candle matmul",
         time_op(reps, || Ok(hid.matmul(&emb.t()?)?))?,
     );
+    Ok(())
+}
+
+/// GFLOP/s of y = x Wᵀ at the model's two defining shapes, for candle's gemm
+/// and (when loaded) BLAS, with W stored (o, d) as the models hold it.
+fn gemm_rates(device: &Device) -> Result<()> {
+    let reps = env_usize("PROMOT_BENCH_OP_REPS", 10);
+    println!(
+        "matmul GFLOP/s (y = x·Wᵀ, mean of {reps} calls)   {:>10} {:>10}",
+        "candle", "blas"
+    );
+    for (name, m, d, o) in [
+        ("feed-forward 1024x512 · 512x2048", 1024, 512, 2048),
+        ("vocabulary   256x512 · 512x32128", 256, 512, 32128),
+    ] {
+        let x = randn(&[m, d], device)?;
+        let w = randn(&[o, d], device)?;
+        let gflop = 2.0 * (m * d * o) as f64 / 1e9;
+        let candle = gflop / (time_op(reps, || Ok(x.matmul(&w.t()?)?))? / 1e3);
+        let blas = if blas::applies(&x, &w) {
+            let rate = gflop / (time_op(reps, || blas::linear_wt(&x, &w))? / 1e3);
+            format!("{rate:>10.1}")
+        } else {
+            format!("{:>10}", "-")
+        };
+        println!("  {name:<47} {candle:>10.1} {blas}");
+    }
     Ok(())
 }
 
@@ -351,12 +385,19 @@ fn main() -> Result<()> {
         "CANDLE_NUM_THREADS",
         "RAYON_NUM_THREADS",
         "CANDLE_BARRIER_POOL_SPIN_LIMIT",
+        "OPENBLAS_NUM_THREADS",
+        "OPENBLAS_CORETYPE",
     ]
     .iter()
     .filter_map(|k| std::env::var(k).ok().map(|v| format!("{k}={v}")))
     .collect();
     if !knobs.is_empty() {
         println!("thread settings: {}", knobs.join(" "));
+    }
+    println!("matmul backend: {}", blas::backend());
+    gemm_rates(&device)?;
+    if std::env::var("PROMOT_BENCH_ONLY").as_deref() == Ok("gemm") {
+        return Ok(());
     }
     println!(
         "{:<22} {:>9} {:>9} {:>9} {:>9} {:>9}",

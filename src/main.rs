@@ -30,8 +30,9 @@ struct Cli {
     #[arg(short = 'e', long = "eval", value_name = "EXPR")]
     eval: Option<String>,
 
-    /// CPU threads for tensor work (sets CANDLE_NUM_THREADS). On a busy or
-    /// small machine 1 can be much faster: idle worker threads spin.
+    /// CPU threads for tensor work (sets CANDLE_NUM_THREADS; the BLAS matmul
+    /// splits its products into as many tasks). On a busy or small machine 1
+    /// can be much faster: idle worker threads spin.
     #[arg(long, global = true, value_name = "N")]
     threads: Option<usize>,
 

@@ -20,13 +20,18 @@ use crate::params::Param;
 /// ProMoT's stage 1, where only the prompt trains) goes through
 /// `InputGradOnly`: autograd's matmul rule would also compute the weight's
 /// gradient, a third of the layer's backward cost, only to drop it. A few
-/// rows outside autograd (a decoding step) go through `gemv`.
+/// rows outside autograd (a decoding step) go through `gemv`. On the CPU in
+/// f32 with a BLAS library loaded (`blas`), the product and both gradients
+/// are BLAS sgemm calls, the weight's gradient again only for a trainable
+/// weight; the candle paths below are for everything else.
 pub fn linear(x: &Tensor, w: &Param) -> Result<Tensor> {
     let weight = w.tensor();
     let (b, n, d) = x.dims3()?;
     let x2 = x.reshape((b * n, d))?;
     let y = if super::gemv::applies(&x2, &weight) {
         super::gemv::matmul_wt(&x2, &weight)?
+    } else if super::blas::applies(&x2, &weight) {
+        super::blas::linear_wt(&x2, &weight)?
     } else if !w.is_trainable() && x2.track_op() && x2.device().is_cpu() {
         let y = x2.detach().matmul(&weight.t()?)?.contiguous()?;
         x2.apply_op2(&y, InputGradOnly { weight: weight.clone() })?

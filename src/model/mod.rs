@@ -4,6 +4,7 @@
 //! embeddings in front), returns logits for teacher-forced targets, and
 //! generates.
 
+pub mod blas;
 pub mod gemv;
 pub mod generate;
 pub mod gguf;

@@ -1,0 +1,383 @@
+//! f32 matrix products through OpenBLAS, loaded at run time.
+//!
+//! candle's CPU matmul is a pure-Rust GEMM; OpenBLAS's hand-tuned kernels are
+//! faster on most CPUs, and the matmuls are most of a training step. So
+//! `layers::linear` multiplies with `cblas_sgemm` when a BLAS library is at
+//! hand, and with candle when it is not: nothing is linked at build time, and
+//! a machine without the library computes the same things, slower. How much
+//! slower depends on the CPU: on this project's AMD EPYC (AVX-512, where
+//! candle's gemm does well) OpenBLAS is about 10% faster at the model's shapes
+//! (x (1024, 512) · Wᵀ (512, 2048): 176 against 163 GFLOP/s on 2 quiet cores;
+//! README, Performance).
+//!
+//! The library is the one `scripts/get-blas.sh` unpacks from PyPI's
+//! `scipy-openblas32` wheel: a single self-contained `libscipy_openblas.so`
+//! whose symbols carry a `scipy_` prefix (`scipy_cblas_sgemm`,
+//! `scipy_openblas_set_num_threads`). It is found, once per process, at
+//!
+//!   1. `$PROMOT_BLAS`: a path to the library, or `off` (also `0`, `none`) to
+//!      use candle's matmul;
+//!   2. `models/cache/blas/libscipy_openblas.so` under the working directory;
+//!   3. the same under this crate's source directory (for tests and benches,
+//!      which cargo runs elsewhere).
+//!
+//! A library that is missing or lacks the symbols leaves the candle path in
+//! place; `backend()` says which one is in use.
+//!
+//! Threads: OpenBLAS's own thread pool spin-waits between calls, and on a
+//! busy machine (this project's 2 cores, shared) a product then waits for a
+//! descheduled worker: a SmolLM2 test took 123 s with OpenBLAS on 2 threads,
+//! 15 s on 1 and 27 s on candle's gemm. So OpenBLAS runs single-threaded
+//! (`openblas_set_num_threads(1)`, unless `OPENBLAS_NUM_THREADS` is set), and
+//! `gemm` splits the output rows into promot's thread count of tasks
+//! (`--threads`, i.e. `CANDLE_NUM_THREADS`, else candle's default) on rayon's
+//! pool, the one candle and `gemv` use.
+//!
+//! `OPENBLAS_CORETYPE` picks the kernel family by hand; otherwise the library
+//! detects the CPU, and `backend()` names the core in use. It matters: on this
+//! project's AMD EPYC, detected as `SkylakeX` (AVX-512 kernels), forcing
+//! `Haswell` (AVX2) took the feed-forward product from 176 to 130 GFLOP/s on
+//! a quiet moment (`PROMOT_BENCH_ONLY=gemm cargo bench --bench train_step`).
+//! So leave it unset unless detection is wrong.
+//!
+//! Row-major throughout: `gemm(ta, tb, ...)` computes C (m, n) = op(A) op(B)
+//! with op(A) (m, k), op(B) (k, n), each operand stored contiguous in its own
+//! (transposed or not) shape.
+
+use std::ffi::c_int;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use candle_core::{DType, Tensor};
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+
+/// The library's file name, as `scripts/get-blas.sh` places it.
+pub const LIB_NAME: &str = "libscipy_openblas.so";
+
+const ROW_MAJOR: c_int = 101;
+const NO_TRANS: c_int = 111;
+const TRANS: c_int = 112;
+/// A task gets at least this many rows of C ...
+const MIN_ROWS: usize = 32;
+/// ... and this much work (flops): below it one call on one thread is faster.
+const MIN_FLOPS: usize = 1 << 22;
+
+type Sgemm = unsafe extern "C" fn(
+    order: c_int,
+    trans_a: c_int,
+    trans_b: c_int,
+    m: c_int,
+    n: c_int,
+    k: c_int,
+    alpha: f32,
+    a: *const f32,
+    lda: c_int,
+    b: *const f32,
+    ldb: c_int,
+    beta: f32,
+    c: *mut f32,
+    ldc: c_int,
+);
+type SetThreads = unsafe extern "C" fn(n: c_int);
+type CoreName = unsafe extern "C" fn() -> *const std::ffi::c_char;
+
+/// A loaded BLAS library and the entry points promot uses.
+pub struct Blas {
+    sgemm: Sgemm,
+    path: PathBuf,
+    core: String,
+    /// OpenBLAS's own threads (None: as `OPENBLAS_NUM_THREADS` says).
+    threads: Option<usize>,
+    /// Tasks one product is split into.
+    tasks: usize,
+    /// Keeps the code behind `sgemm` mapped; never unloaded.
+    _lib: libloading::Library,
+}
+
+static BLAS: OnceLock<Option<Blas>> = OnceLock::new();
+
+/// The BLAS library, loaded on first use; None when there is none (or
+/// `PROMOT_BLAS=off`).
+pub fn get() -> Option<&'static Blas> {
+    BLAS.get_or_init(|| {
+        let explicit = std::env::var_os("PROMOT_BLAS").is_some();
+        candidates().iter().find_map(|p| match Blas::load(p) {
+            Ok(blas) => Some(blas),
+            Err(e) => {
+                // A path the user named deserves a word; the default places may simply be empty.
+                if explicit {
+                    eprintln!("warning: {e}; using candle's matmul");
+                }
+                None
+            }
+        })
+    })
+    .as_ref()
+}
+
+/// Which matmul backend `layers::linear` uses, in words.
+pub fn backend() -> String {
+    match get() {
+        Some(b) => format!(
+            "OpenBLAS sgemm ({}, core {}, {} thread(s) each, split over {} task(s))",
+            b.path.display(),
+            b.core,
+            b.threads.map_or("OPENBLAS_NUM_THREADS".to_string(), |n| n.to_string()),
+            b.tasks
+        ),
+        None => "candle gemm (no BLAS library: see scripts/get-blas.sh)".to_string(),
+    }
+}
+
+/// Where to look, in order (empty when disabled).
+fn candidates() -> Vec<PathBuf> {
+    match std::env::var("PROMOT_BLAS") {
+        Ok(v) if matches!(v.trim(), "off" | "0" | "none" | "") => Vec::new(),
+        Ok(v) => vec![PathBuf::from(v)],
+        Err(_) => {
+            let rel = Path::new("models").join("cache").join("blas").join(LIB_NAME);
+            vec![rel.clone(), Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)]
+        }
+    }
+}
+
+/// promot's thread count: `CANDLE_NUM_THREADS` (what `--threads` sets), else candle's default.
+fn promot_threads() -> usize {
+    std::env::var("CANDLE_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(candle_core::utils::get_num_threads)
+}
+
+impl Blas {
+    fn load(path: &Path) -> Result<Blas> {
+        if !path.is_file() {
+            return Err(Error::msg(format!("no BLAS library at {}", path.display())));
+        }
+        let err = |e: libloading::Error| Error::msg(format!("BLAS library {}: {e}", path.display()));
+        // SAFETY: loading runs the library's initialisers; OpenBLAS's only set up
+        // its thread pool and CPU detection.
+        let lib = unsafe { libloading::Library::new(path) }.map_err(err)?;
+        // SAFETY: the signatures are CBLAS's and OpenBLAS's, as the library declares them.
+        let sgemm: Sgemm = *unsafe { lib.get::<Sgemm>(b"scipy_cblas_sgemm\0") }.map_err(err)?;
+        let set_threads: Option<SetThreads> = unsafe { lib.get::<SetThreads>(b"scipy_openblas_set_num_threads\0") }
+            .ok()
+            .map(|f| *f);
+        let core_name: Option<CoreName> = unsafe { lib.get::<CoreName>(b"scipy_openblas_get_corename\0") }
+            .ok()
+            .map(|f| *f);
+        let threads = match (std::env::var_os("OPENBLAS_NUM_THREADS"), set_threads) {
+            (None, Some(set)) => {
+                // SAFETY: plain setter.
+                unsafe { set(1) };
+                Some(1)
+            }
+            _ => None,
+        };
+        let core = core_name
+            .map(|f| {
+                // SAFETY: returns a static NUL-terminated string (or null).
+                let p = unsafe { f() };
+                if p.is_null() {
+                    "unknown".to_string()
+                } else {
+                    unsafe { std::ffi::CStr::from_ptr(p) }.to_string_lossy().into_owned()
+                }
+            })
+            .unwrap_or_else(|| "unknown".to_string());
+        Ok(Blas {
+            sgemm,
+            path: path.to_path_buf(),
+            core,
+            threads,
+            tasks: promot_threads(),
+            _lib: lib,
+        })
+    }
+
+    /// C (m, n) = op(A) op(B), op(A) (m, k), op(B) (k, n), row-major; `ta`
+    /// means A is stored as (k, m), `tb` that B is stored as (n, k). Checks
+    /// every length before calling into the library.
+    #[allow(clippy::too_many_arguments)]
+    pub fn gemm(&self, ta: bool, tb: bool, m: usize, n: usize, k: usize, a: &[f32], b: &[f32]) -> Result<Vec<f32>> {
+        let too_big = |x: usize| x > c_int::MAX as usize;
+        let (mk, kn, mn) = (m.saturating_mul(k), k.saturating_mul(n), m.saturating_mul(n));
+        if a.len() != mk || b.len() != kn || [m, n, k, mn].into_iter().any(too_big) {
+            return Err(Error::msg(format!(
+                "blas gemm: A has {} values and B {} for m {m}, n {n}, k {k}",
+                a.len(),
+                b.len()
+            )));
+        }
+        let mut c = vec![0f32; m * n];
+        if m == 0 || n == 0 || k == 0 {
+            return Ok(c);
+        }
+        // Row blocks of C, one per task, none under MIN_ROWS rows or MIN_FLOPS of work.
+        let by_work = (2 * mn).saturating_mul(k) / MIN_FLOPS;
+        let tasks = self.tasks.min(m.div_ceil(MIN_ROWS)).min(by_work).max(1);
+        let rows = m.div_ceil(tasks);
+        let block = |(i, c_rows): (usize, &mut [f32])| {
+            let r0 = i * rows;
+            let mc = c_rows.len() / n;
+            // Rows r0.. of op(A): A (m, k) from row r0; A stored (k, m) from column r0.
+            let a_at = if ta { &a[r0..] } else { &a[r0 * k..] };
+            self.call(ta, tb, mc, n, k, a_at, if ta { m } else { k }, b, c_rows);
+        };
+        if tasks == 1 {
+            block((0, &mut c));
+        } else {
+            c.par_chunks_mut(rows * n).enumerate().for_each(block);
+        }
+        Ok(c)
+    }
+
+    /// One sgemm into `c` (mc, n), op(A) read from `a` with leading dimension `lda`.
+    #[allow(clippy::too_many_arguments)]
+    fn call(&self, ta: bool, tb: bool, mc: usize, n: usize, k: usize, a: &[f32], lda: usize, b: &[f32], c: &mut [f32]) {
+        let ldb = if tb { k } else { n };
+        let flag = |t: bool| if t { TRANS } else { NO_TRANS };
+        // SAFETY: `gemm` checked that the full A (m, k) and B (k, n) have their
+        // lengths and that every dimension fits in a C int; rows r0..r0 + mc of
+        // op(A) lie inside `a` from its offset (row-major: mc rows of k; stored
+        // transposed: k rows of lda >= mc), and `c` holds exactly mc * n values.
+        unsafe {
+            (self.sgemm)(
+                ROW_MAJOR,
+                flag(ta),
+                flag(tb),
+                mc as c_int,
+                n as c_int,
+                k as c_int,
+                1.0,
+                a.as_ptr(),
+                lda.max(1) as c_int,
+                b.as_ptr(),
+                ldb.max(1) as c_int,
+                0.0,
+                c.as_mut_ptr(),
+                n as c_int,
+            )
+        };
+    }
+}
+
+/// The f32 values of a contiguous CPU operand.
+fn values<'a>(s: &'a candle_core::CpuStorage, l: &candle_core::Layout) -> candle_core::Result<&'a [f32]> {
+    match l.contiguous_offsets() {
+        Some((start, end)) => Ok(&s.as_slice::<f32>()?[start..end]),
+        None => candle_core::bail!("blas: operand is not contiguous"),
+    }
+}
+
+/// op(A) op(B) for two 2-D CPU operands, as a candle storage.
+fn product(
+    ta: bool,
+    tb: bool,
+    a: (&candle_core::CpuStorage, &candle_core::Layout),
+    b: (&candle_core::CpuStorage, &candle_core::Layout),
+) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+    let Some(blas) = get() else {
+        candle_core::bail!("blas: no BLAS library loaded");
+    };
+    let (a_rows, a_cols) = a.1.shape().dims2()?;
+    let (b_rows, b_cols) = b.1.shape().dims2()?;
+    let (m, k) = if ta { (a_cols, a_rows) } else { (a_rows, a_cols) };
+    let (kb, n) = if tb { (b_cols, b_rows) } else { (b_rows, b_cols) };
+    if k != kb {
+        candle_core::bail!(
+            "blas: cannot multiply {:?} by {:?} (ta {ta}, tb {tb})",
+            a.1.dims(),
+            b.1.dims()
+        );
+    }
+    let c = blas
+        .gemm(ta, tb, m, n, k, values(a.0, a.1)?, values(b.0, b.1)?)
+        .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+    Ok((candle_core::CpuStorage::F32(c), (m, n).into()))
+}
+
+/// Whether x (m, d) · W (o, d)ᵀ can go through `linear_wt`: a BLAS library
+/// is loaded and both are f32, 2-D and contiguous on the CPU.
+pub fn applies(x: &Tensor, w: &Tensor) -> bool {
+    let fits = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32 && t.rank() == 2 && t.is_contiguous();
+    fits(x) && fits(w) && get().is_some()
+}
+
+/// y = x Wᵀ, x (m, d), W (o, d), with its gradients through BLAS too:
+/// grad x = G W, and grad W = Gᵀ x only when W is tracked (trainable), so a
+/// frozen weight costs no weight-gradient product at all.
+pub fn linear_wt(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    Ok(x.apply_op2_arc(w, std::sync::Arc::new(Box::new(LinearWt)))?)
+}
+
+/// C = op(A) op(B) through BLAS, outside autograd.
+pub fn matmul(a: &Tensor, b: &Tensor, ta: bool, tb: bool) -> Result<Tensor> {
+    Ok(a.contiguous()?
+        .apply_op2_no_bwd(&b.contiguous()?, &Product { ta, tb })?)
+}
+
+struct LinearWt;
+
+impl candle_core::CustomOp2 for LinearWt {
+    fn name(&self) -> &'static str {
+        "blas-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &candle_core::CpuStorage,
+        x_layout: &candle_core::Layout,
+        w: &candle_core::CpuStorage,
+        w_layout: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        product(false, true, (x, x_layout), (w, w_layout))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _y: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let msg = |e: Error| candle_core::Error::Msg(e.to_string());
+        // grad (m, o) · W (o, d) -> (m, d); gradᵀ (o, m) · x (m, d) -> (o, d).
+        let grad_x = if x.track_op() {
+            Some(matmul(grad, w, false, false).map_err(msg)?)
+        } else {
+            None
+        };
+        let grad_w = if w.track_op() {
+            Some(matmul(grad, x, true, false).map_err(msg)?)
+        } else {
+            None
+        };
+        Ok((grad_x, grad_w))
+    }
+}
+
+/// op(A) op(B), forward only.
+struct Product {
+    ta: bool,
+    tb: bool,
+}
+
+impl candle_core::CustomOp2 for Product {
+    fn name(&self) -> &'static str {
+        "blas-matmul"
+    }
+
+    fn cpu_fwd(
+        &self,
+        a: &candle_core::CpuStorage,
+        a_layout: &candle_core::Layout,
+        b: &candle_core::CpuStorage,
+        b_layout: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        product(self.ta, self.tb, (a, a_layout), (b, b_layout))
+    }
+}
