@@ -1,16 +1,21 @@
 """PyTorch + transformers side of benches/train_step.rs: the same training step
-(t5-small shape, random weights, batch 8 x 128 input x 32 target tokens,
-dropout 0.1 in train mode, transformers' Adafactor with lr 1e-3 and no
-relative step / parameter scaling) in the same three settings:
+for each model shape in benches/shapes.json (random weights, one fixed batch of
+random tokens, dropout as the shape sets it in train mode, transformers'
+Adafactor with lr 1e-3 and no relative step / parameter scaling) in the same
+three settings:
 
   full    every model weight trainable, no prompt
-  stage1  ProMoT stage 1: a 100-token soft prompt (inputs_embeds) trainable, model frozen
+  stage1  ProMoT stage 1: a soft prompt (inputs_embeds) trainable, model frozen
   stage2  ProMoT stage 2: model trainable, the prompt frozen and attached
 
-Writes benches/results/torch_train_step.json (ms per step and per phase),
-which `cargo bench --bench train_step` reads to print promot/PyTorch ratios.
+A decoder-only shape is trained as promot trains it: prompt, input and target
+in one sequence, the loss on the target tokens only.
 
-Run from the repository root: python benches/train_step_torch.py [--steps 5] [--warmup 2]
+Writes benches/results/torch_train_step.json (ms per step and per phase, by
+shape and setting), which `cargo bench --bench train_step` reads to print
+promot/PyTorch ratios.
+
+Run from the repository root: python benches/train_step_torch.py [--steps 5] [--warmup 2] [--shapes t5-small,toy]
 """
 
 import argparse
@@ -21,21 +26,29 @@ import time
 
 import torch
 import transformers
-from transformers import T5Config, T5ForConditionalGeneration
+from transformers import LlamaConfig, LlamaForCausalLM, T5Config, T5ForConditionalGeneration
 from transformers.optimization import Adafactor
 
-BATCH, INPUT_LEN, TARGET_LEN, PROMPT_LEN = 8, 128, 32, 100
 LR = 1e-3
-OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "torch_train_step.json")
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+OUT = os.path.join(HERE, "results", "torch_train_step.json")
 
 
-def t5_small_config():
-    return T5Config(
-        vocab_size=32128, d_model=512, d_kv=64, d_ff=2048, num_layers=6, num_decoder_layers=6, num_heads=8,
-        relative_attention_num_buckets=32, relative_attention_max_distance=128, dropout_rate=0.1,
-        layer_norm_epsilon=1e-6, feed_forward_proj="relu", tie_word_embeddings=True,
-        decoder_start_token_id=0, pad_token_id=0, eos_token_id=1, use_cache=False,
-    )
+def build(shape):
+    """The model of one shapes.json entry, with random weights."""
+    if "config_file" in shape:
+        with open(os.path.join(ROOT, shape["config_file"])) as f:
+            config = json.load(f)
+    else:
+        config = dict(shape["config"])
+    config.update(shape.get("config_overrides", {}))
+    config["use_cache"] = False
+    if shape["arch"] == "t5":
+        return T5ForConditionalGeneration(T5Config(**config))
+    if shape["arch"] == "llama":
+        return LlamaForCausalLM(LlamaConfig(**config))
+    raise ValueError(f"unknown arch {shape['arch']}")
 
 
 def adafactor(params):
@@ -46,10 +59,17 @@ def train_step(model, prompt, batch, opt):
     """Forward (embed, attach, loss), backward, optimizer update; seconds per phase."""
     ids, mask, labels = batch
     t0 = time.perf_counter()
+    decoder_only = not model.config.is_encoder_decoder
+    if decoder_only:
+        ids = torch.cat([ids, labels], dim=1)
+        mask = torch.cat([mask, torch.ones_like(labels)], dim=1)
     embeds = model.get_input_embeddings()(ids)
     if prompt is not None:
         embeds = torch.cat([prompt.unsqueeze(0).expand(ids.shape[0], -1, -1), embeds], dim=1)
         mask = torch.cat([torch.ones(ids.shape[0], prompt.shape[0], dtype=mask.dtype), mask], dim=1)
+    if decoder_only:
+        # The loss on the target tokens only (transformers shifts labels itself).
+        labels = torch.cat([torch.full((ids.shape[0], embeds.shape[1] - labels.shape[1]), -100), labels], dim=1)
     loss = model(inputs_embeds=embeds, attention_mask=mask, labels=labels, use_cache=False).loss
     value = loss.item()  # promot reads the loss each step too
     if value != value:
@@ -83,39 +103,49 @@ def main():
     ap.add_argument("--steps", type=int, default=int(os.environ.get("PROMOT_BENCH_STEPS", 5)))
     ap.add_argument("--warmup", type=int, default=int(os.environ.get("PROMOT_BENCH_WARMUP", 2)))
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--shapes", default=os.environ.get("PROMOT_BENCH_SHAPES", ""))
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    model = T5ForConditionalGeneration(t5_small_config())
-    model.train()  # dropout 0.1 on
-    gen = torch.Generator().manual_seed(7)
-    ids = torch.randint(2, 32128, (BATCH, INPUT_LEN), generator=gen)
-    labels = torch.randint(2, 32128, (BATCH, TARGET_LEN), generator=gen)
-    batch = (ids, torch.ones(BATCH, INPUT_LEN, dtype=torch.long), labels)
-    prompt = torch.nn.Parameter(torch.empty(PROMPT_LEN, 512).uniform_(-0.5, 0.5, generator=gen))
-    model_params = list(model.parameters())
-
+    with open(os.path.join(HERE, "shapes.json")) as f:
+        shapes = {k: v for k, v in json.load(f).items() if not k.startswith("_")}
+    wanted = [s.strip() for s in args.shapes.split(",") if s.strip()] or list(shapes)
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, {torch.get_num_threads()} threads, "
-          f"{sum(p.numel() for p in model_params) / 1e6:.1f}M params, {args.warmup} warm-up + {args.steps} timed steps")
-    print(f"{'ms/step':<10} {'mean':>9} {'min':>9} {'forward':>9} {'backward':>9} {'optim':>9}")
+          f"{args.warmup} warm-up + {args.steps} timed steps per setting")
     results = {}
+    for name in wanted:
+        shape = shapes[name]
+        torch.manual_seed(0)
+        model = build(shape)
+        model.train()  # dropout as configured
+        gen = torch.Generator().manual_seed(7)
+        vocab, b = model.config.vocab_size, shape["batch"]
+        ids = torch.randint(3, vocab, (b, shape["input_len"]), generator=gen)
+        labels = torch.randint(3, vocab, (b, shape["target_len"]), generator=gen)
+        batch = (ids, torch.ones(b, shape["input_len"], dtype=torch.long), labels)
+        hidden = model.get_input_embeddings().weight.shape[1]
+        prompt = torch.nn.Parameter(torch.empty(shape["prompt_len"], hidden).uniform_(-0.5, 0.5, generator=gen))
+        model_params = list(model.parameters())
+        print(f"\n{name}: {sum(p.numel() for p in model_params) / 1e6:.1f}M params")
+        print(f"{'ms/step':<10} {'mean':>9} {'min':>9} {'forward':>9} {'backward':>9} {'optim':>9}")
+        results[name] = {}
 
-    def run(name, prompt_or_none, params):
-        r = time_steps(model, prompt_or_none, batch, params, args.warmup, args.steps)
-        results[name] = r
-        print(f"{name:<10} {r['ms_per_step']:>9.1f} {r['min_ms']:>9.1f} {r['forward_ms']:>9.1f} "
-              f"{r['backward_ms']:>9.1f} {r['optimizer_ms']:>9.1f}", flush=True)
+        def run(setting, prompt_or_none, params):
+            r = time_steps(model, prompt_or_none, batch, params, args.warmup, args.steps)
+            results[name][setting] = r
+            print(f"{setting:<10} {r['ms_per_step']:>9.1f} {r['min_ms']:>9.1f} {r['forward_ms']:>9.1f} "
+                  f"{r['backward_ms']:>9.1f} {r['optimizer_ms']:>9.1f}", flush=True)
 
-    run("full", None, model_params)
-    # Stage 2: model trainable, prompt frozen and attached.
-    prompt.requires_grad_(False)
-    run("stage2", prompt, model_params)
-    # Stage 1: only the prompt trains; autograd skips every weight gradient.
-    for p in model_params:
-        p.requires_grad_(False)
-    prompt.requires_grad_(True)
-    run("stage1", prompt, [prompt])
+        run("full", None, model_params)
+        # Stage 1: only the prompt trains; autograd skips every weight gradient.
+        for p in model_params:
+            p.requires_grad_(False)
+        run("stage1", prompt, [prompt])
+        # Stage 2: model trainable, prompt frozen and attached.
+        for p in model_params:
+            p.requires_grad_(True)
+        prompt.requires_grad_(False)
+        run("stage2", prompt, model_params)
 
     os.makedirs(os.path.dirname(OUT), exist_ok=True)
     with open(OUT, "w") as f:
@@ -124,8 +154,7 @@ def main():
             "cpu": platform.processor() or platform.machine(), "steps": args.steps, "warmup": args.warmup,
             # OpenMP's spin-waiting costs PyTorch 3-4x on a loaded 2-core machine; record the policy used.
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
-            "batch": BATCH, "input_len": INPUT_LEN, "target_len": TARGET_LEN, "prompt_len": PROMPT_LEN,
-            "results": results,
+            "shapes": wanted, "results": results,
         }, f, indent=2)
     print(f"wrote {OUT}")
 
