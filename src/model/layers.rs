@@ -79,6 +79,9 @@ impl candle_core::CustomOp2 for InputGradOnly {
 /// T5's layer norm: scale by the root mean square, no mean subtraction, no
 /// bias, computed in f32 whatever the parameter dtype (as HF does).
 pub fn rms_norm(x: &Tensor, w: &Param, eps: f64) -> Result<Tensor> {
+    if let Some(y) = super::fused::rms_norm(x, &w.tensor(), eps)? {
+        return Ok(y);
+    }
     let dtype = x.dtype();
     let x32 = x.to_dtype(DType::F32)?;
     let mean_sq = x32.sqr()?.mean_keepdim(D::Minus1)?;

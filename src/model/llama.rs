@@ -126,7 +126,7 @@ impl Attention {
             .reshape((b, h, n, c))?
             .to_dtype(DType::F32)?
             .broadcast_add(bias)?;
-        let weights = candle_nn::ops::softmax(&scores, D::Minus1)?.to_dtype(x.dtype())?;
+        let weights = super::fused::softmax_last_dim(&scores)?.to_dtype(x.dtype())?;
         let weights = drop.apply(&weights, train)?;
         let ctx = weights.reshape((b, g, r * n, c))?.matmul(&values)?; // (b, g, r*n, k)
         let ctx = ctx.reshape((b, h, n, k))?.transpose(1, 2)?.reshape((b, n, h * k))?;
@@ -144,7 +144,7 @@ struct Mlp {
 impl Mlp {
     /// (b, n, d) -> (b, n, d) through (b, n, f): down(silu(gate(x)) * up(x)).
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let h = candle_nn::ops::silu(&self.gate.forward(x)?)?.mul(&self.up.forward(x)?)?;
+        let h = super::fused::silu(&self.gate.forward(x)?)?.mul(&self.up.forward(x)?)?;
         self.down.forward(&h)
     }
 }

@@ -5,6 +5,7 @@
 //! generates.
 
 pub mod blas;
+pub mod fused;
 pub mod gemv;
 pub mod generate;
 pub mod gguf;

@@ -10,7 +10,7 @@
 //!   d d_model    h heads               k d_kv (per-head width)
 //!   f d_ff       v vocabulary          c cached decoder positions
 
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::layers::{linear, rms_norm, Dropout};
@@ -179,7 +179,7 @@ impl Attention {
         let (b, q_len, _) = x.dims3()?;
         let q = self.split_heads(linear(x, &self.q)?)?;
         let scores = q.matmul(&keys.t()?)?.broadcast_add(bias)?; // (b, h, q, kv)
-        let weights = candle_nn::ops::softmax(&scores.to_dtype(DType::F32)?, D::Minus1)?.to_dtype(x.dtype())?;
+        let weights = super::fused::softmax_last_dim(&scores.to_dtype(DType::F32)?)?.to_dtype(x.dtype())?;
         let weights = drop.apply(&weights, train)?;
         let ctx = weights.matmul(values)?; // (b, h, q, k)
         let ctx = ctx.transpose(1, 2)?.reshape((b, q_len, self.heads * self.d_kv))?;
@@ -223,7 +223,7 @@ impl FeedForward {
         Ok(match self.act.as_str() {
             "relu" => x.relu()?,
             "gelu" => x.gelu_erf()?,
-            _ => x.gelu()?, // gelu_new: the tanh approximation
+            _ => super::fused::gelu_tanh(x)?, // gelu_new: the tanh approximation
         })
     }
 

@@ -1,0 +1,392 @@
+//! Fused CPU kernels, forward and backward side by side: softmax over the
+//! last dimension, RMS norm, and the tanh-GELU and SiLU activations.
+//!
+//! candle builds each of these from several elementwise ops, and each op
+//! reads and writes the whole tensor (and allocates its result): a softmax
+//! is 5 passes forward and more backward, the GELU's backward 12. Here each
+//! direction is one pass over the rows (rayon's pool, the one `blas` and
+//! `gemv` use), with the same formulas:
+//!
+//!   softmax   y = exp(x - max x) / Σ exp(x - max x)       dx = y ⊙ (g - Σ g ⊙ y)
+//!   rms_norm  r = 1 / sqrt(mean(x²) + eps), y = x r w     dx = r (g ⊙ w - x r² mean(g ⊙ w ⊙ x)),
+//!                                                          dw = Σ_rows g ⊙ x r
+//!   gelu      y = x/2 (1 + tanh u), u = c (x + 0.044715 x³), c = sqrt(2/π)
+//!                                                          dx = g (½(1 + tanh u) + ½ x (1 - tanh² u) c (1 + 3·0.044715 x²))
+//!   silu      y = x σ(x)                                   dx = g σ(x) (1 + x (1 - σ(x)))
+//!
+//! Each public function takes the fused path for contiguous f32 tensors on
+//! the CPU and falls back to the composed candle ops otherwise, so every
+//! device and dtype computes the same function. tests/fused.rs checks values
+//! and gradients against the composed ops.
+//!
+//! Shape legend: n rows, d the last (normalized / softmaxed) dimension.
+
+use candle_core::{CpuStorage, DType, Layout, Shape, Tensor, D};
+use rayon::prelude::*;
+
+use crate::error::Result;
+
+/// Rows per rayon task at the least: below this, splitting costs more than it saves.
+const MIN_ROWS: usize = 16;
+
+const GELU_C: f32 = 0.797_884_6; // sqrt(2/π)
+const GELU_A: f32 = 0.044_715;
+
+fn fits(t: &Tensor) -> bool {
+    t.device().is_cpu() && t.dtype() == DType::F32 && t.is_contiguous() && t.rank() >= 1
+}
+
+/// The f32 values of a contiguous CPU operand.
+fn values<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
+    match l.contiguous_offsets() {
+        Some((start, end)) => Ok(&s.as_slice::<f32>()?[start..end]),
+        None => candle_core::bail!("fused: operand is not contiguous"),
+    }
+}
+
+/// Out rows of length `d`, filled in parallel by `f(row index, out row)`.
+fn par_rows(n: usize, d: usize, f: impl Fn(usize, &mut [f32]) + Sync) -> Vec<f32> {
+    let mut out = vec![0f32; n * d];
+    if d > 0 {
+        out.par_chunks_mut(d)
+            .enumerate()
+            .with_min_len(MIN_ROWS)
+            .for_each(|(i, row)| f(i, row));
+    }
+    out
+}
+
+fn last_dim(l: &Layout) -> candle_core::Result<(usize, usize)> {
+    let d = *l.dims().last().unwrap_or(&1);
+    Ok((if d == 0 { 0 } else { l.shape().elem_count() / d }, d))
+}
+
+fn contiguous(t: &Tensor) -> candle_core::Result<Tensor> {
+    t.contiguous()
+}
+
+// ---------------------------------------------------------------- softmax
+
+/// Softmax over the last dimension (any rank).
+pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    if fits(x) {
+        Ok(x.apply_op1_arc(std::sync::Arc::new(Box::new(Softmax)))?)
+    } else {
+        Ok(candle_nn::ops::softmax(x, D::Minus1)?)
+    }
+}
+
+struct Softmax;
+
+impl candle_core::CustomOp1 for Softmax {
+    fn name(&self) -> &'static str {
+        "fused-softmax"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = values(s, l)?;
+        let (n, d) = last_dim(l)?;
+        let y = par_rows(n, d, |i, out| {
+            let row = &x[i * d..(i + 1) * d];
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0f32;
+            for (o, &v) in out.iter_mut().zip(row) {
+                *o = (v - max).exp();
+                sum += *o;
+            }
+            let inv = 1.0 / sum;
+            out.iter_mut().for_each(|o| *o *= inv);
+        });
+        Ok((CpuStorage::F32(y), l.shape().clone()))
+    }
+
+    fn bwd(&self, _x: &Tensor, y: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(y.apply_op2_no_bwd(&contiguous(g)?, &SoftmaxGrad)?))
+    }
+}
+
+/// (y, g) -> dx = y ⊙ (g - Σ g ⊙ y), per row.
+struct SoftmaxGrad;
+
+impl candle_core::CustomOp2 for SoftmaxGrad {
+    fn name(&self) -> &'static str {
+        "fused-softmax-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        ys: &CpuStorage,
+        yl: &Layout,
+        gs: &CpuStorage,
+        gl: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (y, g) = (values(ys, yl)?, values(gs, gl)?);
+        let (n, d) = last_dim(yl)?;
+        let dx = par_rows(n, d, |i, out| {
+            let (yr, gr) = (&y[i * d..(i + 1) * d], &g[i * d..(i + 1) * d]);
+            let dot: f32 = yr.iter().zip(gr).map(|(a, b)| a * b).sum();
+            for ((o, &yv), &gv) in out.iter_mut().zip(yr).zip(gr) {
+                *o = yv * (gv - dot);
+            }
+        });
+        Ok((CpuStorage::F32(dx), yl.shape().clone()))
+    }
+}
+
+// ---------------------------------------------------------------- rms_norm
+
+/// x (..., d) · r · w (d), r = 1 / sqrt(mean(x²) + eps) per row; `None` when
+/// the fused path does not apply (the caller composes it).
+pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Result<Option<Tensor>> {
+    if !(fits(x) && fits(w) && w.rank() == 1 && x.dim(D::Minus1)? == w.dim(0)?) {
+        return Ok(None);
+    }
+    Ok(Some(x.apply_op2_arc(
+        w,
+        std::sync::Arc::new(Box::new(RmsNorm { eps: eps as f32 })),
+    )?))
+}
+
+struct RmsNorm {
+    eps: f32,
+}
+
+impl RmsNorm {
+    fn inv_rms(&self, row: &[f32]) -> f32 {
+        let mean_sq = row.iter().map(|v| v * v).sum::<f32>() / row.len().max(1) as f32;
+        1.0 / (mean_sq + self.eps).sqrt()
+    }
+}
+
+impl candle_core::CustomOp2 for RmsNorm {
+    fn name(&self) -> &'static str {
+        "fused-rms-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (x, w) = (values(xs, xl)?, values(ws, wl)?);
+        let (n, d) = last_dim(xl)?;
+        let y = par_rows(n, d, |i, out| {
+            let row = &x[i * d..(i + 1) * d];
+            let r = self.inv_rms(row);
+            for ((o, &v), &wv) in out.iter_mut().zip(row).zip(w) {
+                *o = v * r * wv;
+            }
+        });
+        Ok((CpuStorage::F32(y), xl.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _y: &Tensor,
+        g: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let g = contiguous(g)?;
+        let dx = if x.track_op() {
+            Some(x.apply_op3_no_bwd(w, &g, &RmsNormGradX { eps: self.eps })?)
+        } else {
+            None
+        };
+        let dw = if w.track_op() {
+            Some(x.apply_op2_no_bwd(&g, &RmsNormGradW { eps: self.eps })?)
+        } else {
+            None
+        };
+        Ok((dx, dw))
+    }
+}
+
+/// (x, w, g) -> dx = r (g ⊙ w - x r² mean(g ⊙ w ⊙ x)), per row.
+struct RmsNormGradX {
+    eps: f32,
+}
+
+impl candle_core::CustomOp3 for RmsNormGradX {
+    fn name(&self) -> &'static str {
+        "fused-rms-norm-grad-x"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+        gs: &CpuStorage,
+        gl: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (x, w, g) = (values(xs, xl)?, values(ws, wl)?, values(gs, gl)?);
+        let (n, d) = last_dim(xl)?;
+        let norm = RmsNorm { eps: self.eps };
+        let dx = par_rows(n, d, |i, out| {
+            let (xr, gr) = (&x[i * d..(i + 1) * d], &g[i * d..(i + 1) * d]);
+            let r = norm.inv_rms(xr);
+            let mean_gwx = xr.iter().zip(gr).zip(w).map(|((a, b), c)| a * b * c).sum::<f32>() / d as f32;
+            let k = r * r * mean_gwx;
+            for (((o, &xv), &gv), &wv) in out.iter_mut().zip(xr).zip(gr).zip(w) {
+                *o = r * (gv * wv - xv * k);
+            }
+        });
+        Ok((CpuStorage::F32(dx), xl.shape().clone()))
+    }
+}
+
+/// (x, g) -> dw = Σ_rows g ⊙ x r, summed over row blocks in parallel.
+struct RmsNormGradW {
+    eps: f32,
+}
+
+impl candle_core::CustomOp2 for RmsNormGradW {
+    fn name(&self) -> &'static str {
+        "fused-rms-norm-grad-w"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        gs: &CpuStorage,
+        gl: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (x, g) = (values(xs, xl)?, values(gs, gl)?);
+        let (n, d) = last_dim(xl)?;
+        let norm = RmsNorm { eps: self.eps };
+        let block = MIN_ROWS * 4;
+        let dw = (0..n.div_ceil(block))
+            .into_par_iter()
+            .map(|b| {
+                let mut acc = vec![0f32; d];
+                for i in b * block..((b + 1) * block).min(n) {
+                    let (xr, gr) = (&x[i * d..(i + 1) * d], &g[i * d..(i + 1) * d]);
+                    let r = norm.inv_rms(xr);
+                    for ((a, &xv), &gv) in acc.iter_mut().zip(xr).zip(gr) {
+                        *a += gv * xv * r;
+                    }
+                }
+                acc
+            })
+            .reduce(
+                || vec![0f32; d],
+                |mut a, b| {
+                    a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+                    a
+                },
+            );
+        Ok((CpuStorage::F32(dw), Shape::from(d)))
+    }
+}
+
+// ---------------------------------------------------------------- activations
+
+/// The elementwise activations with a fused backward.
+#[derive(Clone, Copy)]
+enum Act {
+    GeluTanh,
+    Silu,
+}
+
+impl Act {
+    fn forward(self, x: f32) -> f32 {
+        match self {
+            Act::GeluTanh => 0.5 * x * (1.0 + (GELU_C * (x + GELU_A * x * x * x)).tanh()),
+            Act::Silu => x / (1.0 + (-x).exp()),
+        }
+    }
+
+    fn derivative(self, x: f32) -> f32 {
+        match self {
+            Act::GeluTanh => {
+                let t = (GELU_C * (x + GELU_A * x * x * x)).tanh();
+                0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * GELU_C * (1.0 + 3.0 * GELU_A * x * x)
+            }
+            Act::Silu => {
+                let s = 1.0 / (1.0 + (-x).exp());
+                s * (1.0 + x * (1.0 - s))
+            }
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Act::GeluTanh => "fused-gelu-tanh",
+            Act::Silu => "fused-silu",
+        }
+    }
+}
+
+/// Elementwise chunks per rayon task at the least.
+const MIN_ELEMS: usize = 1 << 14;
+
+fn par_map(x: &[f32], g: Option<&[f32]>, f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
+    let mut out = vec![0f32; x.len()];
+    out.par_chunks_mut(MIN_ELEMS).enumerate().for_each(|(c, chunk)| {
+        let at = c * MIN_ELEMS;
+        for (j, o) in chunk.iter_mut().enumerate() {
+            *o = f(x[at + j], g.map_or(1.0, |g| g[at + j]));
+        }
+    });
+    out
+}
+
+/// The tanh approximation of GELU (transformers' `gelu_new`).
+pub fn gelu_tanh(x: &Tensor) -> Result<Tensor> {
+    activation(x, Act::GeluTanh)
+}
+
+/// x σ(x).
+pub fn silu(x: &Tensor) -> Result<Tensor> {
+    activation(x, Act::Silu)
+}
+
+fn activation(x: &Tensor, act: Act) -> Result<Tensor> {
+    if fits(x) {
+        return Ok(x.apply_op1_arc(std::sync::Arc::new(Box::new(act)))?);
+    }
+    Ok(match act {
+        Act::GeluTanh => x.gelu()?,
+        Act::Silu => candle_nn::ops::silu(x)?,
+    })
+}
+
+impl candle_core::CustomOp1 for Act {
+    fn name(&self) -> &'static str {
+        Act::name(*self)
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let y = par_map(values(s, l)?, None, |x, _| self.forward(x));
+        Ok((CpuStorage::F32(y), l.shape().clone()))
+    }
+
+    fn bwd(&self, x: &Tensor, _y: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(x.apply_op2_no_bwd(&contiguous(g)?, &ActGrad(*self))?))
+    }
+}
+
+/// (x, g) -> g f'(x).
+struct ActGrad(Act);
+
+impl candle_core::CustomOp2 for ActGrad {
+    fn name(&self) -> &'static str {
+        "fused-activation-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        gs: &CpuStorage,
+        gl: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let dx = par_map(values(xs, xl)?, Some(values(gs, gl)?), |x, g| g * self.0.derivative(x));
+        Ok((CpuStorage::F32(dx), xl.shape().clone()))
+    }
+}
