@@ -111,6 +111,39 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+
+    #[test]
+    fn cross_entropy_matches_composed(rows in 1usize..30, v in 2usize..300, scale in 0.1f64..20.0, smooth in prop_oneof![Just(0.0), Just(0.1), 0.0f64..0.5], seed in 0u64..1000) {
+        use rand::{Rng, SeedableRng};
+        let logits = random(&[rows, v], scale, seed);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed + 5);
+        let ids: Vec<u32> = (0..rows).map(|_| rng.random_range(0..v as u32)).collect();
+        let targets = Tensor::from_vec(ids, rows, &Device::Cpu).unwrap();
+        let probe = random(&[rows], 1.0, seed + 6);
+        let (l1, g1) = value_and_grad(&logits, &probe, |x| {
+            fused::cross_entropy_rows(x, &targets, smooth).unwrap().expect("f32 CPU: the fused path")
+        });
+        let (l2, g2) = value_and_grad(&logits, &probe, |x| {
+            promot::model::loss::composed(&x.unsqueeze(0).unwrap(), &targets.unsqueeze(0).unwrap(), smooth)
+                .unwrap()
+                .squeeze(0)
+                .unwrap()
+        });
+        prop_assert!(max_diff(&l1, &l2) <= 1e-4 * (1.0 + scale as f32), "loss differs by {}", max_diff(&l1, &l2));
+        prop_assert!(max_diff(&g1, &g2) <= 1e-5, "gradient differs by {}", max_diff(&g1, &g2));
+    }
+}
+
+#[test]
+fn cross_entropy_rejects_an_out_of_range_target() {
+    let logits = random(&[2, 5], 1.0, 0);
+    let targets = Tensor::from_vec(vec![1u32, 5], 2, &Device::Cpu).unwrap();
+    let err = fused::cross_entropy_rows(&logits, &targets, 0.1).unwrap_err().to_string();
+    assert!(err.contains("target id 5 at row 1"), "{err}");
+}
+
 #[test]
 fn higher_rank_and_fallbacks() {
     // Rank 4, as attention scores are.

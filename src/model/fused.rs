@@ -13,6 +13,12 @@
 //!   gelu      y = x/2 (1 + tanh u), u = c (x + 0.044715 x³), c = sqrt(2/π)
 //!                                                          dx = g (½(1 + tanh u) + ½ x (1 - tanh² u) c (1 + 3·0.044715 x²))
 //!   silu      y = x σ(x)                                   dx = g σ(x) (1 + x (1 - σ(x)))
+//!   cross-entropy with label smoothing ε over v classes, per row, target y:
+//!             ℓ = (1 - ε)(lse(x) - x_y) + ε (lse(x) - mean x)  dx = g (softmax(x) - (1 - ε) onehot(y) - ε / v)
+//!
+//! The cross-entropy never materializes log-probabilities: forward keeps one
+//! number per row, and backward recomputes the softmax row by row, so the
+//! (rows, vocabulary) logits are the only tensor of that size a step holds.
 //!
 //! Each public function takes the fused path for contiguous f32 tensors on
 //! the CPU and falls back to the composed candle ops otherwise, so every
@@ -281,6 +287,132 @@ impl candle_core::CustomOp2 for RmsNormGradW {
                 },
             );
         Ok((CpuStorage::F32(dw), Shape::from(d)))
+    }
+}
+
+// ---------------------------------------------------------------- cross-entropy
+
+/// Per-row cross-entropy of logits (n, v) against class ids (n) u32, with
+/// label smoothing `eps` (torch.nn.CrossEntropyLoss's rule); `None` when the
+/// fused path does not apply (the caller composes it).
+pub fn cross_entropy_rows(logits: &Tensor, targets: &Tensor, eps: f64) -> Result<Option<Tensor>> {
+    let ok = fits(logits)
+        && logits.rank() == 2
+        && targets.dtype() == DType::U32
+        && targets.is_contiguous()
+        && targets.device().is_cpu()
+        && targets.dims() == [logits.dim(0)?];
+    if !ok {
+        return Ok(None);
+    }
+    let op = CrossEntropy { eps: eps as f32 };
+    Ok(Some(logits.apply_op2_arc(targets, std::sync::Arc::new(Box::new(op)))?))
+}
+
+struct CrossEntropy {
+    eps: f32,
+}
+
+impl CrossEntropy {
+    /// (max, log Σ exp(x - max)) of one row.
+    fn lse(row: &[f32]) -> (f32, f32) {
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        (max, row.iter().map(|&v| (v - max).exp()).sum::<f32>().ln())
+    }
+
+    fn class(targets: &[u32], i: usize, v: usize) -> candle_core::Result<usize> {
+        let y = targets[i] as usize;
+        if y >= v {
+            candle_core::bail!("cross-entropy: target id {y} at row {i} is outside the {v} classes");
+        }
+        Ok(y)
+    }
+}
+
+impl candle_core::CustomOp2 for CrossEntropy {
+    fn name(&self) -> &'static str {
+        "fused-cross-entropy"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ts: &CpuStorage,
+        tl: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = values(xs, xl)?;
+        let targets = match tl.contiguous_offsets() {
+            Some((a, b)) => &ts.as_slice::<u32>()?[a..b],
+            None => candle_core::bail!("cross-entropy: targets are not contiguous"),
+        };
+        let (n, v) = last_dim(xl)?;
+        for i in 0..n {
+            Self::class(targets, i, v)?;
+        }
+        let loss = par_rows(n, 1, |i, out| {
+            let row = &x[i * v..(i + 1) * v];
+            let (max, log_sum) = Self::lse(row);
+            let lse = max + log_sum;
+            let nll = lse - row[targets[i] as usize];
+            out[0] = if self.eps > 0.0 {
+                let mean = row.iter().sum::<f32>() / v as f32;
+                (1.0 - self.eps) * nll + self.eps * (lse - mean)
+            } else {
+                nll
+            };
+        });
+        Ok((CpuStorage::F32(loss), Shape::from(n)))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        targets: &Tensor,
+        _loss: &Tensor,
+        g: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let grad = x.apply_op3_no_bwd(targets, &contiguous(g)?, &CrossEntropyGrad { eps: self.eps })?;
+        Ok((Some(grad), None))
+    }
+}
+
+/// (logits, targets, g) -> g_i (softmax(x_i) - (1 - ε) onehot(y_i) - ε / v).
+struct CrossEntropyGrad {
+    eps: f32,
+}
+
+impl candle_core::CustomOp3 for CrossEntropyGrad {
+    fn name(&self) -> &'static str {
+        "fused-cross-entropy-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ts: &CpuStorage,
+        tl: &Layout,
+        gs: &CpuStorage,
+        gl: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (x, g) = (values(xs, xl)?, values(gs, gl)?);
+        let targets = match tl.contiguous_offsets() {
+            Some((a, b)) => &ts.as_slice::<u32>()?[a..b],
+            None => candle_core::bail!("cross-entropy: targets are not contiguous"),
+        };
+        let (n, v) = last_dim(xl)?;
+        let smooth = self.eps / v as f32;
+        let dx = par_rows(n, v, |i, out| {
+            let row = &x[i * v..(i + 1) * v];
+            let (max, log_sum) = CrossEntropy::lse(row);
+            let scale = g[i] / log_sum.exp();
+            for (o, &xv) in out.iter_mut().zip(row) {
+                *o = scale * (xv - max).exp() - g[i] * smooth;
+            }
+            out[targets[i] as usize] -= g[i] * (1.0 - self.eps);
+        });
+        Ok((CpuStorage::F32(dx), xl.shape().clone()))
     }
 }
 
