@@ -338,6 +338,7 @@ fn print_ratios(ours: &[(String, String, Timing)]) {
 }
 
 fn main() -> Result<()> {
+    promot::device::keep_freed_memory(); // as the promot binary does
     let device = Device::Cpu;
     println!(
         "promot train step: Adafactor lr {LR}, {} threads, {} warm-up + {} timed steps per setting",

@@ -31,3 +31,26 @@ pub fn device(name: &str) -> Result<Device> {
         ))),
     }
 }
+
+/// Keep freed memory for reuse instead of returning it to the kernel.
+///
+/// A training step allocates and frees hundreds of tensors of a few MB.
+/// glibc's malloc serves each from a fresh `mmap` above its threshold (and
+/// trims its heap as memory is freed), so every step faults the same pages in
+/// again and the kernel zeroes them: on a t5-small step, 892k page faults,
+/// against 501k with these settings and 9% less CPU time (`perf stat`,
+/// benches/train_step.rs). The settings raise the mmap threshold to glibc's
+/// maximum (32 MiB; larger tensors still get their own mapping) and stop
+/// trimming. Call once at start-up, before tensor work; elsewhere than glibc
+/// it does nothing.
+pub fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator parameters; it is called before
+    // any other thread allocates (start of main), and bad values are refused
+    // by glibc with a 0 return, which leaves the defaults.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+        libc::mallopt(libc::M_TOP_PAD, 256 << 20);
+    }
+}

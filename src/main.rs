@@ -57,6 +57,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    promot::device::keep_freed_memory();
     let cli = Cli::parse();
     if let Some(n) = cli.threads {
         // Before any tensor work: candle reads it once, when its pools start.

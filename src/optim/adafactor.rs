@@ -58,6 +58,8 @@
 //! T5X's `max_parameter_scale`, `global_norm_clip_threshold` and explicit
 //! factor rules are not implemented.
 
+mod cpu;
+
 use std::collections::BTreeMap;
 
 use candle_core::Tensor;
@@ -128,6 +130,8 @@ pub struct Adafactor {
     cfg: AdafactorConfig,
     state: BTreeMap<String, ParamState>,
     steps: u64,
+    /// Take the one-pass CPU kernel (`cpu`) where it applies.
+    fused: bool,
 }
 
 impl Adafactor {
@@ -159,7 +163,15 @@ impl Adafactor {
             cfg,
             state: BTreeMap::new(),
             steps: 0,
+            fused: true,
         })
+    }
+
+    /// `false` runs the composed rule everywhere: the reference the one-pass
+    /// CPU kernel is tested against (tests/optim.rs).
+    pub fn with_fused_kernel(mut self, on: bool) -> Self {
+        self.fused = on;
+        self
     }
 
     pub fn config(&self) -> &AdafactorConfig {
@@ -194,6 +206,21 @@ impl Adafactor {
         };
         let t = st.step + 1;
         let beta2t = 1.0 - (t as f64).powf(cfg.decay_rate);
+        if self.fused {
+            if let Some((value, second)) = cpu::update(cfg, beta2t, &x, &g, &st.second, factored)? {
+                write_back(p, &value)?;
+                let momentum = st.momentum;
+                self.state.insert(
+                    p.name().to_string(),
+                    ParamState {
+                        step: t,
+                        second,
+                        momentum,
+                    },
+                );
+                return Ok(());
+            }
+        }
         let g2 = (g.sqr()? + cfg.eps1)?;
 
         // fit_state (or the fresh state above) made the state's kind match `factored`.
