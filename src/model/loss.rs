@@ -22,11 +22,7 @@ pub fn cross_entropy(logits: &Tensor, targets: &Tensor, mask: &Tensor, label_smo
         )));
     }
     let ids = targets.to_dtype(DType::U32)?;
-    let fused = super::fused::cross_entropy_rows(
-        &logits.reshape((b * t, v))?,
-        &ids.flatten_all()?,
-        label_smoothing,
-    )?;
+    let fused = super::fused::cross_entropy_rows(&logits.reshape((b * t, v))?, &ids.flatten_all()?, label_smoothing)?;
     let per_token = match fused {
         Some(rows) => rows.reshape((b, t))?,
         None => composed(logits, &ids, label_smoothing)?,
