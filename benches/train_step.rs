@@ -338,7 +338,7 @@ fn print_ratios(ours: &[(String, String, Timing)]) {
 }
 
 fn main() -> Result<()> {
-    promot::device::keep_freed_memory(); // as the promot binary does
+    promot::device::init_cpu(None); // as the promot binary starts
     let device = Device::Cpu;
     println!(
         "promot train step: Adafactor lr {LR}, {} threads, {} warm-up + {} timed steps per setting",

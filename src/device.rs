@@ -32,6 +32,28 @@ pub fn device(name: &str) -> Result<Device> {
     }
 }
 
+/// Set up the CPU side once at start-up, before any tensor work: promot's
+/// thread count, and the allocator (`keep_freed_memory`).
+///
+/// Threads. promot's parallel work (BLAS products split by rows, the fused
+/// kernels, the optimiser's kernel, candle's matmul) runs on rayon's pool,
+/// whose workers sleep when idle: `threads` sets its size (`RAYON_NUM_THREADS`),
+/// else it has one thread per core. candle's other pool, for its elementwise
+/// ops, is held at 1 thread (`CANDLE_NUM_THREADS=1`) unless that variable is
+/// set by hand: its caller spin-waits for every worker at every op, so on a
+/// busy 2-core machine each op waits for a descheduled worker (a toy step
+/// took 2.6 s on its 2 threads under load against 0.65 s on 1; README,
+/// Performance).
+pub fn init_cpu(threads: Option<usize>) {
+    keep_freed_memory();
+    if let Some(n) = threads {
+        std::env::set_var("RAYON_NUM_THREADS", n.max(1).to_string());
+    }
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
+}
+
 /// Keep freed memory for reuse instead of returning it to the kernel.
 ///
 /// A training step allocates and frees hundreds of tensors of a few MB.

@@ -30,9 +30,11 @@ struct Cli {
     #[arg(short = 'e', long = "eval", value_name = "EXPR")]
     eval: Option<String>,
 
-    /// CPU threads for tensor work (sets CANDLE_NUM_THREADS; the BLAS matmul
-    /// splits its products into as many tasks). On a busy or small machine 1
-    /// can be much faster: idle worker threads spin.
+    /// CPU threads for tensor work (default: one per core; sets
+    /// RAYON_NUM_THREADS, and the BLAS matmul splits its products into as
+    /// many tasks). candle's elementwise pool stays at 1 unless
+    /// CANDLE_NUM_THREADS is set: its spin-waits cost more than they gain
+    /// on a busy machine.
     #[arg(long, global = true, value_name = "N")]
     threads: Option<usize>,
 
@@ -57,12 +59,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    promot::device::keep_freed_memory();
     let cli = Cli::parse();
-    if let Some(n) = cli.threads {
-        // Before any tensor work: candle reads it once, when its pools start.
-        std::env::set_var("CANDLE_NUM_THREADS", n.max(1).to_string());
-    }
+    // Before any tensor work: the pools read their sizes once, when they start.
+    promot::device::init_cpu(cli.threads);
     if let Some(expr) = cli.eval {
         return eval_expr(&expr);
     }

@@ -30,8 +30,8 @@
 //! 15 s on 1 and 27 s on candle's gemm. So OpenBLAS runs single-threaded
 //! (`openblas_set_num_threads(1)`, unless `OPENBLAS_NUM_THREADS` is set), and
 //! `gemm` splits the output rows into promot's thread count of tasks
-//! (`--threads`, i.e. `CANDLE_NUM_THREADS`, else candle's default) on rayon's
-//! pool, the one candle and `gemv` use.
+//! (`--threads`, i.e. `RAYON_NUM_THREADS`, else one per core) on rayon's
+//! pool, the one candle's matmul, `gemv` and `fused` use.
 //!
 //! `OPENBLAS_CORETYPE` picks the kernel family by hand; otherwise the library
 //! detects the CPU, and `backend()` names the core in use. It matters: on this
@@ -143,13 +143,9 @@ fn candidates() -> Vec<PathBuf> {
     }
 }
 
-/// promot's thread count: `CANDLE_NUM_THREADS` (what `--threads` sets), else candle's default.
+/// promot's thread count: `RAYON_NUM_THREADS` (what `--threads` sets), else one per core.
 fn promot_threads() -> usize {
-    std::env::var("CANDLE_NUM_THREADS")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or_else(candle_core::utils::get_num_threads)
+    candle_core::utils::get_num_threads()
 }
 
 impl Blas {

@@ -32,7 +32,10 @@ use rayon::prelude::*;
 
 use crate::error::Result;
 
-/// Rows per rayon task at the least: below this, splitting costs more than it saves.
+/// Elements per rayon task at the least: below this, splitting costs more
+/// than it saves (and on a busy machine waits for a descheduled worker).
+const MIN_WORK: usize = 1 << 15;
+/// Rows per task at the least, for the row reductions.
 const MIN_ROWS: usize = 16;
 
 const GELU_C: f32 = 0.797_884_6; // sqrt(2/π)
@@ -56,7 +59,7 @@ fn par_rows(n: usize, d: usize, f: impl Fn(usize, &mut [f32]) + Sync) -> Vec<f32
     if d > 0 {
         out.par_chunks_mut(d)
             .enumerate()
-            .with_min_len(MIN_ROWS)
+            .with_min_len(MIN_ROWS.max(MIN_WORK / d))
             .for_each(|(i, row)| f(i, row));
     }
     out
@@ -463,7 +466,7 @@ fn tanh(u: f32) -> f32 {
 }
 
 /// Elementwise chunks per rayon task at the least.
-const MIN_ELEMS: usize = 1 << 14;
+const MIN_ELEMS: usize = MIN_WORK;
 
 fn par_map(x: &[f32], g: Option<&[f32]>, f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
     let mut out = vec![0f32; x.len()];
