@@ -67,7 +67,7 @@ fn par_rows(n: usize, d: usize, f: impl Fn(usize, &mut [f32]) + Sync) -> Vec<f32
 
 fn last_dim(l: &Layout) -> candle_core::Result<(usize, usize)> {
     let d = *l.dims().last().unwrap_or(&1);
-    Ok((if d == 0 { 0 } else { l.shape().elem_count() / d }, d))
+    Ok((l.shape().elem_count().checked_div(d).unwrap_or(0), d))
 }
 
 fn contiguous(t: &Tensor) -> candle_core::Result<Tensor> {
@@ -316,6 +316,14 @@ struct CrossEntropy {
     eps: f32,
 }
 
+/// The u32 class ids of a contiguous CPU operand.
+fn class_ids<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [u32]> {
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&s.as_slice::<u32>()?[a..b]),
+        None => candle_core::bail!("cross-entropy: targets are not contiguous"),
+    }
+}
+
 impl CrossEntropy {
     /// (max, log Σ exp(x - max)) of one row.
     fn lse(row: &[f32]) -> (f32, f32) {
@@ -345,10 +353,7 @@ impl candle_core::CustomOp2 for CrossEntropy {
         tl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let x = values(xs, xl)?;
-        let targets = match tl.contiguous_offsets() {
-            Some((a, b)) => &ts.as_slice::<u32>()?[a..b],
-            None => candle_core::bail!("cross-entropy: targets are not contiguous"),
-        };
+        let targets = class_ids(ts, tl)?;
         let (n, v) = last_dim(xl)?;
         for i in 0..n {
             Self::class(targets, i, v)?;
@@ -400,10 +405,7 @@ impl candle_core::CustomOp3 for CrossEntropyGrad {
         gl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (x, g) = (values(xs, xl)?, values(gs, gl)?);
-        let targets = match tl.contiguous_offsets() {
-            Some((a, b)) => &ts.as_slice::<u32>()?[a..b],
-            None => candle_core::bail!("cross-entropy: targets are not contiguous"),
-        };
+        let targets = class_ids(ts, tl)?;
         let (n, v) = last_dim(xl)?;
         let smooth = self.eps / v as f32;
         let dx = par_rows(n, v, |i, out| {

@@ -208,17 +208,7 @@ impl Adafactor {
         let beta2t = 1.0 - (t as f64).powf(cfg.decay_rate);
         if self.fused {
             if let Some((value, second)) = cpu::update(cfg, beta2t, &x, &g, &st.second, factored)? {
-                write_back(p, &value)?;
-                let momentum = st.momentum;
-                self.state.insert(
-                    p.name().to_string(),
-                    ParamState {
-                        step: t,
-                        second,
-                        momentum,
-                    },
-                );
-                return Ok(());
+                return self.store(p, &value, t, second, st.momentum);
             }
         }
         let g2 = (g.sqr()? + cfg.eps1)?;
@@ -282,15 +272,25 @@ impl Adafactor {
             }
             (_, m) => (u, m),
         };
-        write_back(p, &(x - u)?)?;
-        self.state.insert(
-            p.name().to_string(),
-            ParamState {
-                step: t,
-                second,
-                momentum,
-            },
-        );
+        self.store(p, &(x - u)?, t, second, momentum)
+    }
+
+    /// Write the new value back and keep the parameter's state after step `t`.
+    fn store(
+        &mut self,
+        p: &Param,
+        value: &Tensor,
+        t: u64,
+        second: SecondMoment,
+        momentum: Option<Tensor>,
+    ) -> Result<()> {
+        write_back(p, value)?;
+        let state = ParamState {
+            step: t,
+            second,
+            momentum,
+        };
+        self.state.insert(p.name().to_string(), state);
         Ok(())
     }
 }
