@@ -14,14 +14,6 @@
 //! splits on purpose (closed-book QA: the facts are learned in pretraining);
 //! only the question phrasing is held out.
 //!
-//! Formats: every task but `fresh_rule` writes its answers in one of two
-//! formats: the paper's (True/False labels, bare QA answers, ...) or an
-//! alternate one (yes/no/maybe, "the answer is X.", a language tag before a
-//! translation, another summary sentence). Pretraining draws the format per
-//! episode, the same for its query and its demonstrations, so a bare prompt
-//! leaves the format open and demonstrations settle it, as they do for a
-//! real pretrained model. Evaluation and fine-tuning data use the paper's.
-//!
 //! Prompts: a k-shot prompt is joined by the crate's one joiner
 //! (`data::fewshot::build_prompt`) with the toy separator `DEMO_SEPARATOR`:
 //! `demo_1 SEP demo_2 SEP ... demo_k SEP query`, `demo = input + " " + target`.
@@ -45,22 +37,6 @@ pub use world::{World, DEFAULT_WORLD_SEED};
 /// Joins consecutive demonstrations, and the last one to the query. It is a
 /// single token of the toy vocabulary (`SEPARATOR_TOKEN`) with spaces.
 pub const DEMO_SEPARATOR: &str = " <sep> ";
-
-/// How often each task is drawn for pretraining, relative to the others.
-/// A classification episode teaches one label word, a generative one a
-/// whole answer, so classification is drawn more often.
-const PRETRAIN_WEIGHTS: [(TaskKind, usize); 10] = [
-    (TaskKind::Rte, 2),
-    (TaskKind::Cb, 2),
-    (TaskKind::Wic, 2),
-    (TaskKind::TriviaQa, 1),
-    (TaskKind::WebQuestions, 1),
-    (TaskKind::EnFr, 1),
-    (TaskKind::EnDe, 1),
-    (TaskKind::EnRo, 1),
-    (TaskKind::Xsum, 1),
-    (TaskKind::FreshRule, 1),
-];
 
 /// Largest number of draws spent looking for an example of a given split
 /// before giving up with an error (a split holds ~10% of draws).
@@ -90,14 +66,6 @@ impl Example {
             target,
         }
     }
-}
-
-/// How an example's answer is written (see the module docs): the paper's
-/// format, or the alternate one that only pretraining uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Format {
-    Paper,
-    Alternate,
 }
 
 /// The toy tasks, named like the paper's tasks they stand in for.
@@ -277,7 +245,7 @@ impl World {
         let mut seen = BTreeSet::new();
         let mut out = Vec::with_capacity(n);
         for _ in 0..n {
-            let generate = |r: &mut ChaCha8Rng| self.generate(task, Format::Paper, r);
+            let generate = |r: &mut ChaCha8Rng| self.generate(task, r);
             let example = match draw_in_split(task, split, &seen, MAX_DISTINCT_DRAWS, &mut rng, generate) {
                 Ok(example) => example,
                 Err(_) => {
@@ -291,29 +259,20 @@ impl World {
         Ok(out)
     }
 
-    /// A k-shot training episode (query and demonstrations from train) in
-    /// the paper's format.
+    /// A k-shot training episode (query and demonstrations from train).
     pub fn episode<R: Rng + ?Sized>(&self, task: TaskKind, k: usize, rng: &mut R) -> Result<Example> {
-        self.episode_in(task, Split::Train, k, Format::Paper, rng)
+        self.episode_in(task, Split::Train, k, rng)
     }
 
     /// A k-shot episode whose query comes from `split` and whose `k`
     /// demonstrations come from train (distinct, and distinct from the
-    /// query), every answer in `format`. For `fresh_rule` one rule is drawn
-    /// for the whole episode.
-    pub fn episode_in<R: Rng + ?Sized>(
-        &self,
-        task: TaskKind,
-        split: Split,
-        k: usize,
-        format: Format,
-        rng: &mut R,
-    ) -> Result<Example> {
+    /// query). For `fresh_rule` one rule is drawn for the whole episode.
+    pub fn episode_in<R: Rng + ?Sized>(&self, task: TaskKind, split: Split, k: usize, rng: &mut R) -> Result<Example> {
         if task == TaskKind::FreshRule {
             return self.fresh_rule_episode(split, k, rng);
         }
         let mut used = BTreeSet::new();
-        let generate = |r: &mut R| self.generate(task, format, r);
+        let generate = |r: &mut R| self.generate(task, r);
         let query = draw_in_split(task, split, &used, MAX_DRAWS, rng, generate)?;
         used.insert(query.input.clone());
         let mut demos = Vec::with_capacity(k);
@@ -368,28 +327,17 @@ impl World {
     pub fn episodes(&self, task: TaskKind, split: &str, k: usize, n: usize, seed: u64) -> Result<Vec<Example>> {
         let split = Split::from_name(split)?;
         let mut rng = stream_rng(task, split, k, seed);
-        (0..n)
-            .map(|_| self.episode_in(task, split, k, Format::Paper, &mut rng))
-            .collect()
+        (0..n).map(|_| self.episode_in(task, split, k, &mut rng)).collect()
     }
 
     /// One draw of the pretraining mixture: a train episode of a task drawn
-    /// from all tasks (fine-tuning targets included) by `PRETRAIN_WEIGHTS`,
-    /// with k uniform in 0..=k_max and the answer format a fair coin.
+    /// uniformly from all tasks (fine-tuning targets included), with k drawn
+    /// uniformly from 0..=k_max.
     pub fn pretrain_episode<R: Rng + ?Sized>(&self, rng: &mut R, k_max: usize) -> Result<(TaskKind, Example)> {
-        let total: usize = PRETRAIN_WEIGHTS.iter().map(|(_, w)| w).sum();
-        let mut draw = rng.random_range(0..total);
-        let mut task = TaskKind::FreshRule;
-        for (t, w) in PRETRAIN_WEIGHTS {
-            if draw < w {
-                task = t;
-                break;
-            }
-            draw -= w;
-        }
+        let tasks = TaskKind::all();
+        let task = tasks[rng.random_range(0..tasks.len())];
         let k = rng.random_range(0..=k_max);
-        let format = if rng.random_bool(0.5) { Format::Paper } else { Format::Alternate };
-        Ok((task, self.episode_in(task, Split::Train, k, format, rng)?))
+        Ok((task, self.episode(task, k, rng)?))
     }
 
     /// `n` draws of the pretraining mixture ([`World::pretrain_episode`]).

@@ -10,33 +10,13 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 
 use super::world::{fill, pick, WordOrder, World};
-use super::{Example, Format, TaskKind};
+use super::{Example, TaskKind};
 use crate::data::template;
 use crate::error::{Error, Result};
 
-/// The target word of a dataset label: the paper's, from the one label
-/// table, or its plain-word counterpart in the alternate format.
-fn label(task: &str, name: &str, format: Format) -> Result<String> {
-    let word = template::label_word(task, &serde_json::Value::String(name.to_string()))?;
-    Ok(match format {
-        Format::Paper => word,
-        Format::Alternate => ALTERNATE_LABELS
-            .iter()
-            .find(|(paper, _)| *paper == word)
-            .map(|(_, alternate)| alternate.to_string())
-            .ok_or_else(|| Error::msg(format!("toy world: no alternate for the label '{word}'")))?,
-    })
-}
-
-/// The alternate format's label words, by the paper's label word.
-pub(crate) const ALTERNATE_LABELS: &[(&str, &str)] = &[("True", "yes"), ("False", "no"), ("Neither", "maybe")];
-
-/// A closed-book answer in the given format.
-fn answer(value: &str, format: Format) -> String {
-    match format {
-        Format::Paper => value.to_string(),
-        Format::Alternate => format!("the answer is {value}."),
-    }
+/// The target word of a dataset label, from the one label table.
+fn label(task: &str, name: &str) -> Result<String> {
+    template::label_word(task, &serde_json::Value::String(name.to_string()))
 }
 
 /// A claim about an entity: (entity index, relation index, value index).
@@ -175,7 +155,7 @@ impl World {
         Err(Error::msg("toy world: could not find an unmentioned fact"))
     }
 
-    fn rte<R: Rng + ?Sized>(&self, rng: &mut R, format: Format) -> Result<Example> {
+    fn rte<R: Rng + ?Sized>(&self, rng: &mut R) -> Result<Example> {
         let size = rng.random_range(2..=3);
         let premise = self.premise_claims(rng, size)?;
         let truth = rng.random_bool(0.5);
@@ -184,11 +164,11 @@ impl World {
         let input = template::fill_named("rte", &[("premise", &premise), ("hypothesis", &hypothesis)])?;
         Ok(Example::new(
             input,
-            label("rte", if truth { "entailment" } else { "not_entailment" }, format)?,
+            label("rte", if truth { "entailment" } else { "not_entailment" })?,
         ))
     }
 
-    fn cb<R: Rng + ?Sized>(&self, rng: &mut R, format: Format) -> Result<Example> {
+    fn cb<R: Rng + ?Sized>(&self, rng: &mut R) -> Result<Example> {
         let size = rng.random_range(2..=3);
         let premise = self.premise_claims(rng, size)?;
         let (hypothesis, label_name) = match rng.random_range(0..3) {
@@ -198,7 +178,7 @@ impl World {
         };
         let premise = self.premise_text(&premise)?;
         let input = template::fill_named("cb", &[("premise", &premise), ("hypothesis", &hypothesis)])?;
-        Ok(Example::new(input, label("cb", label_name, format)?))
+        Ok(Example::new(input, label("cb", label_name)?))
     }
 
     fn wic_sentence<R: Rng + ?Sized>(&self, rng: &mut R, word: &str, cue: &str) -> Result<String> {
@@ -212,7 +192,7 @@ impl World {
         })
     }
 
-    fn wic<R: Rng + ?Sized>(&self, rng: &mut R, format: Format) -> Result<Example> {
+    fn wic<R: Rng + ?Sized>(&self, rng: &mut R) -> Result<Example> {
         let ambiguous = pick(rng, &self.ambiguous_words)?;
         let same = rng.random_bool(0.5);
         let first = rng.random_range(0..2usize);
@@ -227,11 +207,11 @@ impl World {
             ("word", ambiguous.word),
         ];
         let input = template::fill_named("wic", &fields)?;
-        Ok(Example::new(input, label("wic", if same { "true" } else { "false" }, format)?))
+        Ok(Example::new(input, label("wic", if same { "true" } else { "false" })?))
     }
 
     /// Closed-book question about a knowledge-base fact in one of two styles.
-    fn question<R: Rng + ?Sized>(&self, rng: &mut R, web_style: bool, format: Format) -> Result<Example> {
+    fn question<R: Rng + ?Sized>(&self, rng: &mut R, web_style: bool) -> Result<Example> {
         let fact = *pick(rng, &self.facts)?;
         let entity = self.entity_name(fact.entity)?;
         let value = self.fact_value(&fact)?;
@@ -245,13 +225,12 @@ impl World {
             relation.trivia_questions
         };
         let question = fill(pick(rng, templates)?, entity, value);
-        let input = template::fill_named("qa", &[("question", &question)])?;
-        let mut example = Example::new(input, answer(value, format));
-        example.references = self.references_for(value).iter().map(|r| answer(r, format)).collect();
+        let mut example = Example::new(template::fill_named("qa", &[("question", &question)])?, value);
+        example.references = self.references_for(value);
         Ok(example)
     }
 
-    fn translation<R: Rng + ?Sized>(&self, rng: &mut R, language: usize, format: Format) -> Result<Example> {
+    fn translation<R: Rng + ?Sized>(&self, rng: &mut R, language: usize) -> Result<Example> {
         let lang = self
             .languages
             .get(language)
@@ -275,17 +254,13 @@ impl World {
             ("source", source.as_str()),
         ];
         let input = template::fill_named("translation", &fields)?;
-        let target = match format {
-            Format::Paper => format!("{}.", foreign.join(" ")),
-            Format::Alternate => format!("{}: {}.", lang.name, foreign.join(" ")),
-        };
-        Ok(Example::new(input, target))
+        Ok(Example::new(input, format!("{}.", foreign.join(" "))))
     }
 
     /// An article about one main entity (mentioned three times, first
     /// sentence about it) among one-off distractor claims. The summary names
     /// the main entity's job and city, so it is recoverable from the article.
-    fn xsum<R: Rng + ?Sized>(&self, rng: &mut R, format: Format) -> Result<Example> {
+    fn xsum<R: Rng + ?Sized>(&self, rng: &mut R) -> Result<Example> {
         let relation = |noun: &str| {
             self.relations
                 .iter()
@@ -323,27 +298,25 @@ impl World {
         let (_, _, city_name) = self.claim_parts(city_claim)?;
         let (entity, _, job_name) = self.claim_parts(job_claim)?;
         let input = template::fill_named("summarization", &[("article", &sentences.join(" "))])?;
-        let summary = match format {
-            Format::Paper => format!("the {job_name} {entity} lives in {city_name}."),
-            Format::Alternate => format!("{entity} is a {job_name} in {city_name}."),
-        };
-        Ok(Example::new(input, summary))
+        Ok(Example::new(
+            input,
+            format!("the {job_name} {entity} lives in {city_name}."),
+        ))
     }
 
-    /// One example of a task with its answer in `format` (for `fresh_rule`,
-    /// whose answers have one format, with a rule of its own: episodes draw
-    /// one rule for all their examples, see `FreshRule`).
-    pub(crate) fn generate<R: Rng + ?Sized>(&self, task: TaskKind, format: Format, rng: &mut R) -> Result<Example> {
+    /// One example of a non-episodic task (every task but `fresh_rule`,
+    /// which needs a rule: see `FreshRule`).
+    pub(crate) fn generate<R: Rng + ?Sized>(&self, task: TaskKind, rng: &mut R) -> Result<Example> {
         match task {
-            TaskKind::Rte => self.rte(rng, format),
-            TaskKind::Cb => self.cb(rng, format),
-            TaskKind::Wic => self.wic(rng, format),
-            TaskKind::TriviaQa => self.question(rng, false, format),
-            TaskKind::WebQuestions => self.question(rng, true, format),
-            TaskKind::EnFr => self.translation(rng, 0, format),
-            TaskKind::EnDe => self.translation(rng, 1, format),
-            TaskKind::EnRo => self.translation(rng, 2, format),
-            TaskKind::Xsum => self.xsum(rng, format),
+            TaskKind::Rte => self.rte(rng),
+            TaskKind::Cb => self.cb(rng),
+            TaskKind::Wic => self.wic(rng),
+            TaskKind::TriviaQa => self.question(rng, false),
+            TaskKind::WebQuestions => self.question(rng, true),
+            TaskKind::EnFr => self.translation(rng, 0),
+            TaskKind::EnDe => self.translation(rng, 1),
+            TaskKind::EnRo => self.translation(rng, 2),
+            TaskKind::Xsum => self.xsum(rng),
             TaskKind::FreshRule => FreshRule::draw(self, rng)?.example(self, rng),
         }
     }

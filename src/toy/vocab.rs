@@ -42,16 +42,9 @@ pub const NUM_SENTINELS: usize = 8;
 const PUNCTUATION: &[&str] = &[".", "?", ":", ","];
 
 /// Words the toy tasks write besides the paper's templates, label words and
-/// language names: the summary sentence, the fresh-rule task's frame,
-/// paraphrases ("the city of zorp is vella.") and the alternate answer
-/// format's words (see `toy::Format`).
-const TOY_TEXT: &[&str] = &[
-    "the lives in",
-    "Input: Output:",
-    "the of is",
-    "the answer is",
-    "is a in",
-];
+/// language names: the summary sentence, the fresh-rule task's frame, and
+/// paraphrases ("the city of zorp is vella.").
+const TOY_TEXT: &[&str] = &["the lives in", "Input: Output:", "the of is"];
 
 /// Splits text the way the tokenizer's pre-tokenizer does: on whitespace,
 /// with each punctuation mark as a word of its own.
@@ -91,7 +84,6 @@ pub(crate) fn template_words() -> BTreeSet<String> {
     for (_, labels) in template::LABELS {
         words.extend(labels.iter().map(|(_, word)| word.to_string()));
     }
-    words.extend(super::tasks::ALTERNATE_LABELS.iter().map(|(_, word)| word.to_string()));
     words.extend(template::LANGUAGES.iter().map(|(_, name)| name.to_string()));
     words
 }
