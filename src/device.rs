@@ -54,6 +54,11 @@ pub fn init_cpu(threads: Option<usize>) {
     }
 }
 
+/// Allocations up to this size are served from malloc's heap and reused
+/// (`keep_freed_memory`); larger ones get a fresh mapping, faulted in and
+/// zeroed by the kernel each time. glibc's maximum mmap threshold.
+pub const REUSED_ALLOCATION_BYTES: usize = 32 << 20;
+
 /// Keep freed memory for reuse instead of returning it to the kernel.
 ///
 /// A training step allocates and frees hundreds of tensors of a few MB.
@@ -71,7 +76,7 @@ pub fn keep_freed_memory() {
     // any other thread allocates (start of main), and bad values are refused
     // by glibc with a 0 return, which leaves the defaults.
     unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, REUSED_ALLOCATION_BYTES as i32);
         libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
         libc::mallopt(libc::M_TOP_PAD, 256 << 20);
     }

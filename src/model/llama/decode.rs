@@ -5,14 +5,25 @@
 use candle_core::Tensor;
 
 use super::{Aligned, LayerCache, Llama};
+use crate::device::REUSED_ALLOCATION_BYTES;
 use crate::error::{Error, Result};
 use crate::model::generate::{decode, Specials, StepDecoder};
 use crate::model::{GenerateOptions, Generation, LanguageModel};
 
 impl Llama {
     /// Start decoding: run the inputs (prefill) and keep their keys/values.
+    ///
+    /// The prefill runs in chunks of rows, so that a layer's activations stay
+    /// under glibc's mmap threshold and their memory is reused instead of
+    /// mapped and faulted in afresh: a 1-shot XSum batch (16 x ~1100 tokens)
+    /// in one pass spent a tenth of an evaluation profile in page faults.
+    /// Rows are independent, so the result is that of one pass.
     pub(super) fn start_decoding(&self, input_embeds: &Tensor, input_mask: &Tensor) -> Result<LlamaSteps<'_>> {
-        self.prefill(input_embeds, input_mask, PREFILL_TOKENS)
+        // Rows x length such that the widest activation of a layer (f32)
+        // stays a reused allocation.
+        let widest = self.cfg.intermediate_size.max(self.cfg.hidden_size).max(1);
+        let max_tokens = REUSED_ALLOCATION_BYTES / (widest * std::mem::size_of::<f32>());
+        self.prefill(input_embeds, input_mask, max_tokens)
     }
 
     /// `start_decoding` with the rows run `max_tokens` tokens at a time.
@@ -25,7 +36,7 @@ impl Llama {
         let (b, s) = (aligned.dim(0)?, aligned.dim(1)?);
         // Rows in chunks of at most `max_tokens` tokens; each chunk's keys
         // and values and last logits are joined along the batch afterwards.
-        let rows_per_chunk = (max_tokens / s).max(1);
+        let rows_per_chunk = (max_tokens / s.max(1)).max(1);
         let mut caches = Vec::new();
         let mut last_logits = Vec::new();
         for start in (0..b).step_by(rows_per_chunk) {
@@ -137,14 +148,6 @@ impl StepDecoder for LlamaSteps<'_> {
         Ok(())
     }
 }
-
-/// Prefill runs at most this many tokens (rows x input length) at a time, so
-/// that a layer's activations (the MLP's widest: tokens x 1536 f32 for
-/// SmolLM2-135M) stay under glibc's 32 MB mmap threshold and their memory is
-/// reused instead of mapped and faulted in afresh, which was a tenth of an
-/// evaluation profile on long 1-shot prompts. Rows are independent, so the
-/// result is the same as one pass over the batch.
-const PREFILL_TOKENS: usize = 4096;
 
 /// Per-layer caches of consecutive row chunks -> one cache over all rows.
 fn join_rows(mut chunks: Vec<Vec<LayerCache>>) -> Result<Vec<LayerCache>> {
