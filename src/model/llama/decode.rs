@@ -151,8 +151,8 @@ impl StepDecoder for LlamaSteps<'_> {
 
 /// Per-layer caches of consecutive row chunks -> one cache over all rows.
 fn join_rows(mut chunks: Vec<Vec<LayerCache>>) -> Result<Vec<LayerCache>> {
-    if chunks.len() == 1 {
-        return chunks.pop().ok_or_else(bad_row);
+    if chunks.len() <= 1 {
+        return Ok(chunks.pop().unwrap_or_default());
     }
     let layers = chunks.first().map_or(0, Vec::len);
     (0..layers)
