@@ -72,6 +72,20 @@ let r = fine_tuning(m, data, o);
 }
 
 #[test]
+fn a_curve_without_a_validation_task_is_an_error() {
+    let engine = promot::script::new_engine();
+    let err = engine
+        .eval::<Dynamic>(
+            r#"let m = load_model("toy");
+let rec = curve_recorder(m, [], #{ shots: [1] });
+fine_tuning(m, toy_examples("rte", "train", 8, 3), #{ model_steps: 1, batch_size: 8, quiet: true, curve: rec })"#,
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("needs a validation task"), "{err}");
+}
+
+#[test]
 fn prompt_tuning_curve_is_flat_and_promot_records_both_stages() {
     let pt = points(eval("prompt_tuning(m, data, o); rec.points.call()"));
     assert_eq!(pt.len(), 2);
@@ -109,6 +123,10 @@ matched_points(curves, "ft", 2.0)"#,
     assert_eq!(step("ft"), Some(2));
     assert_eq!(step("pm"), Some(2), "58.5 is within 2 of 60");
     assert!(out["never"].is_unit());
+    let empty = eval(r#"matched_points(#{ ft: [], pm: [#{ target: 1.0 }] }, "ft", 2.0)"#)
+        .try_cast::<Map>()
+        .unwrap();
+    assert!(empty["pm"].is_unit(), "an empty reference curve matches nothing");
     assert!(path.exists() && dir.join("t.png").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
