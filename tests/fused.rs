@@ -88,6 +88,11 @@ proptest! {
     }
 
     #[test]
+    fn relu_matches_composed(rows in 1usize..40, d in 1usize..70, scale in 0.1f64..8.0, seed in 0u64..1000) {
+        check_unary(&[rows, d], scale, seed, |x| fused::relu(x).unwrap(), |x| x.relu().unwrap());
+    }
+
+    #[test]
     fn rms_norm_matches_composed(rows in 1usize..200, d in 1usize..70, scale in 0.01f64..10.0, seed in 0u64..1000) {
         let x = random(&[rows, d], scale, seed);
         let w0 = (random(&[d], 1.0, seed + 2) + 1.0).unwrap();

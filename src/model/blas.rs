@@ -233,7 +233,18 @@ impl Blas {
 
     /// One sgemm into `c` (mc, n), op(A) read from `a` with leading dimension `lda`.
     #[allow(clippy::too_many_arguments)]
-    fn call(&self, ta: bool, tb: bool, mc: usize, n: usize, k: usize, a: &[f32], lda: usize, b: &[f32], c: &mut [f32]) {
+    pub(crate) fn call(
+        &self,
+        ta: bool,
+        tb: bool,
+        mc: usize,
+        n: usize,
+        k: usize,
+        a: &[f32],
+        lda: usize,
+        b: &[f32],
+        c: &mut [f32],
+    ) {
         let ldb = if tb { k } else { n };
         let flag = |t: bool| if t { TRANS } else { NO_TRANS };
         // SAFETY: `gemm` checked that the full A (m, k) and B (k, n) have their
@@ -262,7 +273,7 @@ impl Blas {
 }
 
 /// The f32 values of a contiguous CPU operand.
-fn values<'a>(s: &'a candle_core::CpuStorage, l: &candle_core::Layout) -> candle_core::Result<&'a [f32]> {
+pub(crate) fn values<'a>(s: &'a candle_core::CpuStorage, l: &candle_core::Layout) -> candle_core::Result<&'a [f32]> {
     match l.contiguous_offsets() {
         Some((start, end)) => Ok(&s.as_slice::<f32>()?[start..end]),
         None => candle_core::bail!("blas: operand is not contiguous"),
@@ -375,5 +386,111 @@ impl candle_core::CustomOp2 for Product {
         b_layout: &candle_core::Layout,
     ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
         product(self.ta, self.tb, (a, a_layout), (b, b_layout))
+    }
+}
+
+/// Batched product C[i] = op(A[i]) op(B[i]) over the leading dimensions of
+/// A (..., m, k) and B (..., k, n) (each stored transposed when `ta` / `tb`),
+/// with its gradients: attention's q·kᵀ and p·v. Through BLAS when a library
+/// is loaded and both are f32 on the CPU, else candle's matmul. No
+/// broadcasting: the leading dimensions must be equal.
+pub fn batched_matmul(a: &Tensor, b: &Tensor, ta: bool, tb: bool) -> Result<Tensor> {
+    let blas_fits = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32 && t.rank() >= 2;
+    if !(blas_fits(a) && blas_fits(b) && get().is_some()) {
+        let op = |t: &Tensor, tr: bool| if tr { t.t() } else { Ok(t.clone()) };
+        return Ok(op(a, ta)?.matmul(&op(b, tb)?)?);
+    }
+    let (a, b) = (a.contiguous()?, b.contiguous()?);
+    Ok(a.apply_op2_arc(&b, std::sync::Arc::new(Box::new(Batched { ta, tb })))?)
+}
+
+/// `batched_matmul`'s op; forward only when applied with `apply_op2_no_bwd`.
+struct Batched {
+    ta: bool,
+    tb: bool,
+}
+
+/// `batched_matmul` outside autograd, through BLAS (which must be loaded).
+pub(crate) fn batched_product(a: &Tensor, b: &Tensor, ta: bool, tb: bool) -> candle_core::Result<Tensor> {
+    a.contiguous()?.apply_op2_no_bwd(&b.contiguous()?, &Batched { ta, tb })
+}
+
+impl candle_core::CustomOp2 for Batched {
+    fn name(&self) -> &'static str {
+        "blas-batched-matmul"
+    }
+
+    fn cpu_fwd(
+        &self,
+        a: &candle_core::CpuStorage,
+        a_layout: &candle_core::Layout,
+        b: &candle_core::CpuStorage,
+        b_layout: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        let Some(blas) = get() else {
+            candle_core::bail!("blas: no BLAS library loaded");
+        };
+        let (ad, bd) = (a_layout.dims(), b_layout.dims());
+        let (ra, rb) = (ad.len(), bd.len());
+        if ra < 2 || ra != rb || ad[..ra - 2] != bd[..rb - 2] {
+            candle_core::bail!("blas: cannot batch-multiply {ad:?} by {bd:?}");
+        }
+        let (ta, tb) = (self.ta, self.tb);
+        let (m, k) = if ta {
+            (ad[ra - 1], ad[ra - 2])
+        } else {
+            (ad[ra - 2], ad[ra - 1])
+        };
+        let (kb, n) = if tb {
+            (bd[rb - 1], bd[rb - 2])
+        } else {
+            (bd[rb - 2], bd[rb - 1])
+        };
+        if k != kb || [m, n, k].into_iter().any(|x| x > c_int::MAX as usize) {
+            candle_core::bail!("blas: cannot batch-multiply {ad:?} by {bd:?} (ta {ta}, tb {tb})");
+        }
+        let (av, bv) = (values(a, a_layout)?, values(b, b_layout)?);
+        let count: usize = ad[..ra - 2].iter().product();
+        let mut c = vec![0f32; count * m * n];
+        let mut dims = ad[..ra - 2].to_vec();
+        dims.extend([m, n]);
+        if m == 0 || n == 0 || count == 0 {
+            return Ok((candle_core::CpuStorage::F32(c), dims.into()));
+        }
+        // Products are handed out in groups, one per task; none under MIN_FLOPS of work.
+        let by_work = (2 * count * m * n).saturating_mul(k) / MIN_FLOPS;
+        let tasks = blas.tasks.min(count).min(by_work).max(1);
+        let group = count.div_ceil(tasks);
+        c.par_chunks_mut(group * m * n).enumerate().for_each(|(g, cg)| {
+            for (j, ci) in cg.chunks_mut(m * n).enumerate() {
+                let i = g * group + j;
+                let (ai, bi) = (&av[i * m * k..(i + 1) * m * k], &bv[i * k * n..(i + 1) * k * n]);
+                blas.call(ta, tb, m, n, k, ai, if ta { m } else { k }, bi, ci);
+            }
+        });
+        Ok((candle_core::CpuStorage::F32(c), dims.into()))
+    }
+
+    /// C = op(A) op(B): dA = G op(B)ᵀ (stored (k, m) when `ta`: op(B) Gᵀ),
+    /// dB = op(A)ᵀ G (stored (n, k) when `tb`: Gᵀ op(A)).
+    fn bwd(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        _c: &Tensor,
+        g: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let (ta, tb) = (self.ta, self.tb);
+        let grad_a = match (a.track_op(), ta) {
+            (false, _) => None,
+            (true, false) => Some(batched_product(g, b, false, !tb)?),
+            (true, true) => Some(batched_product(b, g, tb, true)?),
+        };
+        let grad_b = match (b.track_op(), tb) {
+            (false, _) => None,
+            (true, false) => Some(batched_product(a, g, !ta, false)?),
+            (true, true) => Some(batched_product(g, a, true, ta)?),
+        };
+        Ok((grad_a, grad_b))
     }
 }

@@ -13,6 +13,7 @@
 //!   gelu      y = x/2 (1 + tanh u), u = c (x + 0.044715 x³), c = sqrt(2/π)
 //!                                                          dx = g (½(1 + tanh u) + ½ x (1 - tanh² u) c (1 + 3·0.044715 x²))
 //!   silu      y = x σ(x)                                   dx = g σ(x) (1 + x (1 - σ(x)))
+//!   relu      y = max(x, 0)                                dx = g [x > 0]
 //!   cross-entropy with label smoothing ε over v classes, per row, target y:
 //!             ℓ = (1 - ε)(lse(x) - x_y) + ε (lse(x) - mean x)  dx = g (softmax(x) - (1 - ε) onehot(y) - ε / v)
 //!
@@ -101,6 +102,23 @@ pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
     }
 }
 
+/// One row's softmax, in place.
+pub(crate) fn softmax_in_place(row: &mut [f32]) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0f32;
+    for v in row.iter_mut() {
+        *v = exp_or_zero(*v - max);
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    row.iter_mut().for_each(|v| *v *= inv);
+}
+
+/// The softmax's input gradient from its output y and output gradient g.
+pub(crate) fn softmax_grad(y: &Tensor, g: &Tensor) -> candle_core::Result<Tensor> {
+    y.contiguous()?.apply_op2_no_bwd(&contiguous(g)?, &SoftmaxGrad)
+}
+
 struct Softmax;
 
 impl candle_core::CustomOp1 for Softmax {
@@ -112,21 +130,14 @@ impl candle_core::CustomOp1 for Softmax {
         let x = values(s, l)?;
         let (n, d) = last_dim(l)?;
         let y = par_rows(n, d, |i, out| {
-            let row = &x[i * d..(i + 1) * d];
-            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0f32;
-            for (o, &v) in out.iter_mut().zip(row) {
-                *o = exp_or_zero(v - max);
-                sum += *o;
-            }
-            let inv = 1.0 / sum;
-            out.iter_mut().for_each(|o| *o *= inv);
+            out.copy_from_slice(&x[i * d..(i + 1) * d]);
+            softmax_in_place(out);
         });
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
 
     fn bwd(&self, _x: &Tensor, y: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some(y.apply_op2_no_bwd(&contiguous(g)?, &SoftmaxGrad)?))
+        Ok(Some(softmax_grad(y, g)?))
     }
 }
 
@@ -444,6 +455,7 @@ impl candle_core::CustomOp3 for CrossEntropyGrad {
 enum Act {
     GeluTanh,
     Silu,
+    Relu,
 }
 
 impl Act {
@@ -451,6 +463,7 @@ impl Act {
         match self {
             Act::GeluTanh => 0.5 * x * (1.0 + tanh(GELU_C * (x + GELU_A * x * x * x))),
             Act::Silu => x / (1.0 + (-x).exp()),
+            Act::Relu => x.max(0.0),
         }
     }
 
@@ -464,6 +477,13 @@ impl Act {
                 let s = 1.0 / (1.0 + (-x).exp());
                 s * (1.0 + x * (1.0 - s))
             }
+            Act::Relu => {
+                if x > 0.0 {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
         }
     }
 
@@ -471,6 +491,7 @@ impl Act {
         match self {
             Act::GeluTanh => "fused-gelu-tanh",
             Act::Silu => "fused-silu",
+            Act::Relu => "fused-relu",
         }
     }
 }
@@ -507,6 +528,11 @@ pub fn silu(x: &Tensor) -> Result<Tensor> {
     activation(x, Act::Silu)
 }
 
+/// max(x, 0), with PyTorch's derivative (0 at x = 0; candle's relu says 1).
+pub fn relu(x: &Tensor) -> Result<Tensor> {
+    activation(x, Act::Relu)
+}
+
 fn activation(x: &Tensor, act: Act) -> Result<Tensor> {
     if fits(x) {
         return Ok(x.apply_op1_arc(std::sync::Arc::new(Box::new(act)))?);
@@ -514,6 +540,7 @@ fn activation(x: &Tensor, act: Act) -> Result<Tensor> {
     Ok(match act {
         Act::GeluTanh => x.gelu()?,
         Act::Silu => candle_nn::ops::silu(x)?,
+        Act::Relu => x.relu()?,
     })
 }
 

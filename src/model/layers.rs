@@ -10,6 +10,7 @@ use candle_core::{DType, Tensor, D};
 use rand::RngCore;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::params::Param;
@@ -122,17 +123,34 @@ impl Dropout {
         }
         let keep = 1.0 - p;
         let scale = (1.0 / keep) as f32;
-        let n = x.elem_count();
         // One u32 per element against a fixed threshold: a third of the cost of an f64 draw.
         let threshold = (keep * u32::MAX as f64) as u32;
-        let mask: Vec<f32> = {
-            let mut rng = self.rng.lock().map_err(|_| Error::msg("dropout rng poisoned"))?;
-            (0..n)
-                .map(|_| if rng.next_u32() < threshold { scale } else { 0.0 })
-                .collect()
-        };
+        let kept = Arc::new(self.draw(x.elem_count(), threshold)?);
+        if x.device().is_cpu() && x.dtype() == DType::F32 {
+            return Ok(x
+                .contiguous()?
+                .apply_op1_arc(Arc::new(Box::new(Masked { kept, scale })))?);
+        }
+        let mask: Vec<f32> = kept.iter().map(|&k| if k { scale } else { 0.0 }).collect();
         let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
         Ok(x.mul(&mask)?)
+    }
+
+    /// `n` keep flags, flag i from the stream's next word i: `next_u32() <
+    /// threshold` in order, the same masks as one sequential draw, but made in
+    /// parallel chunks, each from a copy of the stream moved to its word.
+    fn draw(&self, n: usize, threshold: u32) -> Result<Vec<bool>> {
+        const CHUNK: usize = 1 << 16;
+        let mut rng = self.rng.lock().map_err(|_| Error::msg("dropout rng poisoned"))?;
+        let start = rng.get_word_pos();
+        let mut kept = vec![false; n];
+        kept.par_chunks_mut(CHUNK).enumerate().for_each(|(i, chunk)| {
+            let mut r = rng.clone();
+            r.set_word_pos(start + (i * CHUNK) as u128);
+            chunk.iter_mut().for_each(|k| *k = r.next_u32() < threshold);
+        });
+        rng.set_word_pos(start + n as u128);
+        Ok(kept)
     }
 
     /// (seed, stream position) — enough to continue the exact same masks.
@@ -152,5 +170,53 @@ impl Dropout {
         let mut rng = self.rng.lock().map_err(|_| Error::msg("dropout rng poisoned"))?;
         *rng = ChaCha8Rng::seed_from_u64(seed);
         Ok(())
+    }
+}
+
+/// y = x ⊙ mask, the mask `scale` where kept and 0 elsewhere; dx = g ⊙ mask.
+/// One pass each way, and the mask is no graph node (candle's product rule
+/// would also compute, zero and accumulate a gradient for it).
+struct Masked {
+    kept: Arc<Vec<bool>>,
+    scale: f32,
+}
+
+impl Masked {
+    fn mul(&self, x: &[f32]) -> Vec<f32> {
+        const CHUNK: usize = 1 << 15;
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(CHUNK)
+            .zip(x.par_chunks(CHUNK).zip(self.kept.par_chunks(CHUNK)))
+            .for_each(|(y, (x, kept))| {
+                for ((y, &x), &k) in y.iter_mut().zip(x).zip(kept) {
+                    *y = if k { x * self.scale } else { 0.0 };
+                }
+            });
+        y
+    }
+}
+
+impl candle_core::CustomOp1 for Masked {
+    fn name(&self) -> &'static str {
+        "dropout"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s: &candle_core::CpuStorage,
+        l: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        let x = match l.contiguous_offsets() {
+            Some((start, end)) => &s.as_slice::<f32>()?[start..end],
+            None => candle_core::bail!("dropout: input is not contiguous"),
+        };
+        if x.len() != self.kept.len() {
+            candle_core::bail!("dropout: {} values for a mask of {}", x.len(), self.kept.len());
+        }
+        Ok((candle_core::CpuStorage::F32(self.mul(x)), l.shape().clone()))
+    }
+
+    fn bwd(&self, _x: &Tensor, _y: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(g.contiguous()?.apply_op1_no_bwd(self)?))
     }
 }

@@ -121,14 +121,13 @@ impl Attention {
         let r = h / g;
         let q = (q.reshape((b, g, r * n, k))? * (k as f64).powf(-0.5))?;
         // Scores, mask and softmax in f32: -1e9 does not fit f16, and -inf would turn padding rows to NaN.
-        let scores = q
-            .matmul(&keys.t()?)?
+        let scores = super::blas::batched_matmul(&q, &keys, false, true)?
             .reshape((b, h, n, c))?
             .to_dtype(DType::F32)?
             .broadcast_add(bias)?;
         let weights = super::fused::softmax_last_dim(&scores)?.to_dtype(x.dtype())?;
         let weights = drop.apply(&weights, train)?;
-        let ctx = weights.reshape((b, g, r * n, c))?.matmul(&values)?; // (b, g, r*n, k)
+        let ctx = super::blas::batched_matmul(&weights.reshape((b, g, r * n, c))?, &values, false, false)?; // (b, g, r*n, k)
         let ctx = ctx.reshape((b, h, n, k))?.transpose(1, 2)?.reshape((b, n, h * k))?;
         cache.kv = Some((keys, values));
         self.o.forward(&ctx)

@@ -178,10 +178,9 @@ impl Attention {
     ) -> Result<Tensor> {
         let (b, q_len, _) = x.dims3()?;
         let q = self.split_heads(linear(x, &self.q)?)?;
-        let scores = q.matmul(&keys.t()?)?.broadcast_add(bias)?; // (b, h, q, kv)
-        let weights = super::fused::softmax_last_dim(&scores.to_dtype(DType::F32)?)?.to_dtype(x.dtype())?;
+        let weights = super::attention::weights(&q, keys, bias)?; // (b, h, q, kv)
         let weights = drop.apply(&weights, train)?;
-        let ctx = weights.matmul(values)?; // (b, h, q, k)
+        let ctx = super::blas::batched_matmul(&weights, values, false, false)?; // (b, h, q, k)
         let ctx = ctx.transpose(1, 2)?.reshape((b, q_len, self.heads * self.d_kv))?;
         linear(&ctx, &self.o)
     }
@@ -221,7 +220,7 @@ impl FeedForward {
 
     fn activate(&self, x: &Tensor) -> Result<Tensor> {
         Ok(match self.act.as_str() {
-            "relu" => x.relu()?,
+            "relu" => super::fused::relu(x)?,
             "gelu" => x.gelu_erf()?,
             _ => super::fused::gelu_tanh(x)?, // gelu_new: the tanh approximation
         })
