@@ -148,6 +148,28 @@ fn products_in_every_transpose_combination() {
 }
 
 #[test]
+fn leading_dimensions_are_rows() {
+    // x (b, n, d) -> (b, n, o) with no reshape: values and both gradients as for (b n, d).
+    if library().is_none() {
+        return;
+    }
+    let (b, n, d, o) = (3, 7, 16, 9);
+    let x = Var::from_tensor(&randn((b * n, d), 1).reshape((b, n, d)).unwrap()).unwrap();
+    let w = Var::from_tensor(&randn((o, d), 2)).unwrap();
+    let r = randn((b * n, o), 3).reshape((b, n, o)).unwrap();
+    let ours = blas::linear_wt(x.as_tensor(), w.as_tensor()).unwrap();
+    assert_eq!(ours.dims(), [b, n, o]);
+    let theirs = x.as_tensor().broadcast_matmul(&w.as_tensor().t().unwrap()).unwrap();
+    assert!(rel_diff(&ours, &theirs) < 1e-5);
+    let g_ours = (ours * &r).unwrap().sum_all().unwrap().backward().unwrap();
+    let g_theirs = (theirs * &r).unwrap().sum_all().unwrap().backward().unwrap();
+    for v in [&x, &w] {
+        let (a, c) = (g_ours.get(v.as_tensor()).unwrap(), g_theirs.get(v.as_tensor()).unwrap());
+        assert!(rel_diff(a, c) < 1e-5, "gradient of a {:?} input", v.dims());
+    }
+}
+
+#[test]
 fn mismatched_shapes_are_an_error_not_a_crash() {
     let Some(lib) = library() else {
         return;

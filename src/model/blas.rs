@@ -48,7 +48,7 @@ use std::ffi::c_int;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use candle_core::{DType, Tensor};
+use candle_core::{DType, Layout, Tensor};
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
@@ -307,18 +307,25 @@ fn product(
     Ok((candle_core::CpuStorage::F32(c), (m, n).into()))
 }
 
-/// Whether x (m, d) · W (o, d)ᵀ can go through `linear_wt`: a BLAS library
-/// is loaded and both are f32, 2-D and contiguous on the CPU.
+/// Whether x (..., d) · W (o, d)ᵀ can go through `linear_wt`: a BLAS library
+/// is loaded, both are f32 and contiguous on the CPU, and W is 2-D.
 pub fn applies(x: &Tensor, w: &Tensor) -> bool {
-    let fits = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32 && t.rank() == 2 && t.is_contiguous();
-    fits(x) && fits(w) && get().is_some()
+    let fits = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32 && t.rank() >= 2 && t.is_contiguous();
+    fits(x) && fits(w) && w.rank() == 2 && get().is_some()
 }
 
-/// y = x Wᵀ, x (m, d), W (o, d), with its gradients through BLAS too:
-/// grad x = G W, and grad W = Gᵀ x only when W is tracked (trainable), so a
-/// frozen weight costs no weight-gradient product at all.
+/// y (..., o) = x Wᵀ, x (..., d), W (o, d), with its gradients through BLAS
+/// too: grad x = G W, and grad W = Gᵀ x only when W is tracked (trainable),
+/// so a frozen weight costs no weight-gradient product at all. The leading
+/// dimensions are rows of one product: no reshape nodes in the graph.
 pub fn linear_wt(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     Ok(x.apply_op2_arc(w, std::sync::Arc::new(Box::new(LinearWt)))?)
+}
+
+/// A tensor (..., c) viewed as (rows, c), outside autograd.
+fn rows(t: &Tensor) -> candle_core::Result<Tensor> {
+    let c = t.dims().last().copied().unwrap_or(1);
+    t.detach().reshape((t.elem_count() / c.max(1), c))
 }
 
 /// C = op(A) op(B) through BLAS, outside autograd.
@@ -341,7 +348,15 @@ impl candle_core::CustomOp2 for LinearWt {
         w: &candle_core::CpuStorage,
         w_layout: &candle_core::Layout,
     ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
-        product(false, true, (x, x_layout), (w, w_layout))
+        let (c, lead) = x_layout
+            .dims()
+            .split_last()
+            .ok_or_else(|| candle_core::Error::Msg("blas: a 0-D input".into()))?;
+        let flat = Layout::contiguous_with_offset((lead.iter().product::<usize>(), *c), x_layout.start_offset());
+        let (y, shape) = product(false, true, (x, &flat), (w, w_layout))?;
+        let mut dims = lead.to_vec();
+        dims.push(shape.dims()[1]);
+        Ok((y, dims.into()))
     }
 
     fn bwd(
@@ -352,14 +367,15 @@ impl candle_core::CustomOp2 for LinearWt {
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let msg = |e: Error| candle_core::Error::Msg(e.to_string());
-        // grad (m, o) · W (o, d) -> (m, d); gradᵀ (o, m) · x (m, d) -> (o, d).
+        // grad (m, o) · W (o, d) -> (m, d); gradᵀ (o, m) · x (m, d) -> (o, d), m the rows.
+        let grad = rows(grad)?;
         let grad_x = if x.track_op() {
-            Some(matmul(grad, w, false, false).map_err(msg)?)
+            Some(matmul(&grad, w, false, false).map_err(msg)?.reshape(x.shape())?)
         } else {
             None
         };
         let grad_w = if w.track_op() {
-            Some(matmul(grad, x, true, false).map_err(msg)?)
+            Some(matmul(&grad, &rows(x)?, true, false).map_err(msg)?)
         } else {
             None
         };

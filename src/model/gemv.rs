@@ -32,8 +32,8 @@ pub fn applies(x: &Tensor, w: &Tensor) -> bool {
         && w.dtype() == DType::F32
         && !x.track_op()
         && !w.track_op()
-        && x.dims().len() == 2
-        && x.dims()[0] <= MAX_ROWS
+        && x.rank() >= 2
+        && x.elem_count() / x.dims().last().copied().unwrap_or(1).max(1) <= MAX_ROWS
 }
 
 /// x (m, d) @ w (o, d)^T -> (m, o), reading W in place.

@@ -28,11 +28,12 @@ use crate::params::Param;
 pub fn linear(x: &Tensor, w: &Param) -> Result<Tensor> {
     let weight = w.tensor();
     let (b, n, d) = x.dims3()?;
+    if super::blas::applies(x, &weight) && !super::gemv::applies(x, &weight) {
+        return super::blas::linear_wt(x, &weight);
+    }
     let x2 = x.reshape((b * n, d))?;
     let y = if super::gemv::applies(&x2, &weight) {
         super::gemv::matmul_wt(&x2, &weight)?
-    } else if super::blas::applies(&x2, &weight) {
-        super::blas::linear_wt(&x2, &weight)?
     } else if !w.is_trainable() && x2.track_op() && x2.device().is_cpu() {
         let y = x2.detach().matmul(&weight.t()?)?.contiguous()?;
         x2.apply_op2(&y, InputGradOnly { weight: weight.clone() })?
@@ -136,6 +137,23 @@ impl Dropout {
         Ok(x.mul(&mask)?)
     }
 
+    /// x + dropout(y): the residual connection, one op and one pass on the CPU.
+    pub fn residual(&self, x: &Tensor, y: &Tensor, train: bool) -> Result<Tensor> {
+        let p = self.p();
+        let fused = x.device().is_cpu() && x.dtype() == DType::F32 && y.dtype() == DType::F32;
+        if !train || p <= 0.0 || !fused || x.dims() != y.dims() {
+            return Ok((x + self.apply(y, train)?)?);
+        }
+        let keep = 1.0 - p;
+        let kept = Arc::new(self.draw(y.elem_count(), (keep * u32::MAX as f64) as u32)?);
+        let op = MaskedAdd(Masked {
+            kept,
+            scale: (1.0 / keep) as f32,
+        });
+        Ok(x.contiguous()?
+            .apply_op2_arc(&y.contiguous()?, Arc::new(Box::new(op)))?)
+    }
+
     /// `n` keep flags, flag i from the stream's next word i: `next_u32() <
     /// threshold` in order, the same masks as one sequential draw, but made in
     /// parallel chunks, each from a copy of the stream moved to its word.
@@ -182,17 +200,68 @@ struct Masked {
 }
 
 impl Masked {
-    fn mul(&self, x: &[f32]) -> Vec<f32> {
+    /// base + x ⊙ mask (base 0 when None).
+    fn mul_add(&self, x: &[f32], base: Option<&[f32]>) -> Vec<f32> {
         const CHUNK: usize = 1 << 15;
         let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(CHUNK)
-            .zip(x.par_chunks(CHUNK).zip(self.kept.par_chunks(CHUNK)))
-            .for_each(|(y, (x, kept))| {
-                for ((y, &x), &k) in y.iter_mut().zip(x).zip(kept) {
-                    *y = if k { x * self.scale } else { 0.0 };
-                }
-            });
+        y.par_chunks_mut(CHUNK).enumerate().for_each(|(c, y)| {
+            let at = c * CHUNK;
+            let (x, kept) = (&x[at..at + y.len()], &self.kept[at..at + y.len()]);
+            for ((y, &x), &k) in y.iter_mut().zip(x).zip(kept) {
+                *y = if k { x * self.scale } else { 0.0 };
+            }
+            if let Some(base) = base {
+                y.iter_mut().zip(&base[at..]).for_each(|(y, b)| *y += b);
+            }
+        });
         y
+    }
+
+    fn mul(&self, x: &[f32]) -> Vec<f32> {
+        self.mul_add(x, None)
+    }
+}
+
+/// The f32 values of a contiguous CPU operand of `len` values.
+fn slice_of<'a>(s: &'a candle_core::CpuStorage, l: &candle_core::Layout, len: usize) -> candle_core::Result<&'a [f32]> {
+    match l.contiguous_offsets() {
+        Some((start, end)) if end - start == len => Ok(&s.as_slice::<f32>()?[start..end]),
+        Some((start, end)) => candle_core::bail!("dropout: {} values for a mask of {len}", end - start),
+        None => candle_core::bail!("dropout: input is not contiguous"),
+    }
+}
+
+/// (x, y) -> x + y ⊙ mask; dx = g, dy = g ⊙ mask.
+struct MaskedAdd(Masked);
+
+impl candle_core::CustomOp2 for MaskedAdd {
+    fn name(&self) -> &'static str {
+        "residual-dropout"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &candle_core::CpuStorage,
+        xl: &candle_core::Layout,
+        ys: &candle_core::CpuStorage,
+        yl: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        let n = self.0.kept.len();
+        let (x, y) = (slice_of(xs, xl, n)?, slice_of(ys, yl, n)?);
+        Ok((
+            candle_core::CpuStorage::F32(self.0.mul_add(y, Some(x))),
+            xl.shape().clone(),
+        ))
+    }
+
+    fn bwd(
+        &self,
+        _x: &Tensor,
+        _y: &Tensor,
+        _out: &Tensor,
+        g: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        Ok((Some(g.clone()), Some(g.contiguous()?.apply_op1_no_bwd(&self.0)?)))
     }
 }
 
@@ -206,13 +275,7 @@ impl candle_core::CustomOp1 for Masked {
         s: &candle_core::CpuStorage,
         l: &candle_core::Layout,
     ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
-        let x = match l.contiguous_offsets() {
-            Some((start, end)) => &s.as_slice::<f32>()?[start..end],
-            None => candle_core::bail!("dropout: input is not contiguous"),
-        };
-        if x.len() != self.kept.len() {
-            candle_core::bail!("dropout: {} values for a mask of {}", x.len(), self.kept.len());
-        }
+        let x = slice_of(s, l, self.kept.len())?;
         Ok((candle_core::CpuStorage::F32(self.mul(x)), l.shape().clone()))
     }
 

@@ -390,9 +390,9 @@ impl Llama {
         let mut x = x;
         for (layer, lc) in self.layers.iter().zip(cache.iter_mut()) {
             let h = rms_norm(&x, &layer.attn_norm, eps)?;
-            x = (x + drop.apply(&layer.attn.forward(&h, &rope, &bias, lc, drop, train)?, train)?)?;
+            x = drop.residual(&x, &layer.attn.forward(&h, &rope, &bias, lc, drop, train)?, train)?;
             let h = rms_norm(&x, &layer.mlp_norm, eps)?;
-            x = (x + drop.apply(&layer.mlp.forward(&h)?, train)?)?;
+            x = drop.residual(&x, &layer.mlp.forward(&h)?, train)?;
         }
         rms_norm(&x, &self.norm, eps)
     }

@@ -504,9 +504,9 @@ impl T5 {
         for blk in &self.encoder {
             let h = rms_norm(&x, &blk.self_norm, eps)?;
             let (k, v) = blk.self_attn.keys_values(&h)?;
-            x = (x + drop.apply(&blk.self_attn.attend(&h, &k, &v, &bias, drop, train)?, train)?)?;
+            x = drop.residual(&x, &blk.self_attn.attend(&h, &k, &v, &bias, drop, train)?, train)?;
             let h = rms_norm(&x, &blk.ff_norm, eps)?;
-            x = (x + drop.apply(&blk.ff.forward(&h, drop, train)?, train)?)?;
+            x = drop.residual(&x, &blk.ff.forward(&h, drop, train)?, train)?;
         }
         drop.apply(&rms_norm(&x, &self.enc_norm, eps)?, train)
     }
@@ -530,14 +530,14 @@ impl T5 {
         for blk in &self.decoder {
             let h = rms_norm(&x, &blk.self_norm, eps)?;
             let (k, v) = blk.self_attn.keys_values(&h)?;
-            x = (x + drop.apply(&blk.self_attn.attend(&h, &k, &v, &self_bias, drop, train)?, train)?)?;
+            x = drop.residual(&x, &blk.self_attn.attend(&h, &k, &v, &self_bias, drop, train)?, train)?;
             if let Some((cross, norm)) = &blk.cross {
                 let h = rms_norm(&x, norm, eps)?;
                 let (k, v) = cross.keys_values(enc)?;
-                x = (x + drop.apply(&cross.attend(&h, &k, &v, &cross_bias, drop, train)?, train)?)?;
+                x = drop.residual(&x, &cross.attend(&h, &k, &v, &cross_bias, drop, train)?, train)?;
             }
             let h = rms_norm(&x, &blk.ff_norm, eps)?;
-            x = (x + drop.apply(&blk.ff.forward(&h, drop, train)?, train)?)?;
+            x = drop.residual(&x, &blk.ff.forward(&h, drop, train)?, train)?;
         }
         drop.apply(&rms_norm(&x, &self.dec_norm, eps)?, train)
     }
