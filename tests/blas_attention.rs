@@ -3,7 +3,8 @@
 //! composed candle ops they replace: values and every gradient, on odd sizes,
 //! each transpose combination, and each way the bias broadcasts (T5's encoder
 //! bias (b, h, n, m), its decoder bias (1, h, n, m), the padding bias
-//! (b, 1, 1, m)). Without the BLAS library both functions run the composed
+//! (b, 1, 1, m)), and the whole fused attention (`attention::attend`, heads in
+//! place, dropout on the weights). Without the BLAS library the functions run the composed
 //! ops themselves, so the comparison passes trivially; the tests say so.
 
 use candle_core::{Device, Tensor, Var, D};
@@ -133,4 +134,74 @@ fn mismatched_attention_shapes_are_an_error_not_a_crash() {
     assert!(attention::weights(&q, &random(&[2, 2, 5, 3], 2), &random(&[2, 2, 3, 5], 3)).is_err());
     assert!(attention::weights(&q, &random(&[2, 2, 5, 4], 2), &random(&[2, 2, 2, 5], 3)).is_err());
     assert!(blas::batched_matmul(&q, &random(&[2, 3, 4, 5], 2), false, false).is_err());
+}
+
+/// The composed reference of `attention::attend`: split heads, weights,
+/// dropout on the weights, weighted values, heads merged.
+fn composed_attend(q: &Tensor, kv: &Tensor, bias: &Tensor, h: usize, drop: &promot::model::Dropout) -> Tensor {
+    let (b, n, hk) = q.dims3().unwrap();
+    let m = kv.dim(1).unwrap();
+    let split = |t: Tensor, len: usize| {
+        t.reshape((b, len, h, hk / h))
+            .unwrap()
+            .transpose(1, 2)
+            .unwrap()
+            .contiguous()
+            .unwrap()
+    };
+    let (q4, k4, v4) = (
+        split(q.clone(), n),
+        split(kv.narrow(2, 0, hk).unwrap(), m),
+        split(kv.narrow(2, hk, hk).unwrap(), m),
+    );
+    let w = composed_weights(&q4, &k4, bias);
+    let w = drop.apply(&w, true).unwrap();
+    w.matmul(&v4)
+        .unwrap()
+        .transpose(1, 2)
+        .unwrap()
+        .reshape((b, n, hk))
+        .unwrap()
+}
+
+#[test]
+fn fused_attention_matches_the_composed_ops_with_and_without_dropout() {
+    note_backend();
+    let (b, h, n, m, k) = (2, 3, 5, 7, 4);
+    for p in [0.0, 0.3] {
+        for bias_shape in [[b, h, n, m], [1, h, n, m], [b, 1, 1, m]] {
+            let inputs = [
+                random(&[b, n, h * k], 1),
+                random(&[b, m, 2 * h * k], 2),
+                (random(&bias_shape, 3) * 4.0).unwrap(),
+            ];
+            let fused = |x: &[Tensor]| {
+                let drop = promot::model::Dropout::new(p, 7);
+                if attention::attend_applies(&x[0], &x[2]) {
+                    attention::attend(&x[0], &x[1], &x[2], h, &drop, true).unwrap()
+                } else {
+                    composed_attend(&x[0], &x[1], &x[2], h, &drop)
+                }
+            };
+            let composed = |x: &[Tensor]| composed_attend(&x[0], &x[1], &x[2], h, &promot::model::Dropout::new(p, 7));
+            let (y1, g1) = value_and_grads(&inputs, 4, fused);
+            let (y2, g2) = value_and_grads(&inputs, 4, composed);
+            let at = format!("p {p}, bias {bias_shape:?}");
+            assert!(rel_diff(&y1, &y2) < 1e-5, "context differs at {at}");
+            for (name, (a, c)) in ["q", "kv", "bias"].iter().zip(g1.iter().zip(&g2)) {
+                assert!(rel_diff(a, c) < 1e-5, "d{name} differs at {at}");
+            }
+        }
+    }
+}
+
+#[test]
+fn fused_attention_rejects_widths_that_are_not_whole_heads() {
+    if blas::get().is_none() {
+        return;
+    }
+    let drop = promot::model::Dropout::new(0.0, 1);
+    let (q, bias) = (random(&[1, 2, 6], 1), random(&[1, 1, 1, 3], 3));
+    assert!(attention::attend(&q, &random(&[1, 3, 12], 2), &bias, 4, &drop, true).is_err());
+    assert!(attention::attend(&q, &random(&[1, 3, 10], 2), &bias, 3, &drop, true).is_err());
 }

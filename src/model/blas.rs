@@ -208,68 +208,117 @@ impl Blas {
                 b.len()
             )));
         }
-        let mut c = vec![0f32; m * n];
         if m == 0 || n == 0 || k == 0 {
-            return Ok(c);
+            return Ok(vec![0f32; m * n]);
         }
         // Row blocks of C, one per task, none under MIN_ROWS rows or MIN_FLOPS of work.
         let by_work = (2 * mn).saturating_mul(k) / MIN_FLOPS;
         let tasks = self.tasks.min(m.div_ceil(MIN_ROWS)).min(by_work).max(1);
         let rows = m.div_ceil(tasks);
-        let block = |(i, c_rows): (usize, &mut [f32])| {
+        let block = |i: usize, c: Shared| {
             let r0 = i * rows;
-            let mc = c_rows.len() / n;
+            let mc = rows.min(m.saturating_sub(r0));
             // Rows r0.. of op(A): A (m, k) from row r0; A stored (k, m) from column r0.
-            let a_at = if ta { &a[r0..] } else { &a[r0 * k..] };
-            self.call(ta, tb, mc, n, k, a_at, if ta { m } else { k }, b, c_rows);
+            let (a_at, lda) = if ta { (&a[r0..], m) } else { (&a[r0 * k..], k) };
+            // SAFETY: `a` and `b` hold A and B (lengths checked above), rows
+            // r0 .. r0 + mc of op(A) start at `a_at`, and rows r0 .. r0 + mc of
+            // C are this block's alone.
+            unsafe {
+                let ldb = if tb { k } else { n };
+                self.call_strided(
+                    (ta, tb),
+                    (mc, n, k),
+                    (a_at.as_ptr(), lda),
+                    (b.as_ptr(), ldb),
+                    (c.at(r0 * n), n),
+                )
+            };
         };
-        if tasks == 1 {
-            block((0, &mut c));
-        } else {
-            c.par_chunks_mut(rows * n).enumerate().for_each(block);
-        }
+        // SAFETY: the blocks cover rows 0 .. m of C, and sgemm writes every value of its rows.
+        let c = unsafe {
+            written(m * n, |c| {
+                (0..tasks).into_par_iter().for_each(|i| {
+                    if i * rows < m {
+                        block(i, c)
+                    }
+                })
+            })
+        };
         Ok(c)
     }
 
-    /// One sgemm into `c` (mc, n), op(A) read from `a` with leading dimension `lda`.
+    /// C (m, n) = op(A) op(B) on strided operands: rows of A, B and C are
+    /// `lda`, `ldb` and `ldc` values apart (op(A) stored (k, m) when `ta`,
+    /// op(B) stored (n, k) when `tb`); C's other values are left alone.
+    ///
+    /// # Safety
+    /// `a`, `b` and `c` must point at operands of those extents: the last row
+    /// of each starts (rows - 1) * ld values after the pointer and holds its
+    /// row length of valid values; `c`'s must not be read or written by
+    /// anyone else during the call.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn call(
+    pub(crate) unsafe fn call_strided(
         &self,
-        ta: bool,
-        tb: bool,
-        mc: usize,
-        n: usize,
-        k: usize,
-        a: &[f32],
-        lda: usize,
-        b: &[f32],
-        c: &mut [f32],
+        (ta, tb): (bool, bool),
+        (m, n, k): (usize, usize, usize),
+        (a, lda): (*const f32, usize),
+        (b, ldb): (*const f32, usize),
+        (c, ldc): (*mut f32, usize),
     ) {
-        let ldb = if tb { k } else { n };
         let flag = |t: bool| if t { TRANS } else { NO_TRANS };
-        // SAFETY: `gemm` checked that the full A (m, k) and B (k, n) have their
-        // lengths and that every dimension fits in a C int; rows r0..r0 + mc of
-        // op(A) lie inside `a` from its offset (row-major: mc rows of k; stored
-        // transposed: k rows of lda >= mc), and `c` holds exactly mc * n values.
+        // SAFETY: the caller's contract.
         unsafe {
             (self.sgemm)(
                 ROW_MAJOR,
                 flag(ta),
                 flag(tb),
-                mc as c_int,
+                m as c_int,
                 n as c_int,
                 k as c_int,
                 1.0,
-                a.as_ptr(),
+                a,
                 lda.max(1) as c_int,
-                b.as_ptr(),
+                b,
                 ldb.max(1) as c_int,
                 0.0,
-                c.as_mut_ptr(),
-                n as c_int,
+                c,
+                ldc.max(1) as c_int,
             )
         };
     }
+}
+
+/// A raw pointer that rayon tasks may share, each writing its own disjoint
+/// part of one output (rows, a head's columns, one product's block).
+#[derive(Clone, Copy)]
+pub(crate) struct Shared(pub(crate) *mut f32);
+// SAFETY: only used for disjoint writes, as each use says.
+unsafe impl Send for Shared {}
+unsafe impl Sync for Shared {}
+
+impl Shared {
+    /// The pointer `offset` values on.
+    ///
+    /// # Safety
+    /// As `pointer::add`: the offset stays inside the allocation.
+    pub(crate) unsafe fn at(self, offset: usize) -> *mut f32 {
+        // SAFETY: the caller's contract.
+        unsafe { self.0.add(offset) }
+    }
+}
+
+/// `len` values written by `fill` through the pointer it is given, with no
+/// zeroing pass first: the products overwrite their whole outputs (sgemm
+/// with beta 0 does not read C).
+///
+/// # Safety
+/// `fill` must write all `len` values.
+pub(crate) unsafe fn written(len: usize, fill: impl FnOnce(Shared)) -> Vec<f32> {
+    let mut v: Vec<f32> = Vec::with_capacity(len);
+    fill(Shared(v.as_mut_ptr()));
+    // SAFETY: the caller's contract: every value is initialised.
+    unsafe { v.set_len(len) };
+    v
 }
 
 /// The f32 values of a contiguous CPU operand.
@@ -467,23 +516,35 @@ impl candle_core::CustomOp2 for Batched {
         }
         let (av, bv) = (values(a, a_layout)?, values(b, b_layout)?);
         let count: usize = ad[..ra - 2].iter().product();
-        let mut c = vec![0f32; count * m * n];
         let mut dims = ad[..ra - 2].to_vec();
         dims.extend([m, n]);
-        if m == 0 || n == 0 || count == 0 {
-            return Ok((candle_core::CpuStorage::F32(c), dims.into()));
+        if m == 0 || n == 0 || k == 0 || count == 0 {
+            return Ok((candle_core::CpuStorage::F32(vec![0f32; count * m * n]), dims.into()));
         }
         // Products are handed out in groups, one per task; none under MIN_FLOPS of work.
         let by_work = (2 * count * m * n).saturating_mul(k) / MIN_FLOPS;
         let tasks = blas.tasks.min(count).min(by_work).max(1);
         let group = count.div_ceil(tasks);
-        c.par_chunks_mut(group * m * n).enumerate().for_each(|(g, cg)| {
-            for (j, ci) in cg.chunks_mut(m * n).enumerate() {
-                let i = g * group + j;
-                let (ai, bi) = (&av[i * m * k..(i + 1) * m * k], &bv[i * k * n..(i + 1) * k * n]);
-                blas.call(ta, tb, m, n, k, ai, if ta { m } else { k }, bi, ci);
-            }
-        });
+        let (lda, ldb) = (if ta { m } else { k }, if tb { k } else { n });
+        let fill = |c: Shared| {
+            (0..tasks).into_par_iter().for_each(|g| {
+                for i in g * group..((g + 1) * group).min(count) {
+                    let (ai, bi) = (&av[i * m * k..(i + 1) * m * k], &bv[i * k * n..(i + 1) * k * n]);
+                    // SAFETY: product i's operands (dims checked above) and its own output block.
+                    unsafe {
+                        blas.call_strided(
+                            (ta, tb),
+                            (m, n, k),
+                            (ai.as_ptr(), lda),
+                            (bi.as_ptr(), ldb),
+                            (c.at(i * m * n), n),
+                        )
+                    };
+                }
+            })
+        };
+        // SAFETY: the groups cover products 0 .. count, each written whole by sgemm.
+        let c = unsafe { written(count * m * n, fill) };
         Ok((candle_core::CpuStorage::F32(c), dims.into()))
     }
 

@@ -118,40 +118,44 @@ impl Dropout {
     }
 
     pub fn apply(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let p = self.p();
-        if !train || p <= 0.0 {
+        let Some(mask) = self.mask(x.elem_count(), train)? else {
             return Ok(x.clone());
-        }
-        let keep = 1.0 - p;
-        let scale = (1.0 / keep) as f32;
-        // One u32 per element against a fixed threshold: a third of the cost of an f64 draw.
-        let threshold = (keep * u32::MAX as f64) as u32;
-        let kept = Arc::new(self.draw(x.elem_count(), threshold)?);
+        };
         if x.device().is_cpu() && x.dtype() == DType::F32 {
-            return Ok(x
-                .contiguous()?
-                .apply_op1_arc(Arc::new(Box::new(Masked { kept, scale })))?);
+            return Ok(x.contiguous()?.apply_op1_arc(Arc::new(Box::new(mask)))?);
         }
-        let mask: Vec<f32> = kept.iter().map(|&k| if k { scale } else { 0.0 }).collect();
+        let scale = mask.scale;
+        let mask: Vec<f32> = mask.kept.iter().map(|&k| if k { scale } else { 0.0 }).collect();
         let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
         Ok(x.mul(&mask)?)
     }
 
     /// x + dropout(y): the residual connection, one op and one pass on the CPU.
     pub fn residual(&self, x: &Tensor, y: &Tensor, train: bool) -> Result<Tensor> {
-        let p = self.p();
         let fused = x.device().is_cpu() && x.dtype() == DType::F32 && y.dtype() == DType::F32;
-        if !train || p <= 0.0 || !fused || x.dims() != y.dims() {
+        if !fused || x.dims() != y.dims() {
             return Ok((x + self.apply(y, train)?)?);
         }
-        let keep = 1.0 - p;
-        let kept = Arc::new(self.draw(y.elem_count(), (keep * u32::MAX as f64) as u32)?);
-        let op = MaskedAdd(Masked {
-            kept,
-            scale: (1.0 / keep) as f32,
-        });
+        let Some(mask) = self.mask(y.elem_count(), train)? else {
+            return Ok((x + y)?);
+        };
         Ok(x.contiguous()?
-            .apply_op2_arc(&y.contiguous()?, Arc::new(Box::new(op)))?)
+            .apply_op2_arc(&y.contiguous()?, Arc::new(Box::new(MaskedAdd(mask))))?)
+    }
+
+    /// The next `n` values' mask, or None when nothing is dropped.
+    pub(crate) fn mask(&self, n: usize, train: bool) -> Result<Option<Masked>> {
+        let p = self.p();
+        if !train || p <= 0.0 {
+            return Ok(None);
+        }
+        let keep = 1.0 - p;
+        // One u32 per element against a fixed threshold: a third of the cost of an f64 draw.
+        let threshold = (keep * u32::MAX as f64) as u32;
+        Ok(Some(Masked {
+            kept: Arc::new(self.draw(n, threshold)?),
+            scale: (1.0 / keep) as f32,
+        }))
     }
 
     /// `n` keep flags, flag i from the stream's next word i: `next_u32() <
@@ -191,12 +195,13 @@ impl Dropout {
     }
 }
 
-/// y = x ⊙ mask, the mask `scale` where kept and 0 elsewhere; dx = g ⊙ mask.
-/// One pass each way, and the mask is no graph node (candle's product rule
-/// would also compute, zero and accumulate a gradient for it).
-struct Masked {
-    kept: Arc<Vec<bool>>,
-    scale: f32,
+/// A dropout mask: `scale` where kept, 0 elsewhere. As an op, y = x ⊙ mask
+/// and dx = g ⊙ mask, one pass each way, and the mask is no graph node
+/// (candle's product rule would also compute, zero and accumulate a gradient
+/// for it).
+pub(crate) struct Masked {
+    pub(crate) kept: Arc<Vec<bool>>,
+    pub(crate) scale: f32,
 }
 
 impl Masked {
@@ -219,6 +224,13 @@ impl Masked {
 
     fn mul(&self, x: &[f32]) -> Vec<f32> {
         self.mul_add(x, None)
+    }
+
+    /// x ⊙ mask in place, for values at `offset` in the masked tensor.
+    pub(crate) fn apply_in_place(&self, x: &mut [f32], offset: usize) {
+        for (x, &k) in x.iter_mut().zip(&self.kept[offset..]) {
+            *x = if k { *x * self.scale } else { 0.0 };
+        }
     }
 }
 

@@ -165,6 +165,22 @@ impl Attention {
         ))
     }
 
+    /// Teacher-forced attention of x (b, q, d) over src (b, kv, d), itself
+    /// for self-attention: one fused op on the CPU (`attention::attend`, keys
+    /// and values from one product with [k; v]), else `keys_values` and
+    /// `attend`.
+    fn forward(&self, x: &Tensor, src: &Tensor, bias: &Tensor, drop: &Dropout, train: bool) -> Result<Tensor> {
+        let kv_weight = || Tensor::cat(&[self.k.tensor(), self.v.tensor()], 0);
+        if super::attention::attend_applies(x, bias) && super::blas::applies(src, &self.k.tensor()) {
+            let q = linear(x, &self.q)?;
+            let kv = super::blas::linear_wt(src, &kv_weight()?)?;
+            let ctx = super::attention::attend(&q, &kv, bias, self.heads, drop, train)?;
+            return linear(&ctx, &self.o);
+        }
+        let (k, v) = self.keys_values(src)?;
+        self.attend(x, &k, &v, bias, drop, train)
+    }
+
     /// x (b, q, d) attends to keys/values (b, h, kv, k) with additive bias
     /// (b or 1, h or 1, q, kv). T5 does not scale scores by 1/sqrt(k).
     fn attend(
@@ -503,8 +519,7 @@ impl T5 {
         let mut x = drop.apply(embeds, train)?;
         for blk in &self.encoder {
             let h = rms_norm(&x, &blk.self_norm, eps)?;
-            let (k, v) = blk.self_attn.keys_values(&h)?;
-            x = drop.residual(&x, &blk.self_attn.attend(&h, &k, &v, &bias, drop, train)?, train)?;
+            x = drop.residual(&x, &blk.self_attn.forward(&h, &h, &bias, drop, train)?, train)?;
             let h = rms_norm(&x, &blk.ff_norm, eps)?;
             x = drop.residual(&x, &blk.ff.forward(&h, drop, train)?, train)?;
         }
@@ -529,12 +544,10 @@ impl T5 {
         let mut x = drop.apply(&self.embed(dec_ids)?, train)?;
         for blk in &self.decoder {
             let h = rms_norm(&x, &blk.self_norm, eps)?;
-            let (k, v) = blk.self_attn.keys_values(&h)?;
-            x = drop.residual(&x, &blk.self_attn.attend(&h, &k, &v, &self_bias, drop, train)?, train)?;
+            x = drop.residual(&x, &blk.self_attn.forward(&h, &h, &self_bias, drop, train)?, train)?;
             if let Some((cross, norm)) = &blk.cross {
                 let h = rms_norm(&x, norm, eps)?;
-                let (k, v) = cross.keys_values(enc)?;
-                x = drop.residual(&x, &cross.attend(&h, &k, &v, &cross_bias, drop, train)?, train)?;
+                x = drop.residual(&x, &cross.forward(&h, enc, &cross_bias, drop, train)?, train)?;
             }
             let h = rms_norm(&x, &blk.ff_norm, eps)?;
             x = drop.residual(&x, &blk.ff.forward(&h, drop, train)?, train)?;
