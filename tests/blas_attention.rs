@@ -136,24 +136,36 @@ fn mismatched_attention_shapes_are_an_error_not_a_crash() {
     assert!(blas::batched_matmul(&q, &random(&[2, 3, 4, 5], 2), false, false).is_err());
 }
 
-/// The composed reference of `attention::attend`: split heads, weights,
-/// dropout on the weights, weighted values, heads merged.
-fn composed_attend(q: &Tensor, kv: &Tensor, bias: &Tensor, h: usize, drop: &promot::model::Dropout) -> Tensor {
+/// The composed reference of `attention::attend`: split heads, repeat each
+/// key/value head for its query heads, weights, dropout on the weights,
+/// weighted values, heads merged.
+fn composed_attend(
+    q: &Tensor,
+    kv: &Tensor,
+    bias: &Tensor,
+    heads: attention::Heads,
+    drop: &promot::model::Dropout,
+) -> Tensor {
     let (b, n, hk) = q.dims3().unwrap();
     let m = kv.dim(1).unwrap();
-    let split = |t: Tensor, len: usize| {
-        t.reshape((b, len, h, hk / h))
+    let (h, g) = (heads.query, heads.kv);
+    let k = hk / h;
+    let split = |t: Tensor, len: usize, heads: usize| {
+        t.reshape((b, len, heads, k))
             .unwrap()
             .transpose(1, 2)
             .unwrap()
             .contiguous()
             .unwrap()
     };
-    let (q4, k4, v4) = (
-        split(q.clone(), n),
-        split(kv.narrow(2, 0, hk).unwrap(), m),
-        split(kv.narrow(2, hk, hk).unwrap(), m),
-    );
+    // Key/value head j / r for query head j: repeat each one r times along the head axis.
+    let repeat = |t: Tensor| {
+        let parts: Vec<Tensor> = (0..h).map(|j| t.narrow(1, j / (h / g), 1).unwrap()).collect();
+        Tensor::cat(&parts, 1).unwrap()
+    };
+    let q4 = (split(q.clone(), n, h) * heads.scale as f64).unwrap();
+    let k4 = repeat(split(kv.narrow(2, 0, g * k).unwrap(), m, g));
+    let v4 = repeat(split(kv.narrow(2, g * k, g * k).unwrap(), m, g));
     let w = composed_weights(&q4, &k4, bias);
     let w = drop.apply(&w, true).unwrap();
     w.matmul(&v4)
@@ -167,29 +179,34 @@ fn composed_attend(q: &Tensor, kv: &Tensor, bias: &Tensor, h: usize, drop: &prom
 #[test]
 fn fused_attention_matches_the_composed_ops_with_and_without_dropout() {
     note_backend();
-    let (b, h, n, m, k) = (2, 3, 5, 7, 4);
-    for p in [0.0, 0.3] {
-        for bias_shape in [[b, h, n, m], [1, h, n, m], [b, 1, 1, m]] {
-            let inputs = [
-                random(&[b, n, h * k], 1),
-                random(&[b, m, 2 * h * k], 2),
-                (random(&bias_shape, 3) * 4.0).unwrap(),
-            ];
-            let fused = |x: &[Tensor]| {
-                let drop = promot::model::Dropout::new(p, 7);
-                if attention::attend_applies(&x[0], &x[2]) {
-                    attention::attend(&x[0], &x[1], &x[2], h, &drop, true).unwrap()
-                } else {
-                    composed_attend(&x[0], &x[1], &x[2], h, &drop)
+    let (b, n, m, k) = (2, 5, 7, 4);
+    // Multi-head (T5: scale 1) and grouped-query (Llama: 6 query heads over 2 key/value heads, 1/sqrt(k)).
+    for (h, g, scale) in [(3, 3, 1.0), (6, 2, 0.5)] {
+        let heads = attention::Heads { query: h, kv: g, scale };
+        for p in [0.0, 0.3] {
+            for bias_shape in [[b, h, n, m], [1, h, n, m], [b, 1, 1, m], [b, 1, n, m]] {
+                let inputs = [
+                    random(&[b, n, h * k], 1),
+                    random(&[b, m, 2 * g * k], 2),
+                    (random(&bias_shape, 3) * 4.0).unwrap(),
+                ];
+                let fused = |x: &[Tensor]| {
+                    let drop = promot::model::Dropout::new(p, 7);
+                    if attention::attend_applies(&x[0], &x[2]) {
+                        attention::attend(&x[0], &x[1], &x[2], heads, &drop, true).unwrap()
+                    } else {
+                        composed_attend(&x[0], &x[1], &x[2], heads, &drop)
+                    }
+                };
+                let composed =
+                    |x: &[Tensor]| composed_attend(&x[0], &x[1], &x[2], heads, &promot::model::Dropout::new(p, 7));
+                let (y1, g1) = value_and_grads(&inputs, 4, fused);
+                let (y2, g2) = value_and_grads(&inputs, 4, composed);
+                let at = format!("{heads:?}, p {p}, bias {bias_shape:?}");
+                assert!(rel_diff(&y1, &y2) < 1e-5, "context differs at {at}");
+                for (name, (a, c)) in ["q", "kv", "bias"].iter().zip(g1.iter().zip(&g2)) {
+                    assert!(rel_diff(a, c) < 1e-5, "d{name} differs at {at}");
                 }
-            };
-            let composed = |x: &[Tensor]| composed_attend(&x[0], &x[1], &x[2], h, &promot::model::Dropout::new(p, 7));
-            let (y1, g1) = value_and_grads(&inputs, 4, fused);
-            let (y2, g2) = value_and_grads(&inputs, 4, composed);
-            let at = format!("p {p}, bias {bias_shape:?}");
-            assert!(rel_diff(&y1, &y2) < 1e-5, "context differs at {at}");
-            for (name, (a, c)) in ["q", "kv", "bias"].iter().zip(g1.iter().zip(&g2)) {
-                assert!(rel_diff(a, c) < 1e-5, "d{name} differs at {at}");
             }
         }
     }
@@ -201,7 +218,10 @@ fn fused_attention_rejects_widths_that_are_not_whole_heads() {
         return;
     }
     let drop = promot::model::Dropout::new(0.0, 1);
+    let heads = |query, kv| attention::Heads { query, kv, scale: 1.0 };
     let (q, bias) = (random(&[1, 2, 6], 1), random(&[1, 1, 1, 3], 3));
-    assert!(attention::attend(&q, &random(&[1, 3, 12], 2), &bias, 4, &drop, true).is_err());
-    assert!(attention::attend(&q, &random(&[1, 3, 10], 2), &bias, 3, &drop, true).is_err());
+    assert!(attention::attend(&q, &random(&[1, 3, 12], 2), &bias, heads(4, 4), &drop, true).is_err());
+    assert!(attention::attend(&q, &random(&[1, 3, 10], 2), &bias, heads(3, 3), &drop, true).is_err());
+    assert!(attention::attend(&q, &random(&[1, 3, 12], 2), &bias, heads(3, 2), &drop, true).is_err());
+    assert!(attention::attend(&q, &random(&[1, 3, 12], 2), &bias, heads(3, 0), &drop, true).is_err());
 }

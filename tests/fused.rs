@@ -195,3 +195,27 @@ fn frozen_norm_weight_gets_no_gradient() {
     assert!(grads.get(x.as_tensor()).is_some());
     assert!(grads.get(&w).is_none());
 }
+
+#[test]
+fn swiglu_matches_composed() {
+    let (gate, up) = (random(&[7, 33], 4.0, 1), random(&[7, 33], 2.0, 2));
+    let probe = random(&[7, 33], 1.0, 3);
+    let run = |fused_path: bool| {
+        let (g, u) = (Var::from_tensor(&gate).unwrap(), Var::from_tensor(&up).unwrap());
+        let y = if fused_path {
+            fused::swiglu(g.as_tensor(), u.as_tensor()).unwrap()
+        } else {
+            candle_nn::ops::silu(g.as_tensor()).unwrap().mul(u.as_tensor()).unwrap()
+        };
+        let grads = (&y * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+        (
+            y,
+            grads.get(g.as_tensor()).unwrap().clone(),
+            grads.get(u.as_tensor()).unwrap().clone(),
+        )
+    };
+    let (a, b) = (run(true), run(false));
+    assert!(max_diff(&a.0, &b.0) < 1e-5, "values");
+    assert!(max_diff(&a.1, &b.1) < 1e-5, "d gate");
+    assert!(max_diff(&a.2, &b.2) < 1e-5, "d up");
+}

@@ -91,43 +91,53 @@ fn check_forward_and_grads(name: &str, arch: &str) {
     let mask = f32_of(&r.tensors["inputs_mask"]);
     let tgt = r.tensors["targets"].to_dtype(DType::U32).unwrap();
     let tmask = f32_of(&r.tensors["target_mask"]);
-    // The prompt + input embeddings as a leaf, as the reference took its gradient.
-    let x = Var::from_tensor(&r.tensors["inputs_embeds"]).unwrap();
-    let logits = m.forward(x.as_tensor(), &mask, &tgt, false).unwrap();
-    let e = rel_err(&logits, &r.tensors["logits"]);
-    eprintln!("{name}: logits relative error {e:.2e}");
-    assert!(e < 1e-4, "{name}: logits relative error {e}");
+    // Twice: in evaluation mode, and in training mode (the fused one-op
+    // attention and rotation, the cache-less path); no dropout in either.
+    for train in [false, true] {
+        // The prompt + input embeddings as a leaf, as the reference took its gradient.
+        let x = Var::from_tensor(&r.tensors["inputs_embeds"]).unwrap();
+        let logits = m.forward(x.as_tensor(), &mask, &tgt, train).unwrap();
+        let e = rel_err(&logits, &r.tensors["logits"]);
+        eprintln!("{name}: logits relative error {e:.2e}");
+        assert!(e < 1e-4, "{name} (train {train}): logits relative error {e}");
 
-    let loss = cross_entropy(&logits, &tgt, &tmask, 0.0).unwrap();
-    let (got, want) = (
-        loss.to_scalar::<f32>().unwrap(),
-        r.json["loss"].as_f64().unwrap() as f32,
-    );
-    assert!(((got - want) / want).abs() < 1e-4, "{name}: loss {got} vs {want}");
-    let smoothed = cross_entropy(&logits, &tgt, &tmask, 0.1)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
-    let want_s = r.json["loss_label_smoothing_0.1"].as_f64().unwrap() as f32;
-    assert!(
-        ((smoothed - want_s) / want_s).abs() < 1e-4,
-        "{name}: smoothed loss {smoothed} vs {want_s}"
-    );
+        let loss = cross_entropy(&logits, &tgt, &tmask, 0.0).unwrap();
+        let (got, want) = (
+            loss.to_scalar::<f32>().unwrap(),
+            r.json["loss"].as_f64().unwrap() as f32,
+        );
+        assert!(((got - want) / want).abs() < 1e-4, "{name}: loss {got} vs {want}");
+        let smoothed = cross_entropy(&logits, &tgt, &tmask, 0.1)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        let want_s = r.json["loss_label_smoothing_0.1"].as_f64().unwrap() as f32;
+        assert!(
+            ((smoothed - want_s) / want_s).abs() < 1e-4,
+            "{name}: smoothed loss {smoothed} vs {want_s}"
+        );
 
-    let grads = loss.backward().unwrap();
-    for pname in r.json["grad_names"].as_array().unwrap() {
-        let pname = pname.as_str().unwrap();
-        let p = m.params().get(pname).unwrap();
-        let g = grads
-            .get(p.var().as_tensor())
-            .unwrap_or_else(|| panic!("{name}: no gradient for {pname}"));
-        let e = rel_err(g, &r.tensors[&format!("grad.{pname}")]);
-        eprintln!("{name}: gradient of {pname} relative error {e:.2e}");
-        assert!(e < 1e-3, "{name}: gradient of {pname} relative error {e}");
+        let grads = loss.backward().unwrap();
+        for pname in r.json["grad_names"].as_array().unwrap() {
+            let pname = pname.as_str().unwrap();
+            let p = m.params().get(pname).unwrap();
+            let g = grads
+                .get(p.var().as_tensor())
+                .unwrap_or_else(|| panic!("{name}: no gradient for {pname}"));
+            let e = rel_err(g, &r.tensors[&format!("grad.{pname}")]);
+            eprintln!("{name}: gradient of {pname} relative error {e:.2e}");
+            assert!(
+                e < 1e-3,
+                "{name} (train {train}): gradient of {pname} relative error {e}"
+            );
+        }
+        let gx = grads.get(x.as_tensor()).expect("gradient of the input embeddings");
+        let e = rel_err(gx, &r.tensors["grad.inputs_embeds"]);
+        assert!(
+            e < 1e-3,
+            "{name} (train {train}): input-embedding gradient relative error {e}"
+        );
     }
-    let gx = grads.get(x.as_tensor()).expect("gradient of the input embeddings");
-    let e = rel_err(gx, &r.tensors["grad.inputs_embeds"]);
-    assert!(e < 1e-3, "{name}: input-embedding gradient relative error {e}");
 }
 
 fn check_generation(name: &str) {

@@ -132,6 +132,7 @@ impl candle_core::CustomOp3 for Weights {
                         (qi.as_ptr(), d.k),
                         (ki.as_ptr(), d.k),
                         (out.as_mut_ptr(), d.m),
+                        (1.0, 0.0),
                     )
                 };
                 bias_softmax_rows(&d, pair, out, bv);
@@ -181,29 +182,42 @@ pub fn attend_applies(q: &Tensor, bias: &Tensor) -> bool {
     fits(q) && fits(bias) && blas::get().is_some()
 }
 
-/// Multi-head attention with heads left in place:
+/// How `attend` reads its operands.
+#[derive(Clone, Copy, Debug)]
+pub struct Heads {
+    /// Query heads h.
+    pub query: usize,
+    /// Key/value heads g (h for multi-head, fewer for grouped-query
+    /// attention: query head j reads key/value head j / (h / g)).
+    pub kv: usize,
+    /// Scores are scale · q kᵀ (T5: 1, Llama: 1 / sqrt(k)).
+    pub scale: f32,
+}
+
+/// Multi-head (or grouped-query) attention with heads left in place:
 ///
-///   q (b, n, h k), kv (b, m, 2 h k) = [keys | values] -> ctx (b, n, h k),
-///   ctx_j = dropout(softmax(q_j k_jᵀ + bias_j)) v_j for each head j.
+///   q (b, n, h k), kv (b, m, 2 g k) = [keys | values] -> ctx (b, n, h k),
+///   ctx_j = dropout(softmax(scale q_j k_{j/r}ᵀ + bias_j)) v_{j/r}, r = h / g.
 ///
 /// The products read each head as a strided block of q's and kv's rows, so
 /// no (b, h, n, k) copies are made in either direction, and the whole
 /// computation is one graph node. The attention weights P (b, h, n, m) are
 /// kept for backward, as the composed ops keep them; the dropout mask is
 /// `drop`'s next b h n m values, as `Dropout::apply` on the weights would draw.
-/// Needs `attend_applies`; `keys` and `values` in one tensor because a custom
-/// op has at most three inputs and the bias may train.
-pub fn attend(q: &Tensor, kv: &Tensor, bias: &Tensor, heads: usize, drop: &Dropout, train: bool) -> Result<Tensor> {
+/// Needs `attend_applies`; keys and values in one tensor because a custom op
+/// has at most three inputs and the bias may train.
+pub fn attend(q: &Tensor, kv: &Tensor, bias: &Tensor, heads: Heads, drop: &Dropout, train: bool) -> Result<Tensor> {
     let (b, n, hk) = q.dims3()?;
     let m = kv.dim(1)?;
-    if heads == 0 || hk % heads != 0 {
+    let Heads { query: h, kv: g, .. } = heads;
+    if h == 0 || g == 0 || h % g != 0 || hk % h != 0 {
         return Err(crate::error::Error::msg(format!(
-            "attention: width {hk} is not {heads} heads"
+            "attention: width {hk} is not {h} query heads in groups over {g} key/value heads"
         )));
     }
     let op = Attend {
         heads,
-        mask: drop.mask(b * heads * n * m, train)?,
+        mask: drop.mask(b * h * n * m, train)?,
         weights: Mutex::new(None),
     };
     let (q, kv, bias) = (q.contiguous()?, kv.contiguous()?, bias.contiguous()?);
@@ -211,7 +225,7 @@ pub fn attend(q: &Tensor, kv: &Tensor, bias: &Tensor, heads: usize, drop: &Dropo
 }
 
 struct Attend {
-    heads: usize,
+    heads: Heads,
     mask: Option<Masked>,
     /// P from forward, for backward.
     weights: Mutex<Option<Arc<Vec<f32>>>>,
@@ -225,19 +239,61 @@ fn cpu_values<'a>(s: &'a candle_core::Storage, l: &Layout) -> candle_core::Resul
     }
 }
 
+/// Where one (batch, query head) pair's operands start, and their row strides.
+struct Offsets {
+    /// h k: q, ctx and dq rows.
+    hk: usize,
+    /// g k: the values' offset in a kv row (which is 2 g k long).
+    gk: usize,
+    /// n, m, k, r = h / g.
+    n: usize,
+    m: usize,
+    k: usize,
+    r: usize,
+}
+
+impl Offsets {
+    /// (q / ctx offset, keys offset, values offset) of pair (batch i, query head j).
+    fn of(&self, i: usize, j: usize) -> (usize, usize, usize) {
+        let kvo = i * self.m * 2 * self.gk + (j / self.r) * self.k;
+        (i * self.n * self.hk + j * self.k, kvo, kvo + self.gk)
+    }
+}
+
 impl Attend {
-    /// Checked dimensions: (Dims of the per-head problem, h k).
-    fn dims(&self, q: &[usize], kv: &[usize], bias: &[usize]) -> candle_core::Result<(Dims, usize)> {
+    /// Checked dimensions: the per-head problem and the offsets.
+    fn dims(&self, q: &[usize], kv: &[usize], bias: &[usize]) -> candle_core::Result<(Dims, Offsets)> {
         let bad = || candle_core::Error::Msg(format!("attention: q {q:?}, kv {kv:?} and bias {bias:?} do not fit"));
-        let (&[b, n, hk], &[kb, m, hk2]) = (q, kv) else {
+        let (&[b, n, hk], &[kb, m, kvw]) = (q, kv) else {
             return Err(bad());
         };
-        let h = self.heads;
-        if kb != b || hk2 != 2 * hk || h == 0 || hk % h != 0 {
+        let Heads { query: h, kv: g, .. } = self.heads;
+        if h == 0 || g == 0 || h % g != 0 || hk % h != 0 || kb != b || kvw != 2 * g * (hk / h) {
             return Err(bad());
         }
-        let d = Dims::of(&[b, h, n, hk / h], &[b, h, m, hk / h], bias)?;
-        Ok((d, hk))
+        let k = hk / h;
+        let d = Dims::of(&[b, h, n, k], &[b, h, m, k], bias)?;
+        let o = Offsets {
+            hk,
+            gk: g * k,
+            n,
+            m,
+            k,
+            r: h / g,
+        };
+        Ok((d, o))
+    }
+
+    /// P' = dropout(P) for pair `pair` (P itself without dropout).
+    fn dropped<'a>(&self, pw: &'a [f32], pair: usize, nm: usize) -> std::borrow::Cow<'a, [f32]> {
+        match &self.mask {
+            Some(mask) => {
+                let mut t = pw.to_vec();
+                mask.apply_in_place(&mut t, pair * nm);
+                std::borrow::Cow::Owned(t)
+            }
+            None => std::borrow::Cow::Borrowed(pw),
+        }
     }
 }
 
@@ -258,9 +314,9 @@ impl candle_core::CustomOp3 for Attend {
         let Some(lib) = blas::get() else {
             candle_core::bail!("attention: no BLAS library loaded");
         };
-        let (d, hk) = self.dims(ql.dims(), kvl.dims(), bl.dims())?;
+        let (d, o) = self.dims(ql.dims(), kvl.dims(), bl.dims())?;
         let (qv, kvv, bv) = (blas::values(q, ql)?, blas::values(kv, kvl)?, blas::values(bias, bl)?);
-        let (n, m, k, nm) = (d.n, d.m, d.k, d.n * d.m);
+        let (n, m, k, nm, hk, kvw) = (d.n, d.m, d.k, d.n * d.m, o.hk, 2 * o.gk);
         if let Some(mask) = &self.mask {
             if mask.kept.len() != d.b * d.h * nm {
                 candle_core::bail!(
@@ -273,37 +329,34 @@ impl candle_core::CustomOp3 for Attend {
         if n * m * k == 0 {
             candle_core::bail!("attention: empty heads, queries or keys ({n} x {m} x {k})");
         }
+        let scale = self.heads.scale;
         let fill = |p: Shared, out: Shared| {
             (0..d.b * d.h).into_par_iter().for_each(|pair| {
-                let (i, j) = (pair / d.h, pair % d.h);
-                let qi = qv[i * n * hk + j * k..].as_ptr();
-                let ki = kvv[i * m * 2 * hk + j * k..].as_ptr();
-                let vi = kvv[i * m * 2 * hk + hk + j * k..].as_ptr();
-                // SAFETY: head j of batch i is n (or m) rows of k values, hk
-                // (or 2 hk) apart, inside q (or kv) whose dims were checked;
-                // this pair's (n, m) block of P is written by this task alone,
-                // whole, by sgemm before it is borrowed.
+                let (qo, ko, vo) = o.of(pair / d.h, pair % d.h);
+                let (qi, ki, vi) = (qv[qo..].as_ptr(), kvv[ko..].as_ptr(), kvv[vo..].as_ptr());
+                // SAFETY: a head is n (or m) rows of k values, hk (or 2 g k)
+                // apart, inside q (or kv) whose dims were checked; this pair's
+                // (n, m) block of P is written by this task alone, whole, by
+                // sgemm (beta 0) before it is borrowed.
                 let pw = unsafe {
                     let at = p.at(pair * nm);
-                    lib.call_strided((false, true), (n, m, k), (qi, hk), (ki, 2 * hk), (at, m));
+                    lib.call_strided((false, true), (n, m, k), (qi, hk), (ki, kvw), (at, m), (scale, 0.0));
                     std::slice::from_raw_parts_mut(at, nm)
                 };
                 bias_softmax_rows(&d, pair, pw, bv);
-                let dropped;
-                let pd: &[f32] = match &self.mask {
-                    Some(mask) => {
-                        let mut t = pw.to_vec();
-                        mask.apply_in_place(&mut t, pair * nm);
-                        dropped = t;
-                        &dropped
-                    }
-                    None => pw,
-                };
-                // SAFETY: ctx rows of batch i, columns j k .. (j + 1) k: written
-                // by this pair only; v as q above.
+                let pd = self.dropped(pw, pair, nm);
+                // SAFETY: ctx rows of this batch, this head's k columns:
+                // written by this pair only; values as keys above.
                 unsafe {
-                    let c = out.at(i * n * hk + j * k);
-                    lib.call_strided((false, false), (n, k, m), (pd.as_ptr(), m), (vi, 2 * hk), (c, hk));
+                    let c = out.at(qo);
+                    lib.call_strided(
+                        (false, false),
+                        (n, k, m),
+                        (pd.as_ptr(), m),
+                        (vi, kvw),
+                        (c, hk),
+                        (1.0, 0.0),
+                    );
                 }
             })
         };
@@ -318,6 +371,11 @@ impl candle_core::CustomOp3 for Attend {
         Ok((CpuStorage::F32(ctx), Shape::from((d.b, n, hk))))
     }
 
+    /// Per pair, with P' = dropout(P) and G = d ctx:
+    ///   dv += P'ᵀ G, dP = dropout(G vᵀ), dS = P ⊙ (dP - Σ dP ⊙ P),
+    ///   dq = scale dS k, dk += scale dSᵀ q, dbias = dS (reduced).
+    /// The r query heads of a key/value head run in one task, in order, so
+    /// their dk and dv sums need no locks and are the same on every run.
     fn bwd(
         &self,
         q: &Tensor,
@@ -333,8 +391,8 @@ impl candle_core::CustomOp3 for Attend {
         let Some(p) = self.weights.lock().map_err(|_| poisoned())?.clone() else {
             candle_core::bail!("attention: backward before forward");
         };
-        let (d, hk) = self.dims(q.dims(), kv.dims(), bias.dims())?;
-        let (n, m, k, nm) = (d.n, d.m, d.k, d.n * d.m);
+        let (d, o) = self.dims(q.dims(), kv.dims(), bias.dims())?;
+        let (n, m, k, nm, hk, kvw, scale) = (d.n, d.m, d.k, d.n * d.m, o.hk, 2 * o.gk, self.heads.scale);
         let (q, kv, dctx) = (q.contiguous()?, kv.contiguous()?, dctx.contiguous()?);
         let ((qs, ql), (kvs, kvl), (gs, gl)) = (
             q.storage_and_layout(),
@@ -345,80 +403,82 @@ impl candle_core::CustomOp3 for Attend {
         let keep_ds = bias.track_op();
         let mut ds_all = vec![0f32; if keep_ds { d.b * d.h * nm } else { 0 }];
         let ds_out = Shared(ds_all.as_mut_ptr());
+        let groups = d.b * (d.h / o.r);
         let fill = |dq_out: Shared, dkv_out: Shared| {
-            (0..d.b * d.h).into_par_iter().for_each(|pair| {
-                let (i, j) = (pair / d.h, pair % d.h);
-                let pw = &p[pair * nm..][..nm];
-                let (qo, kvo) = (i * n * hk + j * k, i * m * 2 * hk + j * k);
-                let (qi, ki, vi, gi) = (&qv[qo..], &kvv[kvo..], &kvv[kvo + hk..], &g[qo..]);
-                // P' = dropout(P); dv = P'ᵀ G.
-                let dropped;
-                let pd: &[f32] = match &self.mask {
-                    Some(mask) => {
-                        let mut t = pw.to_vec();
-                        mask.apply_in_place(&mut t, pair * nm);
-                        dropped = t;
-                        &dropped
-                    }
-                    None => pw,
-                };
-                // SAFETY (all four products): operands are heads of q, kv, dctx
-                // (rows hk or 2 hk apart, dims checked) or this pair's own (n, m)
-                // buffers; outputs are this pair's head columns of dq / dkv.
+            (0..groups).into_par_iter().for_each(|group| {
+                let (i, first) = (group / (d.h / o.r), (group % (d.h / o.r)) * o.r);
                 let mut dp = vec![0f32; nm];
-                unsafe {
-                    let dv = dkv_out.at(kvo + hk);
-                    lib.call_strided(
-                        (true, false),
-                        (m, k, n),
-                        (pd.as_ptr(), m),
-                        (gi.as_ptr(), hk),
-                        (dv, 2 * hk),
-                    );
-                    // dP' = G vᵀ, then dP = dropout(dP').
-                    lib.call_strided(
-                        (false, true),
-                        (n, m, k),
-                        (gi.as_ptr(), hk),
-                        (vi.as_ptr(), 2 * hk),
-                        (dp.as_mut_ptr(), m),
-                    );
-                }
-                if let Some(mask) = &self.mask {
-                    mask.apply_in_place(&mut dp, pair * nm);
-                }
-                // dS = P ⊙ (dP - Σ dP ⊙ P), row by row, in place.
-                for (dr, pr) in dp.chunks_mut(m.max(1)).zip(pw.chunks(m.max(1))) {
-                    let dot: f32 = dr.iter().zip(pr).map(|(a, b)| a * b).sum();
-                    dr.iter_mut().zip(pr).for_each(|(x, &y)| *x = y * (*x - dot));
-                }
-                unsafe {
-                    let dqi = dq_out.at(qo);
-                    lib.call_strided(
-                        (false, false),
-                        (n, k, m),
-                        (dp.as_ptr(), m),
-                        (ki.as_ptr(), 2 * hk),
-                        (dqi, hk),
-                    );
-                    let dki = dkv_out.at(kvo);
-                    lib.call_strided(
-                        (true, false),
-                        (m, k, n),
-                        (dp.as_ptr(), m),
-                        (qi.as_ptr(), hk),
-                        (dki, 2 * hk),
-                    );
-                    if keep_ds {
-                        // This pair's own (n, m) block of dS.
-                        std::ptr::copy_nonoverlapping(dp.as_ptr(), ds_out.at(pair * nm), nm);
+                for (t, j) in (first..first + o.r).enumerate() {
+                    let pair = i * d.h + j;
+                    let pw = &p[pair * nm..][..nm];
+                    let (qo, ko, vo) = o.of(i, j);
+                    let pd = self.dropped(pw, pair, nm);
+                    // The first query head of the group writes dk and dv, the others add to them.
+                    let beta = if t == 0 { 0.0 } else { 1.0 };
+                    // SAFETY (all products): operands are heads of q, kv and
+                    // dctx (rows hk or 2 g k apart, dims checked) or this
+                    // task's own buffers; outputs are this pair's columns of
+                    // dq and this group's key/value head columns of dkv,
+                    // written by this task alone (first with beta 0).
+                    unsafe {
+                        let gi = g[qo..].as_ptr();
+                        let dv = dkv_out.at(vo);
+                        lib.call_strided(
+                            (true, false),
+                            (m, k, n),
+                            (pd.as_ptr(), m),
+                            (gi, hk),
+                            (dv, kvw),
+                            (1.0, beta),
+                        );
+                        let vi = kvv[vo..].as_ptr();
+                        lib.call_strided(
+                            (false, true),
+                            (n, m, k),
+                            (gi, hk),
+                            (vi, kvw),
+                            (dp.as_mut_ptr(), m),
+                            (1.0, 0.0),
+                        );
+                    }
+                    if let Some(mask) = &self.mask {
+                        mask.apply_in_place(&mut dp, pair * nm);
+                    }
+                    for (dr, pr) in dp.chunks_mut(m).zip(pw.chunks(m)) {
+                        let dot: f32 = dr.iter().zip(pr).map(|(a, b)| a * b).sum();
+                        dr.iter_mut().zip(pr).for_each(|(x, &y)| *x = y * (*x - dot));
+                    }
+                    unsafe {
+                        let (ki, qi) = (kvv[ko..].as_ptr(), qv[qo..].as_ptr());
+                        let dqi = dq_out.at(qo);
+                        lib.call_strided(
+                            (false, false),
+                            (n, k, m),
+                            (dp.as_ptr(), m),
+                            (ki, kvw),
+                            (dqi, hk),
+                            (scale, 0.0),
+                        );
+                        let dki = dkv_out.at(ko);
+                        lib.call_strided(
+                            (true, false),
+                            (m, k, n),
+                            (dp.as_ptr(), m),
+                            (qi, hk),
+                            (dki, kvw),
+                            (scale, beta),
+                        );
+                        if keep_ds {
+                            std::ptr::copy_nonoverlapping(dp.as_ptr(), ds_out.at(pair * nm), nm);
+                        }
                     }
                 }
             })
         };
         let mut dq = Vec::new();
-        // SAFETY: the pairs cover every head's columns of every row of dq and
-        // of both halves of dkv, and sgemm writes each whole.
+        // SAFETY: the groups cover every query head's columns of every row of
+        // dq and every key/value head's columns of both halves of dkv, each
+        // first written whole by sgemm with beta 0.
         let dkv = unsafe {
             blas::written(kvv.len(), |dkv_out| {
                 dq = blas::written(qv.len(), |dq_out| fill(dq_out, dkv_out))

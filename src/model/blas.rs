@@ -231,6 +231,7 @@ impl Blas {
                     (a_at.as_ptr(), lda),
                     (b.as_ptr(), ldb),
                     (c.at(r0 * n), n),
+                    (1.0, 0.0),
                 )
             };
         };
@@ -247,9 +248,10 @@ impl Blas {
         Ok(c)
     }
 
-    /// C (m, n) = op(A) op(B) on strided operands: rows of A, B and C are
-    /// `lda`, `ldb` and `ldc` values apart (op(A) stored (k, m) when `ta`,
-    /// op(B) stored (n, k) when `tb`); C's other values are left alone.
+    /// C (m, n) = alpha op(A) op(B) + beta C on strided operands: rows of A,
+    /// B and C are `lda`, `ldb` and `ldc` values apart (op(A) stored (k, m)
+    /// when `ta`, op(B) stored (n, k) when `tb`); C's other values are left
+    /// alone, and with beta 0 C is not read.
     ///
     /// # Safety
     /// `a`, `b` and `c` must point at operands of those extents: the last row
@@ -264,6 +266,7 @@ impl Blas {
         (a, lda): (*const f32, usize),
         (b, ldb): (*const f32, usize),
         (c, ldc): (*mut f32, usize),
+        (alpha, beta): (f32, f32),
     ) {
         let flag = |t: bool| if t { TRANS } else { NO_TRANS };
         // SAFETY: the caller's contract.
@@ -275,12 +278,12 @@ impl Blas {
                 m as c_int,
                 n as c_int,
                 k as c_int,
-                1.0,
+                alpha,
                 a,
                 lda.max(1) as c_int,
                 b,
                 ldb.max(1) as c_int,
-                0.0,
+                beta,
                 c,
                 ldc.max(1) as c_int,
             )
@@ -538,6 +541,7 @@ impl candle_core::CustomOp2 for Batched {
                             (ai.as_ptr(), lda),
                             (bi.as_ptr(), ldb),
                             (c.at(i * m * n), n),
+                            (1.0, 0.0),
                         )
                     };
                 }

@@ -1,19 +1,16 @@
 //! Fused CPU kernels, forward and backward side by side: softmax over the
-//! last dimension, RMS norm, and the tanh-GELU and SiLU activations.
+//! last dimension, RMS norm and the label-smoothed cross-entropy (the
+//! activations are in `activation.rs`).
 //!
 //! candle builds each of these from several elementwise ops, and each op
 //! reads and writes the whole tensor (and allocates its result): a softmax
-//! is 5 passes forward and more backward, the GELU's backward 12. Here each
+//! is 5 passes forward and more backward. Here each
 //! direction is one pass over the rows (rayon's pool, the one `blas` and
 //! `gemv` use), with the same formulas:
 //!
 //!   softmax   y = exp(x - max x) / Σ exp(x - max x)       dx = y ⊙ (g - Σ g ⊙ y)
 //!   rms_norm  r = 1 / sqrt(mean(x²) + eps), y = x r w     dx = r (g ⊙ w - x r² mean(g ⊙ w ⊙ x)),
 //!                                                          dw = Σ_rows g ⊙ x r
-//!   gelu      y = x/2 (1 + tanh u), u = c (x + 0.044715 x³), c = sqrt(2/π)
-//!                                                          dx = g (½(1 + tanh u) + ½ x (1 - tanh² u) c (1 + 3·0.044715 x²))
-//!   silu      y = x σ(x)                                   dx = g σ(x) (1 + x (1 - σ(x)))
-//!   relu      y = max(x, 0)                                dx = g [x > 0]
 //!   cross-entropy with label smoothing ε over v classes, per row, target y:
 //!             ℓ = (1 - ε)(lse(x) - x_y) + ε (lse(x) - mean x)  dx = g (softmax(x) - (1 - ε) onehot(y) - ε / v)
 //!
@@ -33,21 +30,20 @@ use rayon::prelude::*;
 
 use crate::error::Result;
 
+pub use super::activation::{gelu_tanh, relu, silu, swiglu};
+
 /// Elements per rayon task at the least: below this, splitting costs more
 /// than it saves (and on a busy machine waits for a descheduled worker).
-const MIN_WORK: usize = 1 << 15;
+pub(super) const MIN_WORK: usize = 1 << 15;
 /// Rows per task at the least, for the row reductions.
 const MIN_ROWS: usize = 16;
 
-const GELU_C: f32 = 0.797_884_6; // sqrt(2/π)
-const GELU_A: f32 = 0.044_715;
-
-fn fits(t: &Tensor) -> bool {
+pub(super) fn fits(t: &Tensor) -> bool {
     t.device().is_cpu() && t.dtype() == DType::F32 && t.is_contiguous() && t.rank() >= 1
 }
 
 /// The f32 values of a contiguous CPU operand.
-fn values<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
+pub(super) fn values<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
     match l.contiguous_offsets() {
         Some((start, end)) => Ok(&s.as_slice::<f32>()?[start..end]),
         None => candle_core::bail!("fused: operand is not contiguous"),
@@ -71,7 +67,7 @@ fn last_dim(l: &Layout) -> candle_core::Result<(usize, usize)> {
     Ok((l.shape().elem_count().checked_div(d).unwrap_or(0), d))
 }
 
-fn contiguous(t: &Tensor) -> candle_core::Result<Tensor> {
+pub(super) fn contiguous(t: &Tensor) -> candle_core::Result<Tensor> {
     t.contiguous()
 }
 
@@ -444,137 +440,6 @@ impl candle_core::CustomOp3 for CrossEntropyGrad {
             }
             out[targets[i] as usize] -= g[i] * (1.0 - self.eps);
         });
-        Ok((CpuStorage::F32(dx), xl.shape().clone()))
-    }
-}
-
-// ---------------------------------------------------------------- activations
-
-/// The elementwise activations with a fused backward.
-#[derive(Clone, Copy)]
-enum Act {
-    GeluTanh,
-    Silu,
-    Relu,
-}
-
-impl Act {
-    fn forward(self, x: f32) -> f32 {
-        match self {
-            Act::GeluTanh => 0.5 * x * (1.0 + tanh(GELU_C * (x + GELU_A * x * x * x))),
-            Act::Silu => x / (1.0 + (-x).exp()),
-            Act::Relu => x.max(0.0),
-        }
-    }
-
-    fn derivative(self, x: f32) -> f32 {
-        match self {
-            Act::GeluTanh => {
-                let t = tanh(GELU_C * (x + GELU_A * x * x * x));
-                0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * GELU_C * (1.0 + 3.0 * GELU_A * x * x)
-            }
-            Act::Silu => {
-                let s = 1.0 / (1.0 + (-x).exp());
-                s * (1.0 + x * (1.0 - s))
-            }
-            Act::Relu => {
-                if x > 0.0 {
-                    1.0
-                } else {
-                    0.0
-                }
-            }
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Act::GeluTanh => "fused-gelu-tanh",
-            Act::Silu => "fused-silu",
-            Act::Relu => "fused-relu",
-        }
-    }
-}
-
-/// tanh through one `exp`: 1 - 2 / (1 + e^{2u}), which saturates to ±1
-/// without NaN and is within ~1e-7 of libm's `tanhf` (whose `expm1f` made it
-/// a tenth of a toy training step), an absolute error the GELU, 1 + tanh,
-/// does not see.
-fn tanh(u: f32) -> f32 {
-    1.0 - 2.0 / (1.0 + (2.0 * u).exp())
-}
-
-/// Elementwise chunks per rayon task at the least.
-const MIN_ELEMS: usize = MIN_WORK;
-
-fn par_map(x: &[f32], g: Option<&[f32]>, f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
-    let mut out = vec![0f32; x.len()];
-    out.par_chunks_mut(MIN_ELEMS).enumerate().for_each(|(c, chunk)| {
-        let at = c * MIN_ELEMS;
-        for (j, o) in chunk.iter_mut().enumerate() {
-            *o = f(x[at + j], g.map_or(1.0, |g| g[at + j]));
-        }
-    });
-    out
-}
-
-/// The tanh approximation of GELU (transformers' `gelu_new`).
-pub fn gelu_tanh(x: &Tensor) -> Result<Tensor> {
-    activation(x, Act::GeluTanh)
-}
-
-/// x σ(x).
-pub fn silu(x: &Tensor) -> Result<Tensor> {
-    activation(x, Act::Silu)
-}
-
-/// max(x, 0), with PyTorch's derivative (0 at x = 0; candle's relu says 1).
-pub fn relu(x: &Tensor) -> Result<Tensor> {
-    activation(x, Act::Relu)
-}
-
-fn activation(x: &Tensor, act: Act) -> Result<Tensor> {
-    if fits(x) {
-        return Ok(x.apply_op1_arc(std::sync::Arc::new(Box::new(act)))?);
-    }
-    Ok(match act {
-        Act::GeluTanh => x.gelu()?,
-        Act::Silu => candle_nn::ops::silu(x)?,
-        Act::Relu => x.relu()?,
-    })
-}
-
-impl candle_core::CustomOp1 for Act {
-    fn name(&self) -> &'static str {
-        Act::name(*self)
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let y = par_map(values(s, l)?, None, |x, _| self.forward(x));
-        Ok((CpuStorage::F32(y), l.shape().clone()))
-    }
-
-    fn bwd(&self, x: &Tensor, _y: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some(x.apply_op2_no_bwd(&contiguous(g)?, &ActGrad(*self))?))
-    }
-}
-
-/// (x, g) -> g f'(x).
-struct ActGrad(Act);
-
-impl candle_core::CustomOp2 for ActGrad {
-    fn name(&self) -> &'static str {
-        "fused-activation-grad"
-    }
-
-    fn cpu_fwd(
-        &self,
-        xs: &CpuStorage,
-        xl: &Layout,
-        gs: &CpuStorage,
-        gl: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let dx = par_map(values(xs, xl)?, Some(values(gs, gl)?), |x, g| g * self.0.derivative(x));
         Ok((CpuStorage::F32(dx), xl.shape().clone()))
     }
 }

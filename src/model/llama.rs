@@ -20,14 +20,16 @@
 
 mod config;
 mod decode;
+mod rope;
 
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{DType, Device, Tensor};
 
 use super::layers::{linear, rms_norm, Dropout};
 use super::{GenerateOptions, Generation, LanguageModel};
 use crate::error::{Error, Result};
 use crate::params::{Param, ParamStore};
 pub use config::{LlamaConfig, RopeScaling, TokenIds};
+use rope::Rope;
 
 /// A linear map with an optional bias.
 struct Linear {
@@ -72,24 +74,6 @@ struct Attention {
     head_dim: usize,
 }
 
-/// Rotary embedding tables for one batch of positions, (b, 1, n, k) each.
-struct Rope {
-    cos: Tensor,
-    sin: Tensor,
-}
-
-impl Rope {
-    /// x (b, heads, n, k) rotated: x * cos + rotate_half(x) * sin.
-    fn apply(&self, x: &Tensor) -> Result<Tensor> {
-        let half = x.dim(D::Minus1)? / 2;
-        let rotated = Tensor::cat(
-            &[&x.narrow(D::Minus1, half, half)?.neg()?, &x.narrow(D::Minus1, 0, half)?],
-            D::Minus1,
-        )?;
-        Ok((x.broadcast_mul(&self.cos)? + rotated.broadcast_mul(&self.sin)?)?)
-    }
-}
-
 impl Attention {
     /// (b, n, heads*k) -> (b, heads, n, k)
     fn split(x: Tensor, heads: usize, k: usize) -> Result<Tensor> {
@@ -109,6 +93,20 @@ impl Attention {
     ) -> Result<Tensor> {
         let (b, n, _) = x.dims3()?;
         let (h, g, k) = (self.heads, self.kv_heads, self.head_dim);
+        if train && cache.kv.is_none() && rope.fused() && super::attention::attend_applies(x, bias) {
+            // Training: one fused op with the heads in place (nothing to cache).
+            let q = rope.apply_heads_last(&self.q.forward(x)?, h)?;
+            let keys = rope.apply_heads_last(&self.k.forward(x)?, g)?;
+            let kv = Tensor::cat(&[&keys, &self.v.forward(x)?], 2)?;
+            let heads = super::attention::Heads {
+                query: h,
+                kv: g,
+                scale: (k as f32).powf(-0.5),
+            };
+            return self
+                .o
+                .forward(&super::attention::attend(&q, &kv, bias, heads, drop, train)?);
+        }
         let q = rope.apply(&Self::split(self.q.forward(x)?, h, k)?)?;
         let mut keys = rope.apply(&Self::split(self.k.forward(x)?, g, k)?)?;
         let mut values = Self::split(self.v.forward(x)?, g, k)?;
@@ -143,7 +141,7 @@ struct Mlp {
 impl Mlp {
     /// (b, n, d) -> (b, n, d) through (b, n, f): down(silu(gate(x)) * up(x)).
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let h = super::fused::silu(&self.gate.forward(x)?)?.mul(&self.up.forward(x)?)?;
+        let h = super::fused::swiglu(&self.gate.forward(x)?, &self.up.forward(x)?)?;
         self.down.forward(&h)
     }
 }
@@ -319,29 +317,7 @@ impl Llama {
 
     /// Rotary tables for per-row positions (b rows of n each).
     fn rope(&self, positions: &[Vec<u32>], dtype: DType, device: &Device) -> Result<Rope> {
-        let (b, n, half) = (
-            positions.len(),
-            positions.first().map_or(0, Vec::len),
-            self.inv_freq.len(),
-        );
-        let mut cos = Vec::with_capacity(b * n * 2 * half);
-        let mut sin = Vec::with_capacity(b * n * 2 * half);
-        for row in positions {
-            for &p in row {
-                for _ in 0..2 {
-                    for f in &self.inv_freq {
-                        let angle = p as f32 * f;
-                        cos.push(angle.cos());
-                        sin.push(angle.sin());
-                    }
-                }
-            }
-        }
-        let shape = (b, 1, n, 2 * half);
-        Ok(Rope {
-            cos: Tensor::from_vec(cos, shape, device)?.to_dtype(dtype)?,
-            sin: Tensor::from_vec(sin, shape, device)?.to_dtype(dtype)?,
-        })
+        Rope::new(&self.inv_freq, positions, dtype, device)
     }
 
     /// Additive attention bias (b, 1, n, c), f32, for n new queries after c - n

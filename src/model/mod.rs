@@ -4,6 +4,7 @@
 //! embeddings in front), returns logits for teacher-forced targets, and
 //! generates.
 
+pub mod activation;
 pub mod attention;
 pub mod blas;
 pub mod fused;

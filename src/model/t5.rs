@@ -174,7 +174,12 @@ impl Attention {
         if super::attention::attend_applies(x, bias) && super::blas::applies(src, &self.k.tensor()) {
             let q = linear(x, &self.q)?;
             let kv = super::blas::linear_wt(src, &kv_weight()?)?;
-            let ctx = super::attention::attend(&q, &kv, bias, self.heads, drop, train)?;
+            let heads = super::attention::Heads {
+                query: self.heads,
+                kv: self.heads,
+                scale: 1.0,
+            };
+            let ctx = super::attention::attend(&q, &kv, bias, heads, drop, train)?;
             return linear(&ctx, &self.o);
         }
         let (k, v) = self.keys_values(src)?;
