@@ -1,24 +1,31 @@
-//! Attention weights as one op, forward and backward side by side:
+//! Attention as fused CPU ops, forward and backward side by side.
+//!
+//! `weights`: the attention weights of split heads (generation's cached path),
 //!
 //!   S = q kᵀ + bias        P = softmax(S) over the keys
 //!   dS = P ⊙ (dP - Σ_keys dP ⊙ P)
 //!   dq = dS k              dk = dSᵀ q              dbias = dS summed over bias's broadcast dimensions
 //!
-//! Composed from candle ops, the same function is four graph nodes (the
-//! product, the bias add, the softmax and, in backward, the bias gradient's
-//! reduction), each writing a (b, h, n, m) tensor and each gradient accumulated
-//! into a zeroed buffer by candle's backprop. Here the product is a BLAS sgemm
-//! per (batch, head) written straight into the output, the bias add and the
-//! softmax are one pass over its rows while they are in cache, and backward
+//! and `attend`: the whole attention of a training step, heads in place,
+//! grouped key/value heads, a score scale and dropout on the weights (see its
+//! docs for the backward).
+//!
+//! Composed from candle ops, attention is a dozen graph nodes per layer (head
+//! splits and merges, the product, the bias add, the softmax, the dropout, the
+//! weighted values), each writing a tensor and each gradient accumulated into
+//! a zeroed buffer by candle's backprop. Here every product is a BLAS sgemm
+//! per (batch, head) written straight into its output, the bias add and the
+//! softmax are one pass over the rows while they are in cache, and backward
 //! writes dS once and multiplies it through BLAS.
 //!
-//! Shape legend: b batch, h heads, n queries, m keys, k per-head width.
-//! q (b, h, n, k), keys (b, h, m, k), bias (b or 1, h or 1, n or 1, m), P (b, h, n, m).
+//! Shape legend: b batch, h heads, g key/value heads, n queries, m keys,
+//! k per-head width. `weights`: q (b, h, n, k), keys (b, h, m, k), bias
+//! (b or 1, h or 1, n or 1, m), P (b, h, n, m).
 //!
-//! The fused path needs a BLAS library (`blas`) and f32 tensors on the CPU;
-//! anything else runs the composed candle ops, so every device and dtype
-//! computes the same function. tests/fused.rs checks values and gradients
-//! against the composed ops.
+//! The fused paths need a BLAS library (`blas`) and f32 tensors on the CPU;
+//! `weights` runs the composed candle ops otherwise, and callers of `attend`
+//! check `attend_applies`. tests/blas_attention.rs checks values and
+//! gradients against the composed ops.
 
 use std::sync::{Arc, Mutex};
 
