@@ -33,6 +33,7 @@ use candle_core::{CpuStorage, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::blas::{self, Shared};
+use super::fused::{storage_values, values};
 use super::layers::{Dropout, Masked};
 use crate::error::Result;
 
@@ -124,7 +125,7 @@ impl candle_core::CustomOp3 for Weights {
             candle_core::bail!("attention: no BLAS library loaded");
         };
         let d = Dims::of(ql.dims(), kl.dims(), bl.dims())?;
-        let (qv, kv, bv) = (blas::values(q, ql)?, blas::values(keys, kl)?, blas::values(bias, bl)?);
+        let (qv, kv, bv) = (values(q, ql)?, values(keys, kl)?, values(bias, bl)?);
         let (nk, mk, nm) = (d.n * d.k, d.m * d.k, d.n * d.m);
         let mut p = vec![0f32; d.b * d.h * nm];
         if nm > 0 {
@@ -238,14 +239,6 @@ struct Attend {
     weights: Mutex<Option<Arc<Vec<f32>>>>,
 }
 
-/// The f32 values of a contiguous tensor's CPU storage, borrowed.
-fn cpu_values<'a>(s: &'a candle_core::Storage, l: &Layout) -> candle_core::Result<&'a [f32]> {
-    match s {
-        candle_core::Storage::Cpu(cpu) => blas::values(cpu, l),
-        _ => candle_core::bail!("attention: an operand is not on the CPU"),
-    }
-}
-
 /// Where one (batch, query head) pair's operands start, and their row strides.
 struct Offsets {
     /// h k: q, ctx and dq rows.
@@ -322,7 +315,7 @@ impl candle_core::CustomOp3 for Attend {
             candle_core::bail!("attention: no BLAS library loaded");
         };
         let (d, o) = self.dims(ql.dims(), kvl.dims(), bl.dims())?;
-        let (qv, kvv, bv) = (blas::values(q, ql)?, blas::values(kv, kvl)?, blas::values(bias, bl)?);
+        let (qv, kvv, bv) = (values(q, ql)?, values(kv, kvl)?, values(bias, bl)?);
         let (n, m, k, nm, hk, kvw) = (d.n, d.m, d.k, d.n * d.m, o.hk, 2 * o.gk);
         if let Some(mask) = &self.mask {
             if mask.kept.len() != d.b * d.h * nm {
@@ -406,7 +399,11 @@ impl candle_core::CustomOp3 for Attend {
             kv.storage_and_layout(),
             dctx.storage_and_layout(),
         );
-        let (qv, kvv, g) = (cpu_values(&qs, ql)?, cpu_values(&kvs, kvl)?, cpu_values(&gs, gl)?);
+        let (qv, kvv, g) = (
+            storage_values(&qs, ql)?,
+            storage_values(&kvs, kvl)?,
+            storage_values(&gs, gl)?,
+        );
         let keep_ds = bias.track_op();
         let mut ds_all = vec![0f32; if keep_ds { d.b * d.h * nm } else { 0 }];
         let ds_out = Shared(ds_all.as_mut_ptr());

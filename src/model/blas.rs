@@ -51,6 +51,7 @@ use std::sync::OnceLock;
 use candle_core::{DType, Layout, Tensor};
 use rayon::prelude::*;
 
+use super::fused::values;
 use crate::error::{Error, Result};
 
 /// The library's file name, as `scripts/get-blas.sh` places it.
@@ -322,14 +323,6 @@ pub(crate) unsafe fn written(len: usize, fill: impl FnOnce(Shared)) -> Vec<f32> 
     // SAFETY: the caller's contract: every value is initialised.
     unsafe { v.set_len(len) };
     v
-}
-
-/// The f32 values of a contiguous CPU operand.
-pub(crate) fn values<'a>(s: &'a candle_core::CpuStorage, l: &candle_core::Layout) -> candle_core::Result<&'a [f32]> {
-    match l.contiguous_offsets() {
-        Some((start, end)) => Ok(&s.as_slice::<f32>()?[start..end]),
-        None => candle_core::bail!("blas: operand is not contiguous"),
-    }
 }
 
 /// op(A) op(B) for two 2-D CPU operands, as a candle storage.

@@ -42,11 +42,21 @@ pub(super) fn fits(t: &Tensor) -> bool {
     t.device().is_cpu() && t.dtype() == DType::F32 && t.is_contiguous() && t.rank() >= 1
 }
 
-/// The f32 values of a contiguous CPU operand.
-pub(super) fn values<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
+/// The f32 values of a contiguous CPU operand (every fused op and BLAS
+/// product reads its operands through this).
+pub(crate) fn values<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
     match l.contiguous_offsets() {
         Some((start, end)) => Ok(&s.as_slice::<f32>()?[start..end]),
         None => candle_core::bail!("fused: operand is not contiguous"),
+    }
+}
+
+/// `values` of a tensor's storage, borrowed (`Tensor::storage_and_layout`),
+/// for the backward passes that read their inputs without copying them.
+pub(crate) fn storage_values<'a>(s: &'a candle_core::Storage, l: &Layout) -> candle_core::Result<&'a [f32]> {
+    match s {
+        candle_core::Storage::Cpu(cpu) => values(cpu, l),
+        _ => candle_core::bail!("fused: an operand is not on the CPU"),
     }
 }
 

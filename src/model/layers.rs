@@ -234,13 +234,13 @@ impl Masked {
     }
 }
 
-/// The f32 values of a contiguous CPU operand of `len` values.
+/// The f32 values of a contiguous CPU operand that a mask of `len` values covers.
 fn slice_of<'a>(s: &'a candle_core::CpuStorage, l: &candle_core::Layout, len: usize) -> candle_core::Result<&'a [f32]> {
-    match l.contiguous_offsets() {
-        Some((start, end)) if end - start == len => Ok(&s.as_slice::<f32>()?[start..end]),
-        Some((start, end)) => candle_core::bail!("dropout: {} values for a mask of {len}", end - start),
-        None => candle_core::bail!("dropout: input is not contiguous"),
+    let x = super::fused::values(s, l)?;
+    if x.len() != len {
+        candle_core::bail!("dropout: {} values for a mask of {len}", x.len());
     }
+    Ok(x)
 }
 
 /// (x, y) -> x + y ⊙ mask; dx = g, dy = g ⊙ mask.

@@ -16,6 +16,7 @@ use candle_core::{CpuStorage, DType, Device, Layout, Shape, Tensor, D};
 use rayon::prelude::*;
 
 use crate::error::Result;
+use crate::model::fused::{storage_values, values};
 
 /// Rotary tables for one batch of positions, (b, 1, n, k) each.
 pub(super) struct Rope {
@@ -107,7 +108,7 @@ impl Rotate {
         }
         let (cs, cl) = self.cos.storage_and_layout();
         let (ss, sl) = self.sin.storage_and_layout();
-        let (cos, sin) = (cpu(&cs, cl)?, cpu(&ss, sl)?);
+        let (cos, sin) = (storage_values(&cs, cl)?, storage_values(&ss, sl)?);
         let half = k / 2;
         let mut y = vec![0f32; x.len()];
         y.par_chunks_mut(k.max(1))
@@ -136,23 +137,13 @@ impl Rotate {
     }
 }
 
-fn cpu<'a>(s: &'a candle_core::Storage, l: &Layout) -> candle_core::Result<&'a [f32]> {
-    match (s, l.contiguous_offsets()) {
-        (candle_core::Storage::Cpu(c), Some((start, end))) => Ok(&c.as_slice::<f32>()?[start..end]),
-        _ => candle_core::bail!("rope: tables must be contiguous on the CPU"),
-    }
-}
-
 impl candle_core::CustomOp1 for Rotate {
     fn name(&self) -> &'static str {
         "rope"
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = match l.contiguous_offsets() {
-            Some((start, end)) => &s.as_slice::<f32>()?[start..end],
-            None => candle_core::bail!("rope: input is not contiguous"),
-        };
+        let x = values(s, l)?;
         Ok((CpuStorage::F32(self.run(x, l.dims(), false)?), l.shape().clone()))
     }
 
@@ -160,7 +151,7 @@ impl candle_core::CustomOp1 for Rotate {
         let g = g.contiguous()?;
         let dx = {
             let (gs, gl) = g.storage_and_layout();
-            self.run(cpu(&gs, gl)?, gl.dims(), true)?
+            self.run(storage_values(&gs, gl)?, gl.dims(), true)?
         };
         Ok(Some(Tensor::from_vec(dx, g.shape(), g.device())?))
     }
