@@ -338,7 +338,9 @@ fn print_ratios(ours: &[(String, String, Timing)]) {
 }
 
 fn main() -> Result<()> {
-    promot::device::init_cpu(None); // as the promot binary starts
+    if let Some(note) = promot::device::init_cpu(None) {
+        eprintln!("{note}"); // as the promot binary starts
+    }
     let device = Device::Cpu;
     println!(
         "promot train step: Adafactor lr {LR}, {} threads, {} warm-up + {} timed steps per setting",

@@ -44,14 +44,56 @@ pub fn device(name: &str) -> Result<Device> {
 /// busy 2-core machine each op waits for a descheduled worker (a toy step
 /// took 2.6 s on its 2 threads under load against 0.65 s on 1; README,
 /// Performance).
-pub fn init_cpu(threads: Option<usize>) {
+///
+/// Without `threads` (and without `RAYON_NUM_THREADS`), the pool gets the
+/// cores that are idle at start-up (cores less [`other_runnable_threads`]): one per core on a quiet
+/// machine, fewer on a busy one, where waiting for descheduled workers costs
+/// more than the parallelism gains (README, Performance). Returns a note for
+/// the user when that is fewer than one per core.
+pub fn init_cpu(threads: Option<usize>) -> Option<String> {
     keep_freed_memory();
+    let mut note = None;
     if let Some(n) = threads {
         std::env::set_var("RAYON_NUM_THREADS", n.max(1).to_string());
+    } else if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if let Some(others) = other_runnable_threads().filter(|o| *o > 0 && cores > 1) {
+            let idle = cores.saturating_sub(others).max(1);
+            if idle < cores {
+                std::env::set_var("RAYON_NUM_THREADS", idle.to_string());
+                note = Some(format!(
+                    "note: the machine is busy ({others} other runnable thread(s) on {cores} cores): using {idle} \
+                     thread(s); --threads N overrides"
+                ));
+            }
+        }
     }
     if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
         std::env::set_var("CANDLE_NUM_THREADS", "1");
     }
+    note
+}
+
+/// Threads of other processes that are running or waiting for a core now:
+/// Linux's `procs_running` (/proc/stat) less this one, the median of three
+/// readings 15 ms apart (one reading may catch short-lived work). Unlike the
+/// load average it forgets a job as soon as it ends, so a run started right
+/// after another still gets every core. None where /proc/stat is missing.
+pub fn other_runnable_threads() -> Option<usize> {
+    let read = || -> Option<usize> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let line = stat.lines().find(|l| l.starts_with("procs_running "))?;
+        line.split_whitespace().nth(1)?.parse::<usize>().ok()
+    };
+    let mut readings = Vec::with_capacity(3);
+    for i in 0..3 {
+        if i > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(15));
+        }
+        readings.push(read()?.saturating_sub(1));
+    }
+    readings.sort_unstable();
+    Some(readings[1])
 }
 
 /// Allocations up to this size are served from malloc's heap and reused
@@ -79,5 +121,16 @@ pub fn keep_freed_memory() {
         libc::mallopt(libc::M_MMAP_THRESHOLD, REUSED_ALLOCATION_BYTES as i32);
         libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
         libc::mallopt(libc::M_TOP_PAD, 256 << 20);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn other_runnable_threads_reads_proc_stat() {
+        // This test's own thread is running, so /proc/stat counts at least one; the rest are others.
+        let others = super::other_runnable_threads().expect("/proc/stat has procs_running on Linux");
+        assert!(others < 100_000, "{others}");
     }
 }

@@ -30,7 +30,8 @@ struct Cli {
     #[arg(short = 'e', long = "eval", value_name = "EXPR")]
     eval: Option<String>,
 
-    /// CPU threads for tensor work (default: one per core; sets
+    /// CPU threads for tensor work (default: the cores idle at start-up,
+    /// one per core on a quiet machine; sets
     /// RAYON_NUM_THREADS, and the BLAS matmul splits its products into as
     /// many tasks). candle's elementwise pool stays at 1 unless
     /// CANDLE_NUM_THREADS is set: its spin-waits cost more than they gain
@@ -61,7 +62,9 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Before any tensor work: the pools read their sizes once, when they start.
-    promot::device::init_cpu(cli.threads);
+    if let Some(note) = promot::device::init_cpu(cli.threads) {
+        eprintln!("{note}");
+    }
     if let Some(expr) = cli.eval {
         return eval_expr(&expr);
     }
