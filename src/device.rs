@@ -46,7 +46,7 @@ pub fn device(name: &str) -> Result<Device> {
 /// Performance).
 ///
 /// Without `threads` (and without `RAYON_NUM_THREADS`), the pool gets the
-/// cores that are idle at start-up (cores less [`other_runnable_threads`]): one per core on a quiet
+/// cores that are idle at start-up (the host's CPUs less [`other_runnable_threads`], at most this process's cores): one per core on a quiet
 /// machine, fewer on a busy one, where waiting for descheduled workers costs
 /// more than the parallelism gains (README, Performance). Returns a note for
 /// the user when that is fewer than one per core.
@@ -57,12 +57,13 @@ pub fn init_cpu(threads: Option<usize>) -> Option<String> {
         std::env::set_var("RAYON_NUM_THREADS", n.max(1).to_string());
     } else if std::env::var_os("RAYON_NUM_THREADS").is_none() {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        if let Some(others) = other_runnable_threads().filter(|o| *o > 0 && cores > 1) {
-            let idle = cores.saturating_sub(others).max(1);
+        if let Some((others, host_cpus)) = other_runnable_threads().filter(|_| cores > 1) {
+            // Others compete for the host's CPUs, which may be more than this process may use (a container).
+            let idle = host_cpus.saturating_sub(others).clamp(1, cores);
             if idle < cores {
                 std::env::set_var("RAYON_NUM_THREADS", idle.to_string());
                 note = Some(format!(
-                    "note: the machine is busy ({others} other runnable thread(s) on {cores} cores): using {idle} \
+                    "note: the machine is busy ({others} other runnable thread(s) on {host_cpus} CPUs): using {idle} \
                      thread(s); --threads N overrides"
                 ));
             }
@@ -74,23 +75,30 @@ pub fn init_cpu(threads: Option<usize>) -> Option<String> {
     note
 }
 
-/// Threads of other processes that are running or waiting for a core now:
-/// Linux's `procs_running` (/proc/stat) less this one, the median of three
-/// readings 15 ms apart (one reading may catch short-lived work). Unlike the
-/// load average it forgets a job as soon as it ends, so a run started right
-/// after another still gets every core. None where /proc/stat is missing.
-pub fn other_runnable_threads() -> Option<usize> {
-    let read = || -> Option<usize> {
+/// Threads of other processes that are running or waiting for a CPU now,
+/// and the host's online CPUs they share: Linux's `procs_running` less this
+/// thread and the `cpuN` lines of /proc/stat (both host-wide, also inside a
+/// container). `procs_running` is the median of three readings 15 ms apart
+/// (one reading may catch short-lived work). Unlike the load average it
+/// forgets a job as soon as it ends, so a run started right after another
+/// still gets every core. None where /proc/stat is missing.
+pub fn other_runnable_threads() -> Option<(usize, usize)> {
+    let read = || -> Option<(usize, usize)> {
         let stat = std::fs::read_to_string("/proc/stat").ok()?;
         let line = stat.lines().find(|l| l.starts_with("procs_running "))?;
-        line.split_whitespace().nth(1)?.parse::<usize>().ok()
+        let running = line.split_whitespace().nth(1)?.parse::<usize>().ok()?;
+        let cpus = stat
+            .lines()
+            .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+            .count();
+        Some((running.saturating_sub(1), cpus.max(1)))
     };
     let mut readings = Vec::with_capacity(3);
     for i in 0..3 {
         if i > 0 {
             std::thread::sleep(std::time::Duration::from_millis(15));
         }
-        readings.push(read()?.saturating_sub(1));
+        readings.push(read()?);
     }
     readings.sort_unstable();
     Some(readings[1])
@@ -130,7 +138,8 @@ mod tests {
     #[cfg(target_os = "linux")]
     fn other_runnable_threads_reads_proc_stat() {
         // This test's own thread is running, so /proc/stat counts at least one; the rest are others.
-        let others = super::other_runnable_threads().expect("/proc/stat has procs_running on Linux");
+        let (others, cpus) = super::other_runnable_threads().expect("/proc/stat has procs_running on Linux");
         assert!(others < 100_000, "{others}");
+        assert!(cpus >= 1);
     }
 }
