@@ -24,7 +24,10 @@
 //! names from shapes.json, default all), PROMOT_BENCH_ONLY=full|stage1|stage2
 //! times just that setting (for `perf record`; `gemm` prints only the GFLOP/s
 //! rows), PROMOT_BENCH_OPS=0 skips the op timings, PROMOT_TORCH_JSON
-//! overrides the PyTorch results path, PROMOT_BLAS=off times candle's gemm.
+//! overrides the PyTorch results path, PROMOT_BLAS=off times candle's gemm,
+//! PROMOT_BENCH_DTYPE=bf16 runs the steps with `dtype: "bf16"` (bf16 products,
+//! src/model/precision.rs) against PyTorch's autocast bf16 results
+//! (benches/results/torch_train_step_bf16.json).
 
 mod ops;
 
@@ -38,6 +41,7 @@ use serde_json::Value;
 
 use ops::{env_usize, ms};
 use promot::error::{Error, Result};
+use promot::model::precision::{self, MatmulDtype};
 use promot::model::{blas, LanguageModel, Llama, T5};
 use promot::optim::{self, OptimOptions, Optimizer};
 use promot::params::Param;
@@ -154,6 +158,7 @@ fn train_step(
     opt: &mut dyn Optimizer,
     params: &[Param],
 ) -> Result<Phases> {
+    let _dtype = precision::scope(dtype())?;
     let t0 = Instant::now();
     let embeds = model.embed(&batch.ids)?;
     let (embeds, mask) = match prompt {
@@ -294,10 +299,21 @@ fn print_row(label: &str, t: &Timing, gflop: f64) {
     );
 }
 
-/// The PyTorch side's JSON, if the Python script has been run.
+/// The products' precision, from PROMOT_BENCH_DTYPE (f32 or bf16).
+fn dtype() -> MatmulDtype {
+    match std::env::var("PROMOT_BENCH_DTYPE").as_deref() {
+        Ok("bf16") => MatmulDtype::Bf16,
+        _ => MatmulDtype::F32,
+    }
+}
+
+/// The PyTorch side's JSON (of the same dtype), if the Python script has been run.
 fn torch_results() -> Option<(Value, String)> {
-    let path =
-        std::env::var("PROMOT_TORCH_JSON").unwrap_or_else(|_| repo_path("benches/results/torch_train_step.json"));
+    let file = match dtype() {
+        MatmulDtype::F32 => "benches/results/torch_train_step.json",
+        MatmulDtype::Bf16 => "benches/results/torch_train_step_bf16.json",
+    };
+    let path = std::env::var("PROMOT_TORCH_JSON").unwrap_or_else(|_| repo_path(file));
     let text = std::fs::read_to_string(&path).ok()?;
     serde_json::from_str(&text).ok().map(|v| (v, path))
 }
@@ -308,8 +324,8 @@ fn print_ratios(ours: &[(String, String, Timing)]) {
         return;
     };
     println!(
-        "\nvs PyTorch {} / transformers {} ({path}, {} threads, OMP_WAIT_POLICY {})",
-        json["torch"], json["transformers"], json["threads"], json["omp_wait_policy"]
+        "\nvs PyTorch {} / transformers {} ({path}, {} threads, OMP_WAIT_POLICY {}, dtype {})",
+        json["torch"], json["transformers"], json["threads"], json["omp_wait_policy"], json["dtype"]
     );
     println!(
         "{:<24} {:>10} {:>10} {:>13} {:>10} {:>10}",
@@ -363,7 +379,14 @@ fn main() -> Result<()> {
     if !knobs.is_empty() {
         println!("thread settings: {}", knobs.join(" "));
     }
+    if !matches!(
+        std::env::var("PROMOT_BENCH_DTYPE").as_deref(),
+        Err(_) | Ok("f32" | "bf16")
+    ) {
+        return Err(Error::msg("PROMOT_BENCH_DTYPE must be f32 or bf16"));
+    }
     println!("matmul backend: {}", blas::backend());
+    println!("products: {}", precision::describe(dtype()));
     ops::gemm_rates(&device)?;
     let only = std::env::var("PROMOT_BENCH_ONLY").ok();
     if only.as_deref() == Some("gemm") {

@@ -32,7 +32,9 @@ from transformers.optimization import Adafactor
 LR = 1e-3
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-OUT = os.path.join(HERE, "results", "torch_train_step.json")
+DTYPE = os.environ.get("PROMOT_BENCH_DTYPE", "f32")
+# The f32 run and the bf16 (autocast) run keep separate results, as promot's bench reads them.
+OUT = os.path.join(HERE, "results", "torch_train_step.json" if DTYPE == "f32" else f"torch_train_step_{DTYPE}.json")
 
 
 def build(shape):
@@ -70,7 +72,10 @@ def train_step(model, prompt, batch, opt):
     if decoder_only:
         # The loss on the target tokens only (transformers shifts labels itself).
         labels = torch.cat([torch.full((ids.shape[0], embeds.shape[1] - labels.shape[1]), -100), labels], dim=1)
-    loss = model(inputs_embeds=embeds, attention_mask=mask, labels=labels, use_cache=False).loss
+    # bf16: autocast's mixed precision (bf16 matmuls, f32 weights and optimiser), as promot's dtype "bf16".
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=DTYPE == "bf16"):
+        loss = model(inputs_embeds=embeds, attention_mask=mask, labels=labels, use_cache=False).loss
+    loss = loss.float()
     value = loss.item()  # promot reads the loss each step too
     if value != value:
         raise RuntimeError("loss became NaN")
@@ -110,8 +115,10 @@ def main():
     with open(os.path.join(HERE, "shapes.json")) as f:
         shapes = {k: v for k, v in json.load(f).items() if not k.startswith("_")}
     wanted = [s.strip() for s in args.shapes.split(",") if s.strip()] or list(shapes)
+    if DTYPE not in ("f32", "bf16"):
+        raise SystemExit(f"PROMOT_BENCH_DTYPE must be f32 or bf16, got {DTYPE!r}")
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, {torch.get_num_threads()} threads, "
-          f"{args.warmup} warm-up + {args.steps} timed steps per setting")
+          f"{args.warmup} warm-up + {args.steps} timed steps per setting, dtype {DTYPE}")
     results = {}
     for name in wanted:
         shape = shapes[name]
@@ -153,7 +160,7 @@ def main():
             "torch": torch.__version__, "transformers": transformers.__version__, "threads": torch.get_num_threads(),
             "cpu": platform.processor() or platform.machine(), "steps": args.steps, "warmup": args.warmup,
             # OpenMP's spin-waiting costs PyTorch 3-4x on a loaded 2-core machine; record the policy used.
-            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"), "dtype": DTYPE,
             "shapes": wanted, "results": results,
         }, f, indent=2)
     print(f"wrote {OUT}")

@@ -43,8 +43,8 @@ fn rel_diff(a: &Tensor, b: &Tensor) -> f32 {
     diff / scale
 }
 
-fn library() -> Option<&'static blas::Blas> {
-    let lib = blas::get();
+fn library() -> Option<blas::Gemm> {
+    let lib = blas::here();
     if lib.is_none() {
         eprintln!("no BLAS library ({}): skipping the comparison", blas::backend());
     }

@@ -338,3 +338,37 @@ fn one_shot_training_prepends_a_demonstration_of_the_same_task() {
         );
     }
 }
+
+#[test]
+fn bf16_training_tracks_f32_and_keeps_f32_master_weights() {
+    if promot::model::blas::get().is_none() {
+        eprintln!("no BLAS library: dtype bf16 is an error there (checked in the CLI tests); skipping");
+        return;
+    }
+    let mut o = opts(20);
+    o.lr = 1e-2;
+    o.dropout = 0.0;
+    let (m32, tok) = fixture();
+    let h32 = run(&m32, &tok, &o);
+    o.dtype = promot::model::precision::MatmulDtype::Bf16;
+    let (m16, _) = fixture();
+    let h16 = run(&m16, &tok, &o);
+    let (a, b) = (h32.losses[0], h16.losses[0]);
+    assert!((a - b).abs() < 0.02 * a.abs(), "first loss: f32 {a}, bf16 {b}");
+    let (a, b) = (*h32.losses.last().unwrap(), *h16.losses.last().unwrap());
+    assert!(b < h16.losses[0] * 0.8, "bf16 run did not learn: {:?}", h16.losses);
+    assert!((a - b).abs() < 0.25 * a.abs().max(0.1), "last loss: f32 {a}, bf16 {b}");
+    assert_ne!(h32.losses, h16.losses, "bf16 products must differ from f32 ones");
+    // Master weights stay f32 and take updates finer than bf16 could hold.
+    let w = m16.params().iter().next().unwrap().tensor();
+    assert_eq!(w.dtype(), DType::F32);
+    let fine = w
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap()
+        .iter()
+        .filter(|x| x.to_bits() & 0xffff != 0)
+        .count();
+    assert!(fine > 0, "weights look rounded to bf16");
+}

@@ -8,6 +8,7 @@ use candle_core::{DType, Device, Tensor, D};
 use promot::error::Result;
 use promot::model::blas;
 use promot::model::layers::{linear, rms_norm, Dropout};
+use promot::model::precision::{self, MatmulDtype};
 use promot::params::Param;
 
 const BATCH: usize = 8;
@@ -138,8 +139,8 @@ pub fn op_profile(device: &Device) -> Result<()> {
 pub fn gemm_rates(device: &Device) -> Result<()> {
     let reps = env_usize("PROMOT_BENCH_OP_REPS", 10);
     println!(
-        "matmul GFLOP/s (y = x·Wᵀ, mean of {reps} calls)   {:>10} {:>10}",
-        "candle", "blas"
+        "matmul GFLOP/s (y = x·Wᵀ, mean of {reps} calls)   {:>10} {:>10} {:>10}",
+        "candle", "blas", "blas bf16"
     );
     for (name, m, d, o) in [
         ("feed-forward 1024x512 · 512x2048", 1024, 512, 2048),
@@ -149,13 +150,16 @@ pub fn gemm_rates(device: &Device) -> Result<()> {
         let w = randn(&[o, d], device)?;
         let gflop = 2.0 * (m * d * o) as f64 / 1e9;
         let candle = gflop / (time_op(reps, || Ok(x.matmul(&w.t()?)?))? / 1e3);
-        let blas = if blas::applies(&x, &w) {
+        let rate = |dtype| -> Result<String> {
+            if !blas::applies(&x, &w) {
+                return Ok(format!("{:>10}", "-"));
+            }
+            let _dtype = precision::scope(dtype)?;
             let rate = gflop / (time_op(reps, || blas::linear_wt(&x, &w))? / 1e3);
-            format!("{rate:>10.1}")
-        } else {
-            format!("{:>10}", "-")
+            Ok(format!("{rate:>10.1}"))
         };
-        println!("  {name:<47} {candle:>10.1} {blas}");
+        let (blas, bf16) = (rate(MatmulDtype::F32)?, rate(MatmulDtype::Bf16)?);
+        println!("  {name:<47} {candle:>10.1} {blas} {bf16}");
     }
     Ok(())
 }

@@ -121,7 +121,7 @@ impl candle_core::CustomOp3 for Weights {
         bias: &CpuStorage,
         bl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let Some(lib) = blas::get() else {
+        let Some(lib) = blas::here() else {
             candle_core::bail!("attention: no BLAS library loaded");
         };
         let d = Dims::of(ql.dims(), kl.dims(), bl.dims())?;
@@ -311,7 +311,7 @@ impl candle_core::CustomOp3 for Attend {
         bias: &CpuStorage,
         bl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let Some(lib) = blas::get() else {
+        let Some(lib) = blas::here() else {
             candle_core::bail!("attention: no BLAS library loaded");
         };
         let (d, o) = self.dims(ql.dims(), kvl.dims(), bl.dims())?;
@@ -384,7 +384,7 @@ impl candle_core::CustomOp3 for Attend {
         _ctx: &Tensor,
         dctx: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let Some(lib) = blas::get() else {
+        let Some(lib) = blas::here() else {
             candle_core::bail!("attention: no BLAS library loaded");
         };
         let poisoned = || candle_core::Error::Msg("attention: poisoned".into());

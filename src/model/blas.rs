@@ -40,6 +40,10 @@
 //! a quiet moment (`PROMOT_BENCH_ONLY=gemm cargo bench --bench train_step`).
 //! So leave it unset unless detection is wrong.
 //!
+//! Precision: a product reads its thread's `precision::current()` when it
+//! starts ([`here`]); under `dtype: "bf16"` the same calls multiply bf16
+//! operands with f32 sums (`bf16.rs`) instead of calling sgemm.
+//!
 //! Row-major throughout: `gemm(ta, tb, ...)` computes C (m, n) = op(A) op(B)
 //! with op(A) (m, k), op(B) (k, n), each operand stored contiguous in its own
 //! (transposed or not) shape.
@@ -51,7 +55,9 @@ use std::sync::OnceLock;
 use candle_core::{DType, Layout, Tensor};
 use rayon::prelude::*;
 
+use super::bf16;
 use super::fused::values;
+use super::precision::{self, MatmulDtype};
 use crate::error::{Error, Result};
 
 /// The library's file name, as `scripts/get-blas.sh` places it.
@@ -116,6 +122,23 @@ pub fn get() -> Option<&'static Blas> {
         })
     })
     .as_ref()
+}
+
+/// The BLAS library with this thread's product precision
+/// (`precision::current`), for a product that starts here: its worker tasks
+/// get the copy. None when there is no library.
+pub fn here() -> Option<Gemm> {
+    get().map(|lib| Gemm {
+        lib,
+        dtype: precision::current(),
+    })
+}
+
+/// The library and the precision of one product (copied into its tasks).
+#[derive(Clone, Copy)]
+pub struct Gemm {
+    lib: &'static Blas,
+    dtype: MatmulDtype,
 }
 
 /// Which matmul backend `layers::linear` uses, in words.
@@ -194,7 +217,9 @@ impl Blas {
             _lib: lib,
         })
     }
+}
 
+impl Gemm {
     /// C (m, n) = op(A) op(B), op(A) (m, k), op(B) (k, n), row-major; `ta`
     /// means A is stored as (k, m), `tb` that B is stored as (n, k). Checks
     /// every length before calling into the library.
@@ -212,35 +237,46 @@ impl Blas {
         if m == 0 || n == 0 || k == 0 {
             return Ok(vec![0f32; m * n]);
         }
-        // Row blocks of C, one per task, none under MIN_ROWS rows or MIN_FLOPS of work.
+        // Blocks of C, one per task, none under MIN_ROWS rows (columns) or MIN_FLOPS of work:
+        // row blocks, except that bf16 splits a wide C by columns, because each
+        // task packs the part of B it reads (the vocabulary projection's B is the
+        // whole embedding table).
+        let by_columns = self.dtype == MatmulDtype::Bf16 && n > m;
+        let split = if by_columns { n } else { m };
         let by_work = (2 * mn).saturating_mul(k) / MIN_FLOPS;
-        let tasks = self.tasks.min(m.div_ceil(MIN_ROWS)).min(by_work).max(1);
-        let rows = m.div_ceil(tasks);
+        let tasks = self.lib.tasks.min(split.div_ceil(MIN_ROWS)).min(by_work).max(1);
+        let size = split.div_ceil(tasks);
         let block = |i: usize, c: Shared| {
-            let r0 = i * rows;
-            let mc = rows.min(m.saturating_sub(r0));
+            let first = i * size;
+            let len = size.min(split.saturating_sub(first));
+            let ((r0, mc), (c0, nc)) = if by_columns {
+                ((0, m), (first, len))
+            } else {
+                ((first, len), (0, n))
+            };
             // Rows r0.. of op(A): A (m, k) from row r0; A stored (k, m) from column r0.
             let (a_at, lda) = if ta { (&a[r0..], m) } else { (&a[r0 * k..], k) };
-            // SAFETY: `a` and `b` hold A and B (lengths checked above), rows
-            // r0 .. r0 + mc of op(A) start at `a_at`, and rows r0 .. r0 + mc of
-            // C are this block's alone.
+            // Columns c0.. of op(B): B (k, n) from column c0; B stored (n, k) from row c0.
+            let (b_at, ldb) = if tb { (&b[c0 * k..], k) } else { (&b[c0..], n) };
+            // SAFETY: `a` and `b` hold A and B (lengths checked above), the
+            // block's rows of op(A) and columns of op(B) start at `a_at` and
+            // `b_at`, and its rows x columns of C are this block's alone.
             unsafe {
-                let ldb = if tb { k } else { n };
                 self.call_strided(
                     (ta, tb),
-                    (mc, n, k),
+                    (mc, nc, k),
                     (a_at.as_ptr(), lda),
-                    (b.as_ptr(), ldb),
-                    (c.at(r0 * n), n),
+                    (b_at.as_ptr(), ldb),
+                    (c.at(r0 * n + c0), n),
                     (1.0, 0.0),
                 )
             };
         };
-        // SAFETY: the blocks cover rows 0 .. m of C, and sgemm writes every value of its rows.
+        // SAFETY: the blocks cover all of C, and each product writes every value of its block.
         let c = unsafe {
             written(m * n, |c| {
                 (0..tasks).into_par_iter().for_each(|i| {
-                    if i * rows < m {
+                    if i * size < split {
                         block(i, c)
                     }
                 })
@@ -269,10 +305,47 @@ impl Blas {
         (c, ldc): (*mut f32, usize),
         (alpha, beta): (f32, f32),
     ) {
+        if self.dtype == MatmulDtype::Bf16 {
+            let (a, b) = (
+                bf16::Operand {
+                    ptr: a,
+                    ld: lda,
+                    trans: ta,
+                },
+                bf16::Operand {
+                    ptr: b,
+                    ld: ldb,
+                    trans: tb,
+                },
+            );
+            if bf16::has_kernel() {
+                // SAFETY: the caller's contract, and the CPU has the kernel.
+                return unsafe { bf16::gemm((m, n, k), a, b, (c, ldc), (alpha, beta)) };
+            }
+            // The same numbers from the operands' bf16 values, through sgemm.
+            // SAFETY: the caller's contract.
+            let (ar, br) = unsafe { (a.rounded(m, k), b.rounded(k, n)) };
+            let (lda, ldb) = (if ta { m } else { k }, if tb { k } else { n });
+            let f32 = Gemm {
+                dtype: MatmulDtype::F32,
+                ..*self
+            };
+            // SAFETY: contiguous copies of the operands' extents.
+            return unsafe {
+                f32.call_strided(
+                    (ta, tb),
+                    (m, n, k),
+                    (ar.as_ptr(), lda),
+                    (br.as_ptr(), ldb),
+                    (c, ldc),
+                    (alpha, beta),
+                )
+            };
+        }
         let flag = |t: bool| if t { TRANS } else { NO_TRANS };
         // SAFETY: the caller's contract.
         unsafe {
-            (self.sgemm)(
+            (self.lib.sgemm)(
                 ROW_MAJOR,
                 flag(ta),
                 flag(tb),
@@ -332,7 +405,7 @@ fn product(
     a: (&candle_core::CpuStorage, &candle_core::Layout),
     b: (&candle_core::CpuStorage, &candle_core::Layout),
 ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
-    let Some(blas) = get() else {
+    let Some(blas) = here() else {
         candle_core::bail!("blas: no BLAS library loaded");
     };
     let (a_rows, a_cols) = a.1.shape().dims2()?;
@@ -488,7 +561,7 @@ impl candle_core::CustomOp2 for Batched {
         b: &candle_core::CpuStorage,
         b_layout: &candle_core::Layout,
     ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
-        let Some(blas) = get() else {
+        let Some(blas) = here() else {
             candle_core::bail!("blas: no BLAS library loaded");
         };
         let (ad, bd) = (a_layout.dims(), b_layout.dims());
@@ -519,7 +592,7 @@ impl candle_core::CustomOp2 for Batched {
         }
         // Products are handed out in groups, one per task; none under MIN_FLOPS of work.
         let by_work = (2 * count * m * n).saturating_mul(k) / MIN_FLOPS;
-        let tasks = blas.tasks.min(count).min(by_work).max(1);
+        let tasks = blas.lib.tasks.min(count).min(by_work).max(1);
         let group = count.div_ceil(tasks);
         let (lda, ldb) = (if ta { m } else { k }, if tb { k } else { n });
         let fill = |c: Shared| {

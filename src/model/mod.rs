@@ -6,6 +6,7 @@
 
 pub mod activation;
 pub mod attention;
+pub mod bf16;
 pub mod blas;
 pub mod fused;
 pub mod gemv;
@@ -15,6 +16,7 @@ pub mod layers;
 pub mod llama;
 pub mod loading;
 pub mod loss;
+pub mod precision;
 pub mod t5;
 pub mod tokenizer;
 pub mod toy_config;

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::{BatchOptions, Keep, TrainOptions};
 use crate::data::fewshot::DEFAULT_SEPARATOR;
 use crate::error::{Error, Result};
+use crate::model::precision::MatmulDtype;
 use crate::optim::{OptimOptions, Schedule};
 use crate::options::{number, opt_number};
 
@@ -71,6 +72,9 @@ pub struct TrainConfig {
     /// Adafactor on prompts: scale each step by the prompt's RMS (the
     /// prompt-tuning code: off).
     pub prompt_multiply_by_parameter_scale: Option<bool>,
+    /// "f32", or "bf16": products with bf16 operands and f32 sums, f32
+    /// weights and loss (mixed precision, as PyTorch's autocast).
+    pub dtype: MatmulDtype,
     pub quiet: bool,
     /// Name shown in progress lines.
     pub label: String,
@@ -105,6 +109,7 @@ impl Default for TrainConfig {
             multiply_by_parameter_scale: None,
             min_dim_size_to_factor: None,
             prompt_multiply_by_parameter_scale: None,
+            dtype: MatmulDtype::F32,
             quiet: false,
             label: "train".into(),
         }
@@ -176,6 +181,7 @@ impl TrainConfig {
             checkpoint_dir: self.checkpoint_dir.clone(),
             save_every: self.save_every,
             resume: self.resume,
+            dtype: self.dtype,
             quiet: self.quiet,
             label: self.label.clone(),
         }

@@ -20,6 +20,7 @@ use candle_core::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::model::precision::{self, MatmulDtype};
 use crate::model::{pad_batch, LanguageModel};
 use crate::optim::{self, clip_grad_norm, grad_norm, OptimOptions, Optimizer, Schedule};
 use crate::params::Param;
@@ -63,6 +64,8 @@ pub struct TrainOptions {
     /// Save a checkpoint every this many steps (0: only at evaluations and the end).
     pub save_every: usize,
     pub resume: bool,
+    /// The precision of the products in each step (evaluations run in f32).
+    pub dtype: MatmulDtype,
     pub quiet: bool,
     pub label: String,
 }
@@ -332,7 +335,9 @@ pub fn train(
             break;
         }
         let batch = batcher.batch(k, tok, model)?;
-        let loss = step(model, &batch, &mut groups, opts, k).inspect_err(|_| progress.finish())?;
+        let loss = precision::scope(opts.dtype)
+            .and_then(|_dtype| step(model, &batch, &mut groups, opts, k))
+            .inspect_err(|_| progress.finish())?;
         k += 1;
         history.losses.push(loss);
         let mut extra = String::new();
