@@ -268,19 +268,48 @@ pub unsafe fn gemm(
         }
         return;
     }
-    let mut bp = vec![0u32; KC / 2 * NC.next_multiple_of(NR)];
-    let mut ap = vec![0u32; KC / 2 * MC];
+    // The packed blocks, reused by this thread's next products (no allocating
+    // or zeroing per call: packing writes every value the tiles read).
+    thread_local! {
+        static PACKED: std::cell::RefCell<(Vec<u32>, Vec<u32>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+    }
+    PACKED.with_borrow_mut(|(ap, bp)| {
+        let grow = |v: &mut Vec<u32>, len: usize| {
+            if v.len() < len {
+                v.resize(len, 0);
+            }
+        };
+        grow(ap, KC.min(k).div_ceil(2) * MC.min(m).next_multiple_of(MR));
+        grow(bp, KC.min(k).div_ceil(2) * NC.min(n).next_multiple_of(NR));
+        // SAFETY: the caller's contract; the buffers hold the largest packed blocks.
+        unsafe { blocks((m, n, k), a, b, (c, ldc), (alpha, beta), ap, bp) }
+    })
+}
+
+/// `gemm`'s loops over packed blocks.
+///
+/// # Safety
+/// As `gemm`, and `ap`, `bp` hold the largest packed blocks of A and B.
+unsafe fn blocks(
+    (m, n, k): (usize, usize, usize),
+    a: Operand,
+    b: Operand,
+    (c, ldc): (*mut f32, usize),
+    (alpha, beta): (f32, f32),
+    ap: &mut [u32],
+    bp: &mut [u32],
+) {
     for j0 in (0..n).step_by(NC) {
         let nc = NC.min(n - j0);
         for p0 in (0..k).step_by(KC) {
             let kc = KC.min(k - p0);
             let kq = kc.div_ceil(2);
             // SAFETY: blocks inside A and B (the caller's contract).
-            unsafe { pack_b(b, (p0, kc), (j0, nc), &mut bp) };
+            unsafe { pack_b(b, (p0, kc), (j0, nc), bp) };
             let beta = if p0 == 0 { beta } else { 1.0 };
             for i0 in (0..m).step_by(MC) {
                 let mc = MC.min(m - i0);
-                unsafe { pack_a(a, (i0, mc), (p0, kc), &mut ap) };
+                unsafe { pack_a(a, (i0, mc), (p0, kc), ap) };
                 for js in 0..nc.div_ceil(NR) {
                     for is in 0..mc.div_ceil(MR) {
                         let (rows, cols) = (MR.min(mc - is * MR), NR.min(nc - js * NR));
