@@ -13,6 +13,9 @@
 //! ratio, and the achieved GFLOP/s of each step (6 x params x tokens for a
 //! full step) beside the machine's measured matmul rate.
 //!
+//! After each shape's steps, beam-4 generation in tokens/s (benches/generation.rs),
+//! against PyTorch's `generate` when its results hold it.
+//!
 //! First, the matmul backend in use (OpenBLAS when `scripts/get-blas.sh` has
 //! fetched it, else candle's gemm; see src/model/blas.rs) and the GFLOP/s of
 //! both backends on t5-small's two defining products. Last, single operations
@@ -21,7 +24,8 @@
 //! Run: `cargo bench --bench train_step` (or benches/run.sh for both sides).
 //! Environment: PROMOT_BENCH_STEPS (timed steps, default 5),
 //! PROMOT_BENCH_WARMUP (default 2), PROMOT_BENCH_SHAPES (comma-separated
-//! names from shapes.json, default all), PROMOT_BENCH_ONLY=full|stage1|stage2
+//! names from shapes.json, default all), PROMOT_BENCH_GEN_REPS (timed
+//! generate calls, default 2), PROMOT_BENCH_ONLY=full|stage1|stage2|generate
 //! times just that setting (for `perf record`; `gemm` prints only the GFLOP/s
 //! rows), PROMOT_BENCH_OPS=0 skips the op timings, PROMOT_TORCH_JSON
 //! overrides the PyTorch results path, PROMOT_BLAS=off times candle's gemm,
@@ -29,6 +33,7 @@
 //! src/model/precision.rs) against PyTorch's autocast bf16 results
 //! (benches/results/torch_train_step_bf16.json).
 
+mod generation;
 mod ops;
 
 use std::time::Instant;
@@ -318,7 +323,9 @@ fn torch_results() -> Option<(Value, String)> {
     serde_json::from_str(&text).ok().map(|v| (v, path))
 }
 
-fn print_ratios(ours: &[(String, String, Timing)]) {
+/// promot/PyTorch time ratios per step, and PyTorch/promot tokens/s ratios for
+/// generation (so below 1 is faster in both).
+fn print_ratios(ours: &[(String, String, Timing)], generated: &[(String, f64)]) {
     let Some((json, path)) = torch_results() else {
         println!("\n(no PyTorch results: run `python benches/train_step_torch.py` or benches/run.sh for the ratio)");
         return;
@@ -350,6 +357,16 @@ fn print_ratios(ours: &[(String, String, Timing)]) {
             ms(t.mean.forward) / fwd,
             ms(t.mean.backward) / bwd
         );
+    }
+    for (shape, rate) in generated {
+        let label = format!("{shape} beam-4 generate");
+        match json["results"][shape]["beam4"]["tokens_per_s"].as_f64() {
+            Some(theirs) => println!(
+                "{label:<24} {rate:>10.1} {theirs:>10.1} {:>13.2}   (tokens/s; ratio = torch rate / promot rate)",
+                theirs / rate
+            ),
+            None => println!("{label:<24} (no PyTorch result)"),
+        }
     }
 }
 
@@ -396,6 +413,7 @@ fn main() -> Result<()> {
         "(GFLOP/s* below: a step's weight products only, forward and backward, against the rates above; see step_gflop)"
     );
     let mut results = Vec::new();
+    let mut generated = Vec::new();
     for s in shapes(&device)? {
         println!(
             "\n{}: {:.1}M params, batch {} x {} in x {} out, prompt {}, dropout {}",
@@ -421,8 +439,20 @@ fn main() -> Result<()> {
             print_row(setting, &t, step_gflop(&s, setting));
             results.push((s.name.clone(), setting.to_string(), t));
         }
+        if only.as_deref().is_none_or(|o| o == "generate") {
+            let _dtype = precision::scope(dtype())?;
+            let reps = env_usize("PROMOT_BENCH_GEN_REPS", 2);
+            let (tokens, secs) = generation::beam4(s.model.as_ref(), &batch.ids, &batch.mask, s.target_len, reps)?;
+            println!(
+                "{:<24} {:>9.1} ms for {tokens} tokens: {:.1} tokens/s",
+                "generate, beam 4",
+                ms(secs),
+                tokens as f64 / secs
+            );
+            generated.push((s.name.clone(), tokens as f64 / secs));
+        }
     }
-    print_ratios(&results);
+    print_ratios(&results, &generated);
     if only.is_none() && std::env::var("PROMOT_BENCH_OPS").map(|v| v != "0").unwrap_or(true) {
         ops::op_profile(&device)?;
     }

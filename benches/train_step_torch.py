@@ -103,11 +103,40 @@ def time_steps(model, prompt, batch, params, warmup, steps):
     }
 
 
+def beam4(model, batch, new_tokens, reps):
+    """Beam search, 4 beams, up to new_tokens: mean ms per call and generated tokens/s (tokens of the
+    returned sequences up to and including EOS; the decoder's start token is not counted)."""
+    ids, mask, _ = batch
+    model.eval()
+    eos = model.config.eos_token_id
+    eos = eos[0] if isinstance(eos, list) else eos
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=DTYPE == "bf16"):
+        embeds = model.get_input_embeddings()(ids)
+
+        def call():
+            out = model.generate(inputs_embeds=embeds, attention_mask=mask, num_beams=4, max_new_tokens=new_tokens,
+                                 do_sample=False, early_stopping=False, length_penalty=1.0)
+            tokens = 0
+            for row in out.tolist():
+                row = row[1:] if model.config.is_encoder_decoder else row
+                tokens += row.index(eos) + 1 if eos in row else len(row)
+            return tokens
+
+        call()
+        t0 = time.perf_counter()
+        for _ in range(max(reps, 1)):
+            tokens = call()
+        secs = (time.perf_counter() - t0) / max(reps, 1)
+    model.train()
+    return {"ms": 1e3 * secs, "tokens": tokens, "tokens_per_s": tokens / secs}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=int(os.environ.get("PROMOT_BENCH_STEPS", 5)))
     ap.add_argument("--warmup", type=int, default=int(os.environ.get("PROMOT_BENCH_WARMUP", 2)))
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--gen-reps", type=int, default=int(os.environ.get("PROMOT_BENCH_GEN_REPS", 2)))
     ap.add_argument("--shapes", default=os.environ.get("PROMOT_BENCH_SHAPES", ""))
     args = ap.parse_args()
 
@@ -153,6 +182,9 @@ def main():
             p.requires_grad_(True)
         prompt.requires_grad_(False)
         run("stage2", prompt, model_params)
+        results[name]["beam4"] = r = beam4(model, batch, shape["target_len"], args.gen_reps)
+        print(f"{'generate, beam 4':<10} {r['ms']:>9.1f} ms for {r['tokens']} tokens: {r['tokens_per_s']:.1f} tokens/s",
+              flush=True)
 
     os.makedirs(os.path.dirname(OUT), exist_ok=True)
     with open(OUT, "w") as f:
