@@ -13,7 +13,13 @@ use promot::model::generate::GenerateOptions;
 use promot::model::LanguageModel;
 
 /// Tokens generated and mean seconds over `reps` timed calls (after one warm-up).
-pub fn beam4(model: &dyn LanguageModel, ids: &Tensor, mask: &Tensor, new_tokens: usize, reps: usize) -> Result<(usize, f64)> {
+pub fn beam4(
+    model: &dyn LanguageModel,
+    ids: &Tensor,
+    mask: &Tensor,
+    new_tokens: usize,
+    reps: usize,
+) -> Result<(usize, f64)> {
     let opts = GenerateOptions {
         max_new_tokens: new_tokens,
         num_beams: 4,
