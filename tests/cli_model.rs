@@ -1,6 +1,7 @@
 //! The binary end to end on the fixture mT5: `promot -e` generates with beam 4
 //! exactly what transformers generated, and the REPL flow of computing a loss
-//! and a named parameter's gradient works from the command line.
+//! and a named parameter's gradient works from the command line; a bad
+//! `dtype` is one clear error.
 
 use std::process::Command;
 
@@ -57,4 +58,26 @@ fn a_missing_model_is_one_clear_error_with_a_location() {
         "{stderr}"
     );
     assert_eq!(stderr.lines().filter(|l| l.starts_with("error")).count(), 1, "{stderr}");
+}
+
+#[test]
+fn bf16_without_a_blas_library_is_one_clear_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_promot"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("PROMOT_BLAS", "off")
+        .args([
+            "-e",
+            "load_model(\"toy\").train(toy_pretrain_data(8, 1), #{ steps: 1, batch_size: 8, dtype: \"bf16\" })",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("dtype 'bf16'") && stderr.contains("scripts/get-blas.sh"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let (ok, _, stderr) = promot("load_model(\"toy\").train(toy_pretrain_data(8, 1), #{ steps: 1, dtype: \"fp16\" })");
+    assert!(!ok && stderr.contains("expected `f32` or `bf16`"), "{stderr}");
 }
