@@ -9,7 +9,7 @@
 //!
 //! A product of two bf16 values is exact in f32 (8 + 8 significant bits fit
 //! in 24), so the result differs from sgemm's only by the operands' rounding
-//! (relative 2⁻⁹ each) and the order of the f32 sums: the contract of
+//! (at most 2⁻⁸ relative, each) and the order of the f32 sums: the contract of
 //! PyTorch's CPU autocast to bf16 for a matmul, except that C stays f32 here
 //! (autocast rounds the output to bf16 as well).
 //!
@@ -30,9 +30,10 @@
 //!
 //! An odd depth gets a zero partner; rows and columns past the edges are
 //! packed as zeros and left out when C is stored. The vector conversions and
-//! `vdpbf16ps` read subnormal values (below 2⁻¹²⁶ in magnitude) as zero. Where the CPU lacks
-//! AVX512-BF16, `rounded` makes the operands' bf16 values as f32 copies for
-//! sgemm: the same numbers, up to the order of the f32 sums, slower.
+//! `vdpbf16ps` read subnormal values (below 2⁻¹²⁶ in magnitude) as zero.
+//! Where the CPU lacks AVX512-BF16, `Operand::rounded` makes the operands'
+//! bf16 values as f32 copies for sgemm: the same numbers, up to the order of
+//! the f32 sums (and those subnormals), slower.
 
 /// Rows of C per register tile.
 const MR: usize = 12;
@@ -65,12 +66,17 @@ fn pair(lo: f32, hi: f32) -> u32 {
     bits(lo) as u32 | (bits(hi) as u32) << 16
 }
 
-/// Whether this CPU runs the AVX512-BF16 kernel (else `rounded` + sgemm).
+/// Whether this CPU runs the AVX512-BF16 kernel (else `Operand::rounded` +
+/// sgemm). `PROMOT_BF16_KERNEL=off` takes the other path on any CPU (to
+/// compare them), read once per process.
 pub fn has_kernel() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *HAS.get_or_init(|| is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16"))
+        *HAS.get_or_init(|| {
+            let off = std::env::var("PROMOT_BF16_KERNEL").is_ok_and(|v| v == "off");
+            !off && is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16")
+        })
     }
     #[cfg(not(target_arch = "x86_64"))]
     false
@@ -87,7 +93,8 @@ pub struct Operand {
 
 impl Operand {
     /// The stored values of op(X) (rows, cols) rounded to bf16, contiguous
-    /// (rows `cols` apart, or `rows` apart when `trans`): `rounded`'s copy.
+    /// (rows `cols` apart, or `rows` apart when `trans`): what sgemm
+    /// multiplies where the CPU lacks the kernel.
     ///
     /// # Safety
     /// Inside the operand.
