@@ -6,6 +6,7 @@
 
 pub mod activation;
 pub mod attention;
+pub mod batched;
 pub mod bf16;
 pub mod blas;
 pub mod fused;
