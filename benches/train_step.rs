@@ -13,7 +13,7 @@
 //! ratio, and the achieved GFLOP/s of each step (6 x params x tokens for a
 //! full step) beside the machine's measured matmul rate.
 //!
-//! After each shape's steps, beam-4 generation in tokens/s (benches/generation.rs),
+//! After each shape's steps, beam-4 generation in tokens/s (benches/generation/mod.rs),
 //! against PyTorch's `generate` when its results hold it.
 //!
 //! First, the matmul backend in use (OpenBLAS when `scripts/get-blas.sh` has
