@@ -308,6 +308,12 @@ pub fn train(
         mut evaluate,
         should_stop,
     } = hooks;
+    if opts.dtype == MatmulDtype::Bf16 && !model.params().device().is_cpu() {
+        // The bf16 products are CPU kernels; on a GPU they would silently stay f32.
+        return Err(Error::msg(
+            "dtype 'bf16' is for CPU training: this model is on a GPU; use dtype 'f32'",
+        ));
+    }
     let batcher = Batcher::new(tasks, opts.batch.clone())?;
     let mut groups = param_groups(model, opts)?;
     model.dropout().set_p(opts.dropout);
