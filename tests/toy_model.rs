@@ -137,6 +137,15 @@ fn toy_bindings_build_data_tasks_and_models() {
         "k in 0..=4 gives a mixture of 0-shot and k-shot episodes, got {with_demos}/40 with demonstrations"
     );
     assert!(engine.eval::<rhai::Array>("toy_pretrain_data(-1, 3)").is_err());
+    let tasks: String = engine
+        .eval("toy_pretrain_data(30, 3, #{ tasks: [\"cb\"], k_min: 1, k_max: 1 }).map(|e| e.task + \"/\" + e.input.split(\" <sep> \").len()).reduce(|a, b| if a == () { b } else if a == b { a } else { \"mixed\" })")
+        .unwrap();
+    assert_eq!(tasks, "cb/2");
+    let err = engine
+        .eval::<rhai::Array>("toy_pretrain_data(3, 3, #{ task: [\"cb\"] })")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unknown option 'task'") && err.contains("tasks"), "{err}");
     assert!(engine
         .eval::<rhai::Array>("toy_examples(\"mnli\", \"train\", 2, 0)")
         .is_err());

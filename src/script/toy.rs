@@ -19,6 +19,7 @@ use super::tensor::reg;
 use super::{to_rhai, RResult};
 use crate::model::toy_config::ToyModelConfig;
 use crate::tokenizer::Tokenizer;
+use crate::toy::mixture::{Mixture, MixtureOptions};
 use crate::toy::vocab::split_words;
 use crate::toy::{build_tokenizer, Example, TaskKind, World};
 
@@ -96,11 +97,12 @@ fn toy_episodes(task: &str, split: &str, k: INT, n: INT, seed: INT) -> RResult<A
     Ok(episodes.iter().map(|e| example_map(e, kind)).collect())
 }
 
-/// `n` draws of the pretraining mixture (`World::pretrain_episode`), each
+/// `n` draws of the pretraining mixture (`World::mixture_episode`), each
 /// keeping its task name.
-fn toy_pretrain_data(n: INT, seed: INT, k_max: INT) -> RResult<Array> {
+fn toy_pretrain_data(n: INT, seed: INT, options: &MixtureOptions) -> RResult<Array> {
     let n = count_arg("toy_pretrain_data n", n)?;
-    let k_max = shots_arg("toy_pretrain_data k_max", k_max)?;
+    shots_arg("toy_pretrain_data k_max", options.k_max as INT)?;
+    let mixture = Mixture::new(options).map_err(to_rhai)?;
     let world = world()?;
     let mut rng = ChaCha8Rng::seed_from_u64(seed_arg(seed));
     let mut out = Array::with_capacity(n);
@@ -108,7 +110,7 @@ fn toy_pretrain_data(n: INT, seed: INT, k_max: INT) -> RResult<Array> {
         if super::interrupt::interrupted() {
             return Err(to_rhai("toy_pretrain_data: interrupted"));
         }
-        let (task, episode) = world.pretrain_episode(&mut rng, k_max).map_err(to_rhai)?;
+        let (task, episode) = world.mixture_episode(&mixture, &mut rng).map_err(to_rhai)?;
         out.push(example_map(&episode, task));
     }
     Ok(out)
@@ -258,14 +260,38 @@ pub fn register(engine: &mut Engine) {
         "toy_pretrain_data",
         &["n: int", "seed: int", "Array"],
         "n toy pretraining episodes #{input, target, task}: any task, k-shot with k uniform in 0..=4.",
-        |n: INT, seed: INT| toy_pretrain_data(n, seed, 4),
+        |n: INT, seed: INT| toy_pretrain_data(n, seed, &MixtureOptions::default()),
     );
     reg(
         engine,
         "toy_pretrain_data",
         &["n: int", "seed: int", "k_max: int", "Array"],
         "n toy pretraining episodes with k uniform in 0..=k_max.",
-        toy_pretrain_data,
+        |n: INT, seed: INT, k_max: INT| {
+            let k_max = shots_arg("toy_pretrain_data k_max", k_max)?;
+            toy_pretrain_data(
+                n,
+                seed,
+                &MixtureOptions {
+                    k_max,
+                    ..MixtureOptions::default()
+                },
+            )
+        },
+    );
+    let doc = super::options::doc_with_options::<MixtureOptions>(
+        "n toy pretraining episodes drawn from the mixture these options set (tasks, k range, alternate formats).",
+        &[],
+    );
+    reg(
+        engine,
+        "toy_pretrain_data",
+        &["n: int", "seed: int", "options: Map", "Array"],
+        &doc,
+        |n: INT, seed: INT, o: Map| {
+            let options: MixtureOptions = super::options::parse("toy_pretrain_data", &o, &[])?;
+            toy_pretrain_data(n, seed, &options)
+        },
     );
     reg(
         engine,

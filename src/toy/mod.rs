@@ -19,6 +19,7 @@
 //! `demo_1 SEP demo_2 SEP ... demo_k SEP query`, `demo = input + " " + target`.
 //! Demonstrations always come from the train split.
 
+pub mod mixture;
 pub mod tasks;
 pub mod vocab;
 pub mod world;
@@ -268,8 +269,20 @@ impl World {
     /// demonstrations come from train (distinct, and distinct from the
     /// query). For `fresh_rule` one rule is drawn for the whole episode.
     pub fn episode_in<R: Rng + ?Sized>(&self, task: TaskKind, split: Split, k: usize, rng: &mut R) -> Result<Example> {
+        let (demos, query) = self.episode_parts(task, split, k, rng)?;
+        Ok(join_prompt(&demos, &query))
+    }
+
+    /// The demonstrations and the query of an episode (see `episode_in`), not yet joined.
+    pub(crate) fn episode_parts<R: Rng + ?Sized>(
+        &self,
+        task: TaskKind,
+        split: Split,
+        k: usize,
+        rng: &mut R,
+    ) -> Result<(Vec<Example>, Example)> {
         if task == TaskKind::FreshRule {
-            return self.fresh_rule_episode(split, k, rng);
+            return self.fresh_rule_parts(split, k, rng);
         }
         let mut used = BTreeSet::new();
         let generate = |r: &mut R| self.generate(task, r);
@@ -284,13 +297,18 @@ impl World {
             used.insert(demo.input.clone());
             demos.push(demo);
         }
-        Ok(join_prompt(&demos, &query))
+        Ok((demos, query))
     }
 
     /// A fresh-rule episode: one rule for the query and all demonstrations,
     /// and the demonstrations chosen so that together they reveal what the
     /// query needs (see `FreshRule::covering_constraint`) once k >= 2.
-    fn fresh_rule_episode<R: Rng + ?Sized>(&self, split: Split, k: usize, rng: &mut R) -> Result<Example> {
+    fn fresh_rule_parts<R: Rng + ?Sized>(
+        &self,
+        split: Split,
+        k: usize,
+        rng: &mut R,
+    ) -> Result<(Vec<Example>, Example)> {
         let task = TaskKind::FreshRule;
         for _ in 0..1000 {
             let rule = FreshRule::draw(self, rng)?;
@@ -314,7 +332,7 @@ impl World {
             }
             if demos.len() == k {
                 rand::seq::SliceRandom::shuffle(demos.as_mut_slice(), rng);
-                return Ok(join_prompt(&demos, &query));
+                return Ok((demos, query));
             }
         }
         Err(Error::msg(format!(
@@ -328,27 +346,5 @@ impl World {
         let split = Split::from_name(split)?;
         let mut rng = stream_rng(task, split, k, seed);
         (0..n).map(|_| self.episode_in(task, split, k, &mut rng)).collect()
-    }
-
-    /// One draw of the pretraining mixture: a train episode of a task drawn
-    /// uniformly from all tasks (fine-tuning targets included), with k drawn
-    /// uniformly from 0..=k_max.
-    pub fn pretrain_episode<R: Rng + ?Sized>(&self, rng: &mut R, k_max: usize) -> Result<(TaskKind, Example)> {
-        let tasks = TaskKind::all();
-        let task = tasks[rng.random_range(0..tasks.len())];
-        let k = rng.random_range(0..=k_max);
-        Ok((task, self.episode(task, k, rng)?))
-    }
-
-    /// `n` draws of the pretraining mixture ([`World::pretrain_episode`]).
-    pub fn pretrain_batch_examples<R: Rng + ?Sized>(
-        &self,
-        rng: &mut R,
-        n: usize,
-        k_max: usize,
-    ) -> Result<Vec<Example>> {
-        (0..n)
-            .map(|_| self.pretrain_episode(rng, k_max).map(|(_, e)| e))
-            .collect()
     }
 }

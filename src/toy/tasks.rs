@@ -71,25 +71,16 @@ impl World {
         })
     }
 
-    /// Same entity and relation as `claim`, a different value; prefers a value
-    /// another premise claim uses, so the wrong answer is a plausible one.
-    fn wrong_value<R: Rng + ?Sized>(&self, rng: &mut R, claim: Claim, premise: &[Claim]) -> Result<Claim> {
+    /// Same entity and relation as `claim`, with a value that no premise
+    /// claim states: a false hypothesis is one whose value the premise never
+    /// mentions, so a reader decides it by looking the value up.
+    fn unstated_value<R: Rng + ?Sized>(&self, rng: &mut R, claim: Claim, premise: &[Claim]) -> Result<Claim> {
         let count = self.relations.get(claim.relation).map(|r| r.values.len()).unwrap_or(0);
-        if count < 2 {
-            return Err(Error::msg(
-                "toy world: a relation needs two values for a false hypothesis",
-            ));
-        }
-        let distractors: Vec<usize> = premise
-            .iter()
-            .filter(|c| c.relation == claim.relation && c.value != claim.value)
-            .map(|c| c.value)
+        let unstated: Vec<usize> = (0..count)
+            .filter(|v| !premise.iter().any(|c| c.relation == claim.relation && c.value == *v))
             .collect();
-        let value = if !distractors.is_empty() && rng.random_bool(0.5) {
-            *pick(rng, &distractors)?
-        } else {
-            (claim.value + rng.random_range(1..count)) % count
-        };
+        let value = *pick(rng, &unstated)
+            .map_err(|_| Error::msg("toy world: a relation needs an unstated value for a false hypothesis"))?;
         Ok(Claim { value, ..claim })
     }
 
@@ -114,45 +105,36 @@ impl World {
         Ok(sentences.join(" "))
     }
 
-    /// A hypothesis about a claim the premise makes, with the wanted truth.
+    /// A hypothesis about an (entity, relation) pair the premise states, with
+    /// the wanted truth: true restates the premise's value (as its sentence
+    /// or as a paraphrase), false names a value the premise never states.
     fn decidable_hypothesis<R: Rng + ?Sized>(&self, rng: &mut R, premise: &[Claim], truth: bool) -> Result<String> {
         let stated = *pick(rng, premise)?;
-        let negated = rng.random_bool(0.25);
-        // A negated hypothesis is true exactly when it denies a wrong value.
-        let asserted = if truth != negated {
+        let asserted = if truth {
             stated
         } else {
-            self.wrong_value(rng, stated, premise)?
+            self.unstated_value(rng, stated, premise)?
         };
-        if negated {
-            self.negation(asserted)
-        } else if rng.random_bool(0.5) {
+        if rng.random_bool(0.5) {
             self.statement(asserted)
         } else {
             self.paraphrase(asserted)
         }
     }
 
-    /// A hypothesis about an (entity, relation) pair the premise does not mention.
+    /// A hypothesis about an entity the premise does not mention.
     fn unrelated_hypothesis<R: Rng + ?Sized>(&self, rng: &mut R, premise: &[Claim]) -> Result<String> {
-        for _ in 0..1000 {
-            let entity = if rng.random_bool(0.5) {
-                pick(rng, premise)?.entity
-            } else {
-                rng.random_range(0..self.entities.len().max(1))
-            };
-            let relation = rng.random_range(0..self.relations.len().max(1));
-            if premise.iter().any(|c| (c.entity, c.relation) == (entity, relation)) {
-                continue;
-            }
-            let claim = self.random_claim(rng, entity, relation)?;
-            return match rng.random_range(0..4) {
-                0 => self.negation(claim),
-                1 => self.paraphrase(claim),
-                _ => self.statement(claim),
-            };
+        let unmentioned: Vec<usize> = (0..self.entities.len())
+            .filter(|e| !premise.iter().any(|c| c.entity == *e))
+            .collect();
+        let entity = *pick(rng, &unmentioned)?;
+        let relation = rng.random_range(0..self.relations.len().max(1));
+        let claim = self.random_claim(rng, entity, relation)?;
+        match rng.random_range(0..4) {
+            0 => self.negation(claim),
+            1 => self.paraphrase(claim),
+            _ => self.statement(claim),
         }
-        Err(Error::msg("toy world: could not find an unmentioned fact"))
     }
 
     fn rte<R: Rng + ?Sized>(&self, rng: &mut R) -> Result<Example> {

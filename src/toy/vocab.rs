@@ -73,10 +73,15 @@ pub fn split_words(text: &str) -> Vec<String> {
 ///
 /// These are the literal words of the one template table
 /// (`data::template::TEMPLATES`, as currently set), its label words, the
-/// language names, and the toy world's own frame words. Tasks fill the same
+/// language names, the toy world's own frame words and the words of the
+/// pretraining mixture's alternate answer formats. Tasks fill the same
 /// templates, so the vocabulary always covers them.
 pub(crate) fn template_words() -> BTreeSet<String> {
-    let mut words: BTreeSet<String> = TOY_TEXT.iter().flat_map(|t| split_words(t)).collect();
+    let mut words: BTreeSet<String> = TOY_TEXT
+        .iter()
+        .chain([&super::mixture::ALTERNATE_FORMAT_TEXT])
+        .flat_map(|t| split_words(t))
+        .collect();
     for (name, builtin) in template::TEMPLATES {
         let text = template::template_by_name(name).unwrap_or_else(|_| builtin.to_string());
         words.extend(split_words(&template::literal_text(&text).unwrap_or_default()));
