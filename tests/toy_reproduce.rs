@@ -82,22 +82,33 @@ fn quick_reproduction_runs_and_shows_format_specialization() {
             "{target}: {task}"
         );
     }
-    // On toy En-Fr, ProMoT fits the target and keeps summarization in context
-    // at least as well as fine-tuning does (docs/results-toy.md: 27.4 against
-    // 6.0 ROUGE-2 1-shot in the full run).
-    let target = |method| cell(&summary, "en_fr", method, "en_fr (target)", 0);
-    let xsum = |method| (cell(&summary, "en_fr", method, "xsum", 1) + cell(&summary, "en_fr", method, "xsum", 4)) / 2.0;
-    assert!(
-        target("ProMoT") > target("pretrained") + 10.0,
-        "ProMoT did not fit En-Fr: {} from {}",
-        target("ProMoT"),
-        target("pretrained")
-    );
-    assert!(
-        xsum("ProMoT") >= xsum("fine-tuning"),
-        "ProMoT kept less XSum than fine-tuning: {} against {}",
-        xsum("ProMoT"),
-        xsum("fine-tuning")
-    );
+    // Fine-tuning fits each target and costs the other tasks in context: the
+    // mean in-context score of the other tasks falls below the pretrained
+    // model's (docs/results-toy.md, full run: 48.0 -> 16.5 on RTE, 50.5 -> 31.9
+    // on En-Fr; quick run: 49.4 -> 40.0 and 50.2 -> 39.0 on both matmul
+    // backends). ProMoT's advantage over fine-tuning held in the full run but
+    // is not asserted: at the quick size its keep-best picks a checkpoint from
+    // 2 scores on 16 examples, and which one flips between matmul backends.
+    for target in ["rte", "en_fr"] {
+        let own = format!("{target} (target)");
+        assert!(
+            cell(&summary, target, "fine-tuning", &own, 0) > cell(&summary, target, "pretrained", &own, 0) + 5.0,
+            "fine-tuning did not fit {target}"
+        );
+        let mean = |method: &str| {
+            let cells: Vec<f64> = common::summary_cells(&summary, target, method)
+                .iter()
+                .filter(|c| c["task"].as_str() != Some(own.as_str()))
+                .map(|c| c["value"].as_f64().unwrap())
+                .collect();
+            cells.iter().sum::<f64>() / cells.len() as f64
+        };
+        assert!(
+            mean("fine-tuning") + 5.0 < mean("pretrained"),
+            "{target}: fine-tuning kept the in-context mean: {} against {} pretrained",
+            mean("fine-tuning"),
+            mean("pretrained")
+        );
+    }
     let _ = std::fs::remove_dir_all(&work);
 }
