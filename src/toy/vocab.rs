@@ -220,6 +220,7 @@ mod tests {
             "Article: One sentence summary: the lives in",
             "Input: Output:",
             "the of is",
+            "yes no maybe the answer is. works as a in.",
         ];
         let want: BTreeSet<String> = built_from.iter().flat_map(|t| split_words(t)).collect();
         assert_eq!(template_words(), want);
