@@ -196,15 +196,20 @@ impl World {
         Ok((task, join_prompt(&demos, &query)))
     }
 
-    /// `n` draws of the pretraining mixture ([`World::pretrain_episode`]).
+    /// `n` draws of the default pretraining mixture ([`World::pretrain_episode`]),
+    /// its options checked once.
     pub fn pretrain_batch_examples<R: Rng + ?Sized>(
         &self,
         rng: &mut R,
         n: usize,
         k_max: usize,
     ) -> Result<Vec<Example>> {
+        let mixture = Mixture::new(&MixtureOptions {
+            k_max,
+            ..MixtureOptions::default()
+        })?;
         (0..n)
-            .map(|_| self.pretrain_episode(rng, k_max).map(|(_, e)| e))
+            .map(|_| self.mixture_episode(&mixture, rng).map(|(_, e)| e))
             .collect()
     }
 }
