@@ -1,7 +1,7 @@
 //! The quickstart end to end: the paper's experiment in miniature at the quick
-//! size, with its fixed seed. Asserts only claims that held in the full run
-//! (docs/results-toy.md, "What held"); claims that did not hold are reported
-//! there, not asserted here.
+//! size, with its fixed seed. Asserts only what the full run showed
+//! (docs/results-toy.md) and the quick size repeats on both matmul backends;
+//! the rest is reported there, not asserted here.
 
 use std::process::Command;
 
@@ -82,33 +82,47 @@ fn quick_reproduction_runs_and_shows_format_specialization() {
             "{target}: {task}"
         );
     }
-    // Fine-tuning fits each target and costs the other tasks in context: the
-    // mean in-context score of the other tasks falls below the pretrained
-    // model's (docs/results-toy.md, full run: 48.0 -> 16.5 on RTE, 50.5 -> 31.9
-    // on En-Fr; quick run: 49.4 -> 40.0 and 50.2 -> 39.0 on both matmul
-    // backends). ProMoT's advantage over fine-tuning held in the full run but
-    // is not asserted: at the quick size its keep-best picks a checkpoint from
-    // 2 scores on 16 examples, and which one flips between matmul backends.
-    for target in ["rte", "en_fr"] {
+    // Fine-tuning costs the other tasks in context on both targets: the mean
+    // in-context score of the other tasks falls below the pretrained model's
+    // (docs/results-toy.md, full run: 69.3 -> 26.3 on RTE, 68.5 -> 39.9 on
+    // En-Fr; quick run: 68.9 -> 16.9 / 15.4 and 66.6 -> 48.1 / 48.0 with
+    // OpenBLAS / candle's matmul). It fits RTE (full 52 -> 70, quick 56 -> 81 /
+    // 88) but lowers En-Fr, which the pretrained model already translates (full
+    // 75.1 -> 47.2, quick 80.6 -> 47.4 on both). On RTE ProMoT keeps more in
+    // context than fine-tuning (full 58.2 against 26.3, quick 29.3 / 32.2
+    // against 16.9 / 15.4); on En-Fr it did not (40.3 against 39.9), so that is
+    // not asserted.
+    let target_score = |target: &str, method: &str| cell(&summary, target, method, &format!("{target} (target)"), 0);
+    let in_context_mean = |target: &str, method: &str| {
         let own = format!("{target} (target)");
+        let cells: Vec<f64> = common::summary_cells(&summary, target, method)
+            .iter()
+            .filter(|c| c["task"].as_str() != Some(own.as_str()))
+            .map(|c| c["value"].as_f64().unwrap())
+            .collect();
+        cells.iter().sum::<f64>() / cells.len() as f64
+    };
+    for target in ["rte", "en_fr"] {
         assert!(
-            cell(&summary, target, "fine-tuning", &own, 0) > cell(&summary, target, "pretrained", &own, 0) + 5.0,
-            "fine-tuning did not fit {target}"
-        );
-        let mean = |method: &str| {
-            let cells: Vec<f64> = common::summary_cells(&summary, target, method)
-                .iter()
-                .filter(|c| c["task"].as_str() != Some(own.as_str()))
-                .map(|c| c["value"].as_f64().unwrap())
-                .collect();
-            cells.iter().sum::<f64>() / cells.len() as f64
-        };
-        assert!(
-            mean("fine-tuning") + 5.0 < mean("pretrained"),
+            in_context_mean(target, "fine-tuning") + 5.0 < in_context_mean(target, "pretrained"),
             "{target}: fine-tuning kept the in-context mean: {} against {} pretrained",
-            mean("fine-tuning"),
-            mean("pretrained")
+            in_context_mean(target, "fine-tuning"),
+            in_context_mean(target, "pretrained")
         );
     }
+    assert!(
+        target_score("rte", "fine-tuning") > target_score("rte", "pretrained") + 5.0,
+        "fine-tuning did not fit rte"
+    );
+    assert!(
+        target_score("en_fr", "fine-tuning") < target_score("en_fr", "pretrained"),
+        "fine-tuning raised en_fr, which it lowered in the full run"
+    );
+    assert!(
+        in_context_mean("rte", "ProMoT") > in_context_mean("rte", "fine-tuning") + 5.0,
+        "rte: ProMoT kept no more in context than fine-tuning: {} against {}",
+        in_context_mean("rte", "ProMoT"),
+        in_context_mean("rte", "fine-tuning")
+    );
     let _ = std::fs::remove_dir_all(&work);
 }
