@@ -115,6 +115,14 @@ impl Mixture {
         })
     }
 
+    /// The default mixture with k uniform in 0..=k_max.
+    pub fn default_with_k_max(k_max: usize) -> Result<Mixture> {
+        Mixture::new(&MixtureOptions {
+            k_max,
+            ..MixtureOptions::default()
+        })
+    }
+
     /// A task drawn by its weight among the chosen tasks.
     fn draw_task<R: Rng + ?Sized>(&self, rng: &mut R) -> TaskKind {
         let total: u32 = self.weights.iter().map(|(_, w)| w).sum();
@@ -172,11 +180,7 @@ impl World {
     /// One draw of the default pretraining mixture with k in 0..=k_max
     /// (see [`World::mixture_episode`]).
     pub fn pretrain_episode<R: Rng + ?Sized>(&self, rng: &mut R, k_max: usize) -> Result<(TaskKind, Example)> {
-        let options = MixtureOptions {
-            k_max,
-            ..MixtureOptions::default()
-        };
-        self.mixture_episode(&Mixture::new(&options)?, rng)
+        self.mixture_episode(&Mixture::default_with_k_max(k_max)?, rng)
     }
 
     /// One draw of a pretraining mixture (see the module docs): a train
@@ -204,10 +208,7 @@ impl World {
         n: usize,
         k_max: usize,
     ) -> Result<Vec<Example>> {
-        let mixture = Mixture::new(&MixtureOptions {
-            k_max,
-            ..MixtureOptions::default()
-        })?;
+        let mixture = Mixture::default_with_k_max(k_max)?;
         (0..n)
             .map(|_| self.mixture_episode(&mixture, rng).map(|(_, e)| e))
             .collect()
