@@ -478,3 +478,34 @@ fn fresh_rule_needs_and_is_solved_by_demonstrations() {
     }
     assert!(outputs.values().any(|ys| ys.len() > 2));
 }
+
+#[test]
+fn recall_episodes_hide_only_answers_the_shown_examples_determine() {
+    let w = world();
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let mut hidden_total = 0;
+    for _ in 0..300 {
+        let e = w.recall_episode(&mut rng).unwrap();
+        let mut shown = Vec::new();
+        let mut hidden = Vec::new();
+        for part in e.input.split(DEMO_SEPARATOR) {
+            let (x, y) = io_pair(part);
+            match y.as_slice() {
+                [s] if s.starts_with("<extra_id_") => hidden.push((s.clone(), x)),
+                _ => shown.push((x, y)),
+            }
+        }
+        assert!(!hidden.is_empty() && hidden.len() <= 8, "{}", e.input);
+        // The target lists the sentinels in order, each with its answer,
+        // which an in-context learner finds from the shown examples alone.
+        let mut expected = Vec::new();
+        for (i, (sentinel, x)) in hidden.iter().enumerate() {
+            assert_eq!(sentinel, &format!("<extra_id_{i}>"));
+            expected.push(sentinel.clone());
+            expected.push(solve_fresh(&w, &shown, x).expect("determined by the shown examples"));
+        }
+        assert_eq!(e.target, expected.join(" "), "{}", e.input);
+        hidden_total += hidden.len();
+    }
+    assert!(hidden_total > 600, "about half the answers are hidden: {hidden_total}");
+}

@@ -20,6 +20,7 @@
 //! Demonstrations always come from the train split.
 
 pub mod mixture;
+mod recall;
 pub mod tasks;
 pub mod vocab;
 pub mod world;

@@ -6,6 +6,8 @@
 //! are separated by one space, and the punctuation marks "." "?" ":" "," are
 //! attached to the word before them.
 
+use std::collections::BTreeSet;
+
 use rand::seq::SliceRandom;
 use rand::Rng;
 
@@ -543,11 +545,28 @@ impl FreshRule {
         match self {
             FreshRule::Pick { .. } => None,
             FreshRule::Map { domain, .. } => {
-                let x = query.input.strip_prefix("Input: ")?.strip_suffix(" Output:")?;
-                let word = x.split(' ').nth(i)?;
+                let word = rule_input(query)?.split(' ').nth(i)?;
                 domain.iter().position(|d| d == word)
             }
             FreshRule::Label { .. } => (i < 2).then_some(i),
+        }
+    }
+
+    /// Whether the `shown` examples of this rule determine `example`'s
+    /// answer: Pick needs one example (it shows the position), Map each of
+    /// the input's words, Label an example of the same class.
+    pub(crate) fn revealed_by(&self, example: &Example, shown: &[&Example]) -> bool {
+        match self {
+            FreshRule::Pick { .. } => !shown.is_empty(),
+            FreshRule::Map { .. } => {
+                let known: BTreeSet<&str> = shown
+                    .iter()
+                    .filter_map(|e| rule_input(e))
+                    .flat_map(|x| x.split(' '))
+                    .collect();
+                rule_input(example).is_some_and(|x| x.split(' ').all(|w| known.contains(w)))
+            }
+            FreshRule::Label { .. } => shown.iter().any(|e| e.target == example.target),
         }
     }
 
@@ -560,4 +579,9 @@ impl FreshRule {
     ) -> Result<Example> {
         self.example_with(world, rng, constraint)
     }
+}
+
+/// The words of a fresh-rule input, `x` of "Input: x Output:".
+fn rule_input(example: &Example) -> Option<&str> {
+    example.input.strip_prefix("Input: ")?.strip_suffix(" Output:")
 }
