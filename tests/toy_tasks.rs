@@ -399,40 +399,19 @@ fn io_pair(text: &str) -> (Vec<String>, Vec<String>) {
     )
 }
 
-/// An in-context learner for fresh rules: infers the rule from the
-/// demonstrations alone and applies it to the query.
-fn solve_fresh(w: &World, demos: &[(Vec<String>, Vec<String>)], query: &[String]) -> Option<String> {
-    if demos.is_empty() {
-        return None;
+/// An in-context learner for fresh rules: reads the marker and its side off
+/// the first demonstration and applies them to the query.
+fn solve_fresh(demos: &[(Vec<String>, Vec<String>)], query: &[String]) -> Option<String> {
+    let (x, y) = demos.first()?;
+    let mut out = query.to_vec();
+    if y[1..] == x[..] {
+        out.insert(0, y[0].clone());
+    } else if y[..y.len() - 1] == x[..] {
+        out.push(y[y.len() - 1].clone());
+    } else {
+        panic!("not a fresh-rule demonstration: {x:?} -> {y:?}");
     }
-    // Pick: one position holds the output in every demonstration.
-    let positions: Vec<usize> = (0..query.len())
-        .filter(|&p| {
-            demos
-                .iter()
-                .all(|(x, y)| y.len() == 1 && x.len() == query.len() && x.get(p) == y.first())
-        })
-        .collect();
-    if let [p] = positions[..] {
-        return Some(query[p].clone());
-    }
-    // Label: a demonstration from the same class shows the label.
-    if query.len() == 1 {
-        let class = |word: &str| w.relations.iter().position(|r| r.values.iter().any(|v| v == word));
-        let demo = demos.iter().find(|(x, _)| class(&x[0]) == class(&query[0]))?;
-        return Some(demo.1[0].clone());
-    }
-    // Map: a word-to-code table built from the demonstrations.
-    let mut table = BTreeMap::new();
-    for (x, y) in demos {
-        for (a, b) in x.iter().zip(y) {
-            if let Some(old) = table.insert(a.clone(), b.clone()) {
-                assert_eq!(&old, b, "inconsistent mapping within an episode");
-            }
-        }
-    }
-    let codes: Option<Vec<String>> = query.iter().map(|q| table.get(q).cloned()).collect();
-    codes.map(|c| c.join(" "))
+    Some(out.join(" "))
 }
 
 #[test]
@@ -447,12 +426,15 @@ fn fresh_rule_needs_and_is_solved_by_demonstrations() {
             assert_eq!(parts.len(), k + 1);
             let demos: Vec<_> = parts[..k].iter().map(|d| io_pair(d)).collect();
             let (query, _) = io_pair(parts[k]);
-            if solve_fresh(&w, &demos, &query).as_deref() == Some(e.target.as_str()) {
+            if solve_fresh(&demos, &query).as_deref() == Some(e.target.as_str()) {
                 solved += 1;
             }
             if k == 4 {
-                // The rule, as far as the demonstrations show it.
-                rules_seen.insert(format!("{demos:?}"));
+                // The rule: the marker and its side, as the target shows them.
+                let y: Vec<String> = e.target.split(' ').map(String::from).collect();
+                let before = query.first() != y.first();
+                let marker = if before { &y[0] } else { &y[y.len() - 1] };
+                rules_seen.insert((marker.clone(), before));
             }
         }
         if k == 0 {
@@ -465,7 +447,12 @@ fn fresh_rule_needs_and_is_solved_by_demonstrations() {
             );
         }
     }
-    assert!(rules_seen.len() > 250, "rules differ across episodes");
+    // 300 episodes draw nearly all of the 2 x 24 rules.
+    assert!(
+        rules_seen.len() > 40,
+        "rules differ across episodes: {}",
+        rules_seen.len()
+    );
     // The same input word gets different outputs in different episodes.
     let mut outputs: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for e in w.episodes(TaskKind::FreshRule, "train", 2, 300, 13).unwrap() {
@@ -477,35 +464,4 @@ fn fresh_rule_needs_and_is_solved_by_demonstrations() {
         }
     }
     assert!(outputs.values().any(|ys| ys.len() > 2));
-}
-
-#[test]
-fn recall_episodes_hide_only_answers_the_shown_examples_determine() {
-    let w = world();
-    let mut rng = ChaCha8Rng::seed_from_u64(5);
-    let mut hidden_total = 0;
-    for _ in 0..300 {
-        let e = w.recall_episode(&mut rng).unwrap();
-        let mut shown = Vec::new();
-        let mut hidden = Vec::new();
-        for part in e.input.split(DEMO_SEPARATOR) {
-            let (x, y) = io_pair(part);
-            match y.as_slice() {
-                [s] if s.starts_with("<extra_id_") => hidden.push((s.clone(), x)),
-                _ => shown.push((x, y)),
-            }
-        }
-        assert!(!hidden.is_empty() && hidden.len() <= 8, "{}", e.input);
-        // The target lists the sentinels in order, each with its answer,
-        // which an in-context learner finds from the shown examples alone.
-        let mut expected = Vec::new();
-        for (i, (sentinel, x)) in hidden.iter().enumerate() {
-            assert_eq!(sentinel, &format!("<extra_id_{i}>"));
-            expected.push(sentinel.clone());
-            expected.push(solve_fresh(&w, &shown, x).expect("determined by the shown examples"));
-        }
-        assert_eq!(e.target, expected.join(" "), "{}", e.input);
-        hidden_total += hidden.len();
-    }
-    assert!(hidden_total > 600, "about half the answers are hidden: {hidden_total}");
 }

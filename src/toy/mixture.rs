@@ -60,10 +60,6 @@ pub struct MixtureOptions {
     /// Probability that an episode answers in its task's alternate format.
     #[serde(deserialize_with = "crate::options::number")]
     pub alternate_format_rate: f64,
-    /// Probability that a draw is a recall episode (the fresh rule with many
-    /// queries, see `toy::recall`) instead of a task episode.
-    #[serde(deserialize_with = "crate::options::number")]
-    pub recall_rate: f64,
 }
 
 impl Default for MixtureOptions {
@@ -73,7 +69,6 @@ impl Default for MixtureOptions {
             k_min: 0,
             k_max: 4,
             alternate_format_rate: ALTERNATE_FORMAT_RATE,
-            recall_rate: 0.0,
         }
     }
 }
@@ -85,7 +80,6 @@ pub struct Mixture {
     k_min: usize,
     k_max: usize,
     alternate_format_rate: f64,
-    recall_rate: f64,
 }
 
 impl Mixture {
@@ -107,22 +101,17 @@ impl Mixture {
                 options.k_min, options.k_max
             )));
         }
-        for (name, rate) in [
-            ("alternate_format_rate", options.alternate_format_rate),
-            ("recall_rate", options.recall_rate),
-        ] {
-            if !(0.0..=1.0).contains(&rate) {
-                return Err(Error::msg(format!(
-                    "toy mixture: {name} must lie in [0, 1], got {rate}"
-                )));
-            }
+        let rate = options.alternate_format_rate;
+        if !(0.0..=1.0).contains(&rate) {
+            return Err(Error::msg(format!(
+                "toy mixture: alternate_format_rate must lie in [0, 1], got {rate}"
+            )));
         }
         Ok(Mixture {
             weights,
             k_min: options.k_min,
             k_max: options.k_max,
-            alternate_format_rate: options.alternate_format_rate,
-            recall_rate: options.recall_rate,
+            alternate_format_rate: rate,
         })
     }
 
@@ -198,10 +187,6 @@ impl World {
     /// episode of a task drawn by its weight, with k uniform in
     /// k_min..=k_max, in the paper's or the alternate answer format.
     pub fn mixture_episode<R: Rng + ?Sized>(&self, mixture: &Mixture, rng: &mut R) -> Result<(TaskKind, Example)> {
-        // No draw at rate 0, so mixtures without recall keep their streams.
-        if mixture.recall_rate > 0.0 && rng.random_bool(mixture.recall_rate) {
-            return Ok((TaskKind::FreshRule, self.recall_episode(rng)?));
-        }
         let task = mixture.draw_task(rng);
         let k = rng.random_range(mixture.k_min..=mixture.k_max);
         let (mut demos, mut query) = self.episode_parts(task, Split::Train, k, rng)?;

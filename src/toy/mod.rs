@@ -19,8 +19,8 @@
 //! `demo_1 SEP demo_2 SEP ... demo_k SEP query`, `demo = input + " " + target`.
 //! Demonstrations always come from the train split.
 
+mod fresh_rule;
 pub mod mixture;
-mod recall;
 pub mod tasks;
 pub mod vocab;
 pub mod world;
@@ -32,7 +32,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::data::fewshot::build_prompt;
 use crate::error::{Error, Result};
-pub use tasks::FreshRule;
+pub use fresh_rule::FreshRule;
 pub use vocab::{build_tokenizer, SEPARATOR_TOKEN};
 pub use world::{World, DEFAULT_WORLD_SEED};
 
@@ -45,9 +45,6 @@ pub const DEMO_SEPARATOR: &str = " <sep> ";
 const MAX_DRAWS: usize = 100_000;
 /// Draws spent looking for a not-yet-used input before allowing repeats.
 const MAX_DISTINCT_DRAWS: usize = 20_000;
-/// Draws spent on one fresh rule before drawing another: a small rule (12
-/// possible inputs) may have none in the test split.
-const MAX_RULE_DRAWS: usize = 300;
 
 /// One example: a prompt in the task's template shape, the expected output
 /// and every acceptable output (the target first).
@@ -301,9 +298,8 @@ impl World {
         Ok((demos, query))
     }
 
-    /// A fresh-rule episode: one rule for the query and all demonstrations,
-    /// and the demonstrations chosen so that together they reveal what the
-    /// query needs (see `FreshRule::covering_constraint`) once k >= 2.
+    /// A fresh-rule episode: one rule for the query and all demonstrations
+    /// (distinct train inputs, distinct from the query).
     fn fresh_rule_parts<R: Rng + ?Sized>(
         &self,
         split: Split,
@@ -311,34 +307,17 @@ impl World {
         rng: &mut R,
     ) -> Result<(Vec<Example>, Example)> {
         let task = TaskKind::FreshRule;
-        for _ in 0..1000 {
-            let rule = FreshRule::draw(self, rng)?;
-            let mut used = BTreeSet::new();
-            let Ok(query) = draw_in_split(task, split, &used, MAX_RULE_DRAWS, rng, |r| rule.example(self, r)) else {
-                continue;
-            };
-            used.insert(query.input.clone());
-            let mut demos = Vec::with_capacity(k);
-            for i in 0..k {
-                let constraint = rule.covering_constraint(&query, i);
-                let covering = |r: &mut R| rule.covering_example(self, r, constraint);
-                let any = |r: &mut R| rule.example(self, r);
-                // A small rule may run out of distinct train inputs; then repeat one.
-                let demo = draw_in_split(task, Split::Train, &used, MAX_RULE_DRAWS, rng, covering)
-                    .or_else(|_| draw_in_split(task, Split::Train, &used, MAX_RULE_DRAWS, rng, any))
-                    .or_else(|_| draw_in_split(task, Split::Train, &BTreeSet::new(), MAX_RULE_DRAWS, rng, any));
-                let Ok(demo) = demo else { break };
-                used.insert(demo.input.clone());
-                demos.push(demo);
-            }
-            if demos.len() == k {
-                rand::seq::SliceRandom::shuffle(demos.as_mut_slice(), rng);
-                return Ok((demos, query));
-            }
+        let rule = FreshRule::draw(self, rng)?;
+        let generate = |r: &mut R| rule.example(self, r);
+        let query = draw_in_split(task, split, &BTreeSet::new(), MAX_DRAWS, rng, generate)?;
+        let mut used = BTreeSet::from([query.input.clone()]);
+        let mut demos = Vec::with_capacity(k);
+        for _ in 0..k {
+            let demo = draw_in_split(task, Split::Train, &used, MAX_DRAWS, rng, generate)?;
+            used.insert(demo.input.clone());
+            demos.push(demo);
         }
-        Err(Error::msg(format!(
-            "toy fresh_rule: could not build a {split:?} episode"
-        )))
+        Ok((demos, query))
     }
 
     /// `n` k-shot episodes with queries from `split`, deterministic in `seed`:
