@@ -279,11 +279,16 @@ impl World {
         k: usize,
         rng: &mut R,
     ) -> Result<(Vec<Example>, Example)> {
-        if task == TaskKind::FreshRule {
-            return self.fresh_rule_parts(split, k, rng);
-        }
+        // A fresh-rule episode draws one rule for its query and every demonstration.
+        let rule = match task {
+            TaskKind::FreshRule => Some(FreshRule::draw(self, rng)?),
+            _ => None,
+        };
+        let generate = |r: &mut R| match &rule {
+            Some(rule) => rule.example(self, r),
+            None => self.generate(task, r),
+        };
         let mut used = BTreeSet::new();
-        let generate = |r: &mut R| self.generate(task, r);
         let query = draw_in_split(task, split, &used, MAX_DRAWS, rng, generate)?;
         used.insert(query.input.clone());
         let mut demos = Vec::with_capacity(k);
@@ -292,28 +297,6 @@ impl World {
                 Ok(demo) => demo,
                 Err(_) => draw_in_split(task, Split::Train, &BTreeSet::new(), MAX_DRAWS, rng, generate)?,
             };
-            used.insert(demo.input.clone());
-            demos.push(demo);
-        }
-        Ok((demos, query))
-    }
-
-    /// A fresh-rule episode: one rule for the query and all demonstrations
-    /// (distinct train inputs, distinct from the query).
-    fn fresh_rule_parts<R: Rng + ?Sized>(
-        &self,
-        split: Split,
-        k: usize,
-        rng: &mut R,
-    ) -> Result<(Vec<Example>, Example)> {
-        let task = TaskKind::FreshRule;
-        let rule = FreshRule::draw(self, rng)?;
-        let generate = |r: &mut R| rule.example(self, r);
-        let query = draw_in_split(task, split, &BTreeSet::new(), MAX_DRAWS, rng, generate)?;
-        let mut used = BTreeSet::from([query.input.clone()]);
-        let mut demos = Vec::with_capacity(k);
-        for _ in 0..k {
-            let demo = draw_in_split(task, Split::Train, &used, MAX_DRAWS, rng, generate)?;
             used.insert(demo.input.clone());
             demos.push(demo);
         }

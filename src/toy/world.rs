@@ -103,7 +103,7 @@ pub struct World {
     /// Neutral verbs and prepositions used to build WiC sentences.
     pub wic_verbs: Vec<&'static str>,
     pub wic_prepositions: Vec<&'static str>,
-    /// Invented words that carry no meaning: fresh-rule labels and codes.
+    /// Invented words that carry no meaning: the fresh rule's markers.
     pub label_words: Vec<String>,
 }
 
