@@ -46,8 +46,9 @@ use serde_json::Value;
 
 use ops::{env_usize, ms};
 use promot::error::{Error, Result};
-use promot::model::precision::{self, MatmulDtype};
-use promot::model::{blas, LanguageModel, Llama, T5};
+use promot::kernels::precision::{self, MatmulDtype};
+use promot::kernels::blas;
+use promot::model::{LanguageModel, Llama, T5};
 use promot::optim::{self, OptimOptions, Optimizer};
 use promot::params::Param;
 use promot::prompt::{Init, SoftPrompt};

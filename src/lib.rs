@@ -9,6 +9,7 @@ pub mod error;
 pub mod eval;
 pub mod fsio;
 pub mod interrupt;
+pub mod kernels;
 pub mod metrics;
 pub mod model;
 /// Tokenizers live with the models whose vocabularies they read (`model::tokenizer`).

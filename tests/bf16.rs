@@ -12,9 +12,9 @@ use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use promot::model::bf16::{self, Operand};
-use promot::model::blas;
-use promot::model::precision::{self, MatmulDtype};
+use promot::kernels::bf16::{self, Operand};
+use promot::kernels::blas;
+use promot::kernels::precision::{self, MatmulDtype};
 
 #[test]
 fn rounding_is_to_nearest_even() {

@@ -1,14 +1,14 @@
-//! Attention's products through BLAS (`blas::batched_matmul`) and the fused
-//! attention weights (`attention::weights`, softmax(q kᵀ + bias)) against the
+//! Attention's products through BLAS (`kernels::batched_matmul`) and the fused
+//! attention weights (`kernels::attention_weights`, softmax(q kᵀ + bias)) against the
 //! composed candle ops they replace: values and every gradient, on odd sizes,
 //! each transpose combination, and each way the bias broadcasts (T5's encoder
 //! bias (b, h, n, m), its decoder bias (1, h, n, m), the padding bias
-//! (b, 1, 1, m)), and the whole fused attention (`attention::attend`, heads in
-//! place, dropout on the weights). Without the BLAS library the functions run the composed
-//! ops themselves, so the comparison passes trivially; the tests say so.
+//! (b, 1, 1, m)), and the whole fused attention (`kernels::attend`, heads in
+//! place, dropout on the weights). Without the BLAS library the entry points run the
+//! device-generic path (`kernels::composed`), which is then what these compare.
 
 use candle_core::{Device, Tensor, Var, D};
-use promot::model::{attention, blas};
+use promot::kernels::{self, blas, Dropout, Heads};
 
 fn random(shape: &[usize], seed: u64) -> Tensor {
     let n: usize = shape.iter().product();
@@ -72,7 +72,7 @@ fn batched_products_and_gradients_match_candle() {
             let a_shape = if ta { [batch, k, m] } else { [batch, m, k] };
             let b_shape = if tb { [batch, n, k] } else { [batch, k, n] };
             let inputs = [random(&a_shape, 1), random(&b_shape, 2)];
-            let (y1, g1) = value_and_grads(&inputs, 3, |x| blas::batched_matmul(&x[0], &x[1], ta, tb).unwrap());
+            let (y1, g1) = value_and_grads(&inputs, 3, |x| kernels::batched_matmul(&x[0], &x[1], ta, tb).unwrap());
             let (y2, g2) = value_and_grads(&inputs, 3, |x| op(&x[0], ta).matmul(&op(&x[1], tb)).unwrap());
             let at = format!("batch {batch}, m {m}, k {k}, n {n}, ta {ta}, tb {tb}");
             assert!(rel_diff(&y1, &y2) < 1e-5, "product differs at {at}");
@@ -98,7 +98,7 @@ fn fused_attention_weights_match_the_composed_ops() {
             random(&[b, h, m, k], 2),
             (random(&bias_shape, 3) * 4.0).unwrap(),
         ];
-        let (y1, g1) = value_and_grads(&inputs, 4, |x| attention::weights(&x[0], &x[1], &x[2]).unwrap());
+        let (y1, g1) = value_and_grads(&inputs, 4, |x| kernels::attention_weights(&x[0], &x[1], &x[2]).unwrap());
         let (y2, g2) = value_and_grads(&inputs, 4, |x| composed_weights(&x[0], &x[1], &x[2]));
         assert!(rel_diff(&y1, &y2) < 1e-5, "weights differ with bias {bias_shape:?}");
         for (name, (a, c)) in ["q", "keys", "bias"].iter().zip(g1.iter().zip(&g2)) {
@@ -113,7 +113,7 @@ fn masked_keys_get_no_weight() {
     let (q, keys) = (random(&[1, 2, 3, 4], 1), random(&[1, 2, 5, 4], 2));
     let mask: Vec<f32> = vec![0.0, 0.0, 0.0, -1e9, -1e9];
     let bias = Tensor::from_vec(mask, (1, 1, 1, 5), &Device::Cpu).unwrap();
-    let w = attention::weights(&q, &keys, &bias).unwrap();
+    let w = kernels::attention_weights(&q, &keys, &bias).unwrap();
     let masked = w
         .narrow(3, 3, 2)
         .unwrap()
@@ -131,9 +131,9 @@ fn masked_keys_get_no_weight() {
 #[test]
 fn mismatched_attention_shapes_are_an_error_not_a_crash() {
     let q = random(&[2, 2, 3, 4], 1);
-    assert!(attention::weights(&q, &random(&[2, 2, 5, 3], 2), &random(&[2, 2, 3, 5], 3)).is_err());
-    assert!(attention::weights(&q, &random(&[2, 2, 5, 4], 2), &random(&[2, 2, 2, 5], 3)).is_err());
-    assert!(blas::batched_matmul(&q, &random(&[2, 3, 4, 5], 2), false, false).is_err());
+    assert!(kernels::attention_weights(&q, &random(&[2, 2, 5, 3], 2), &random(&[2, 2, 3, 5], 3)).is_err());
+    assert!(kernels::attention_weights(&q, &random(&[2, 2, 5, 4], 2), &random(&[2, 2, 2, 5], 3)).is_err());
+    assert!(kernels::batched_matmul(&q, &random(&[2, 3, 4, 5], 2), false, false).is_err());
 }
 
 /// The composed reference of `attention::attend`: split heads, repeat each
@@ -143,8 +143,8 @@ fn composed_attend(
     q: &Tensor,
     kv: &Tensor,
     bias: &Tensor,
-    heads: attention::Heads,
-    drop: &promot::model::Dropout,
+    heads: Heads,
+    drop: &Dropout,
 ) -> Tensor {
     let (b, n, hk) = q.dims3().unwrap();
     let m = kv.dim(1).unwrap();
@@ -182,7 +182,7 @@ fn fused_attention_matches_the_composed_ops_with_and_without_dropout() {
     let (b, n, m, k) = (2, 5, 7, 4);
     // Multi-head (T5: scale 1) and grouped-query (Llama: 6 query heads over 2 key/value heads, 1/sqrt(k)).
     for (h, g, scale) in [(3, 3, 1.0), (6, 2, 0.5)] {
-        let heads = attention::Heads { query: h, kv: g, scale };
+        let heads = Heads { query: h, kv: g, scale };
         for p in [0.0, 0.3] {
             for bias_shape in [[b, h, n, m], [1, h, n, m], [b, 1, 1, m], [b, 1, n, m]] {
                 let inputs = [
@@ -191,15 +191,11 @@ fn fused_attention_matches_the_composed_ops_with_and_without_dropout() {
                     (random(&bias_shape, 3) * 4.0).unwrap(),
                 ];
                 let fused = |x: &[Tensor]| {
-                    let drop = promot::model::Dropout::new(p, 7);
-                    if attention::attend_applies(&x[0], &x[2]) {
-                        attention::attend(&x[0], &x[1], &x[2], heads, &drop, true).unwrap()
-                    } else {
-                        composed_attend(&x[0], &x[1], &x[2], heads, &drop)
-                    }
+                    let drop = Dropout::new(p, 7);
+                    kernels::attend(&x[0], &x[1], &x[2], heads, &drop, true).unwrap()
                 };
                 let composed =
-                    |x: &[Tensor]| composed_attend(&x[0], &x[1], &x[2], heads, &promot::model::Dropout::new(p, 7));
+                    |x: &[Tensor]| composed_attend(&x[0], &x[1], &x[2], heads, &Dropout::new(p, 7));
                 let (y1, g1) = value_and_grads(&inputs, 4, fused);
                 let (y2, g2) = value_and_grads(&inputs, 4, composed);
                 let at = format!("{heads:?}, p {p}, bias {bias_shape:?}");
@@ -217,11 +213,11 @@ fn fused_attention_rejects_widths_that_are_not_whole_heads() {
     if blas::get().is_none() {
         return;
     }
-    let drop = promot::model::Dropout::new(0.0, 1);
-    let heads = |query, kv| attention::Heads { query, kv, scale: 1.0 };
+    let drop = Dropout::new(0.0, 1);
+    let heads = |query, kv| Heads { query, kv, scale: 1.0 };
     let (q, bias) = (random(&[1, 2, 6], 1), random(&[1, 1, 1, 3], 3));
-    assert!(attention::attend(&q, &random(&[1, 3, 12], 2), &bias, heads(4, 4), &drop, true).is_err());
-    assert!(attention::attend(&q, &random(&[1, 3, 10], 2), &bias, heads(3, 3), &drop, true).is_err());
-    assert!(attention::attend(&q, &random(&[1, 3, 12], 2), &bias, heads(3, 2), &drop, true).is_err());
-    assert!(attention::attend(&q, &random(&[1, 3, 12], 2), &bias, heads(3, 0), &drop, true).is_err());
+    assert!(kernels::attend(&q, &random(&[1, 3, 12], 2), &bias, heads(4, 4), &drop, true).is_err());
+    assert!(kernels::attend(&q, &random(&[1, 3, 10], 2), &bias, heads(3, 3), &drop, true).is_err());
+    assert!(kernels::attend(&q, &random(&[1, 3, 12], 2), &bias, heads(3, 2), &drop, true).is_err());
+    assert!(kernels::attend(&q, &random(&[1, 3, 12], 2), &bias, heads(3, 0), &drop, true).is_err());
 }

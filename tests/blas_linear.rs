@@ -6,8 +6,8 @@
 //! the tests say so and pass, and `linear` must still work on candle's path.
 
 use candle_core::{Device, Tensor, Var};
-use promot::model::blas;
-use promot::model::layers::linear;
+use promot::kernels::blas;
+use promot::kernels::linear;
 use promot::params::Param;
 
 /// Shapes (m rows, d input width, o output width), odd ones included.
@@ -101,7 +101,7 @@ fn linear_on_params_trainable_and_frozen() {
     for trainable in [true, false] {
         let w = Param::new("w", randn((o, d), 6)).unwrap();
         w.set_trainable(trainable);
-        let y = linear(x.as_tensor(), &w).unwrap();
+        let y = linear(x.as_tensor(), &w.tensor()).unwrap();
         let expect = x
             .as_tensor()
             .reshape((b * n, d))

@@ -100,7 +100,7 @@ fn toy_losses(dtype: &str, kernel: &str) -> Vec<f64> {
 
 #[test]
 fn bf16_training_is_the_same_with_and_without_the_avx512_bf16_kernel() {
-    if promot::model::blas::get().is_none() {
+    if promot::kernels::blas::get().is_none() {
         eprintln!("no BLAS library: dtype bf16 is an error there; skipping");
         return;
     }

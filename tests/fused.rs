@@ -1,4 +1,4 @@
-//! The fused CPU kernels (src/model/fused.rs) against the composed candle ops
+//! The fused CPU kernels (src/kernels/fused.rs, activation.rs) against the composed candle ops
 //! they replace: the same values and the same gradients, on shapes with odd
 //! sizes, rows of one element, large magnitudes, and the fallback paths
 //! (non-contiguous and f64 inputs).
@@ -6,7 +6,7 @@
 use candle_core::{DType, Device, Tensor, Var, D};
 use proptest::prelude::*;
 
-use promot::model::fused;
+use promot::kernels;
 
 fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
     (a - b)
@@ -71,25 +71,25 @@ proptest! {
     #[test]
     fn softmax_matches_composed(rows in 1usize..40, d in 1usize..70, scale in 0.1f64..30.0, seed in 0u64..1000) {
         check_unary(&[rows, d], scale, seed,
-            |x| fused::softmax_last_dim(x).unwrap(),
+            |x| kernels::softmax(x).unwrap(),
             |x| candle_nn::ops::softmax(x, D::Minus1).unwrap());
     }
 
     #[test]
     fn gelu_matches_composed(rows in 1usize..40, d in 1usize..70, scale in 0.1f64..8.0, seed in 0u64..1000) {
-        check_unary(&[rows, d], scale, seed, |x| fused::gelu_tanh(x).unwrap(), |x| x.gelu().unwrap());
+        check_unary(&[rows, d], scale, seed, |x| kernels::gelu_tanh(x).unwrap(), |x| x.gelu().unwrap());
     }
 
     #[test]
     fn silu_matches_composed(rows in 1usize..40, d in 1usize..70, scale in 0.1f64..8.0, seed in 0u64..1000) {
         check_unary(&[rows, d], scale, seed,
-            |x| fused::silu(x).unwrap(),
+            |x| kernels::silu(x).unwrap(),
             |x| candle_nn::ops::silu(x).unwrap());
     }
 
     #[test]
     fn relu_matches_composed(rows in 1usize..40, d in 1usize..70, scale in 0.1f64..8.0, seed in 0u64..1000) {
-        check_unary(&[rows, d], scale, seed, |x| fused::relu(x).unwrap(), |x| x.relu().unwrap());
+        check_unary(&[rows, d], scale, seed, |x| kernels::relu(x).unwrap(), |x| x.relu().unwrap());
     }
 
     #[test]
@@ -101,7 +101,7 @@ proptest! {
         let run = |fused_path: bool| {
             let (xv, wv) = (Var::from_tensor(&x).unwrap(), Var::from_tensor(&w0).unwrap());
             let y = if fused_path {
-                fused::rms_norm(xv.as_tensor(), wv.as_tensor(), eps).unwrap().expect("f32 CPU: the fused path")
+                kernels::rms_norm(xv.as_tensor(), wv.as_tensor(), eps).unwrap()
             } else {
                 composed_rms_norm(xv.as_tensor(), wv.as_tensor(), eps)
             };
@@ -128,13 +128,10 @@ proptest! {
         let targets = Tensor::from_vec(ids, rows, &Device::Cpu).unwrap();
         let probe = random(&[rows], 1.0, seed + 6);
         let (l1, g1) = value_and_grad(&logits, &probe, |x| {
-            fused::cross_entropy_rows(x, &targets, smooth).unwrap().expect("f32 CPU: the fused path")
+            kernels::cross_entropy(x, &targets, smooth).unwrap()
         });
         let (l2, g2) = value_and_grad(&logits, &probe, |x| {
-            promot::model::loss::composed(&x.unsqueeze(0).unwrap(), &targets.unsqueeze(0).unwrap(), smooth)
-                .unwrap()
-                .squeeze(0)
-                .unwrap()
+            kernels::composed::cross_entropy(x, &targets, smooth).unwrap()
         });
         prop_assert!(max_diff(&l1, &l2) <= 1e-4 * (1.0 + scale as f32), "loss differs by {}", max_diff(&l1, &l2));
         prop_assert!(max_diff(&g1, &g2) <= 1e-5, "gradient differs by {}", max_diff(&g1, &g2));
@@ -145,7 +142,7 @@ proptest! {
 fn cross_entropy_rejects_an_out_of_range_target() {
     let logits = random(&[2, 5], 1.0, 0);
     let targets = Tensor::from_vec(vec![1u32, 5], 2, &Device::Cpu).unwrap();
-    let err = fused::cross_entropy_rows(&logits, &targets, 0.1)
+    let err = kernels::cross_entropy(&logits, &targets, 0.1)
         .unwrap_err()
         .to_string();
     assert!(err.contains("target id 5 at row 1"), "{err}");
@@ -158,7 +155,7 @@ fn higher_rank_and_fallbacks() {
         &[2, 3, 5, 7],
         4.0,
         9,
-        |x| fused::softmax_last_dim(x).unwrap(),
+        |x| kernels::softmax(x).unwrap(),
         |x| candle_nn::ops::softmax(x, D::Minus1).unwrap(),
     );
     // A transposed (non-contiguous) input and an f64 one take the composed path.
@@ -166,22 +163,19 @@ fn higher_rank_and_fallbacks() {
     let t = x.t().unwrap();
     assert!(!t.is_contiguous());
     let want = candle_nn::ops::softmax(&t.contiguous().unwrap(), D::Minus1).unwrap();
-    assert!(max_diff(&fused::softmax_last_dim(&t).unwrap(), &want) < 1e-6);
+    assert!(max_diff(&kernels::softmax(&t).unwrap(), &want) < 1e-6);
     let x64 = x.to_dtype(DType::F64).unwrap();
-    let y64 = fused::silu(&x64).unwrap();
+    let y64 = kernels::silu(&x64).unwrap();
     assert_eq!(y64.dtype(), DType::F64);
-    assert!(
-        fused::rms_norm(&x64, &Tensor::ones(9, DType::F64, &Device::Cpu).unwrap(), 1e-6)
-            .unwrap()
-            .is_none()
-    );
+    let n64 = kernels::rms_norm(&x64, &Tensor::ones(9, DType::F64, &Device::Cpu).unwrap(), 1e-6).unwrap();
+    assert_eq!(n64.dtype(), DType::F64);
 }
 
 #[test]
 fn softmax_keeps_masked_rows_finite() {
     // A row that is all -1e9 (fully masked attention) is uniform, not NaN.
     let x = Tensor::full(-1e9f32, (2, 5), &Device::Cpu).unwrap();
-    let y = fused::softmax_last_dim(&x).unwrap().to_vec2::<f32>().unwrap();
+    let y = kernels::softmax(&x).unwrap().to_vec2::<f32>().unwrap();
     assert!(y.iter().flatten().all(|v| (v - 0.2).abs() < 1e-6));
 }
 
@@ -190,7 +184,7 @@ fn frozen_norm_weight_gets_no_gradient() {
     // A plain tensor (not a Var) as the weight: no gradient is produced for it.
     let x = Var::from_tensor(&random(&[4, 8], 1.0, 3)).unwrap();
     let w = Tensor::ones(8, DType::F32, &Device::Cpu).unwrap();
-    let y = fused::rms_norm(x.as_tensor(), &w, 1e-6).unwrap().unwrap();
+    let y = kernels::rms_norm(x.as_tensor(), &w, 1e-6).unwrap();
     let grads = y.sum_all().unwrap().backward().unwrap();
     assert!(grads.get(x.as_tensor()).is_some());
     assert!(grads.get(&w).is_none());
@@ -203,7 +197,7 @@ fn swiglu_matches_composed() {
     let run = |fused_path: bool| {
         let (g, u) = (Var::from_tensor(&gate).unwrap(), Var::from_tensor(&up).unwrap());
         let y = if fused_path {
-            fused::swiglu(g.as_tensor(), u.as_tensor()).unwrap()
+            kernels::swiglu(g.as_tensor(), u.as_tensor()).unwrap()
         } else {
             candle_nn::ops::silu(g.as_tensor()).unwrap().mul(u.as_tensor()).unwrap()
         };

@@ -341,7 +341,7 @@ fn one_shot_training_prepends_a_demonstration_of_the_same_task() {
 
 #[test]
 fn bf16_training_tracks_f32_and_keeps_f32_master_weights() {
-    if promot::model::blas::get().is_none() {
+    if promot::kernels::blas::get().is_none() {
         eprintln!("no BLAS library: dtype bf16 is an error there (checked in the CLI tests); skipping");
         return;
     }
@@ -350,7 +350,7 @@ fn bf16_training_tracks_f32_and_keeps_f32_master_weights() {
     o.dropout = 0.0;
     let (m32, tok) = fixture();
     let h32 = run(&m32, &tok, &o);
-    o.dtype = promot::model::precision::MatmulDtype::Bf16;
+    o.dtype = promot::kernels::precision::MatmulDtype::Bf16;
     let (m16, _) = fixture();
     let h16 = run(&m16, &tok, &o);
     let (a, b) = (h32.losses[0], h16.losses[0]);

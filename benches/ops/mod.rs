@@ -6,9 +6,10 @@ use std::time::Instant;
 use candle_core::{DType, Device, Tensor, D};
 
 use promot::error::Result;
-use promot::model::blas;
-use promot::model::layers::{linear, rms_norm, Dropout};
-use promot::model::precision::{self, MatmulDtype};
+use promot::kernels::blas;
+use promot::kernels::{linear, Dropout};
+use promot::model::layers::rms_norm;
+use promot::kernels::precision::{self, MatmulDtype};
 use promot::params::Param;
 
 const BATCH: usize = 8;
@@ -55,7 +56,7 @@ pub fn op_profile(device: &Device) -> Result<()> {
     let w_t = w_in.tensor().t()?.contiguous()?;
     row(
         "linear (1024x512)·Wᵀ, W (2048x512) as a transposed view",
-        time_op(reps, || linear(&x3, &w_in))?,
+        time_op(reps, || linear(&x3, &w_in.tensor()))?,
     );
     row(
         "same with Wᵀ stored contiguous (512x2048)",

@@ -4,20 +4,12 @@
 //! embeddings in front), returns logits for teacher-forced targets, and
 //! generates.
 
-pub mod activation;
-pub mod attention;
-pub mod batched;
-pub mod bf16;
-pub mod blas;
-pub mod fused;
-pub mod gemv;
 pub mod generate;
 pub mod gguf;
 pub mod layers;
 pub mod llama;
 pub mod loading;
 pub mod loss;
-pub mod precision;
 pub mod t5;
 pub mod tokenizer;
 pub mod toy_config;
@@ -28,9 +20,8 @@ use candle_core::{DType, Tensor};
 
 use crate::error::{Error, Result};
 use crate::params::ParamStore;
-use generate::{decode, Specials, StepDecoder};
+pub use crate::kernels::Dropout;
 pub use generate::{GenerateOptions, Generation};
-pub use layers::Dropout;
 pub use llama::{Llama, LlamaConfig};
 pub use t5::{T5Config, T5};
 
@@ -114,107 +105,6 @@ pub trait LanguageModel: Send + Sync {
 
 /// A shareable model handle (cheap to clone; scripts pass it around).
 pub type Model = Arc<dyn LanguageModel>;
-
-/// T5 decoding state for one generate call.
-struct T5Steps<'a> {
-    model: &'a T5,
-    enc_mask: Tensor,
-    cache: t5::DecoderCache,
-}
-
-impl StepDecoder for T5Steps<'_> {
-    fn step(&mut self, last: &[u32]) -> Result<Tensor> {
-        let ids = Tensor::from_vec(last.to_vec(), (last.len(), 1), self.enc_mask.device())?;
-        self.model.decode_step(&ids, &self.enc_mask, &mut self.cache)
-    }
-    fn reorder(&mut self, rows: &[u32]) -> Result<()> {
-        let idx = Tensor::from_vec(rows.to_vec(), rows.len(), self.enc_mask.device())?;
-        self.cache = self.cache.select(&idx)?;
-        self.enc_mask = self.enc_mask.index_select(&idx, 0)?;
-        Ok(())
-    }
-}
-
-impl LanguageModel for T5 {
-    fn arch(&self) -> &str {
-        "t5"
-    }
-    fn special_ids(&self) -> Vec<u32> {
-        // T5 vocabularies start with pad 0, eos 1 and SentencePiece's unk 2.
-        vec![self.pad_id(), self.eos_id(), 2]
-    }
-    fn peft_task_type(&self) -> &'static str {
-        "SEQ_2_SEQ_LM"
-    }
-    fn last_layer_groups(&self) -> Vec<(String, Vec<String>)> {
-        let l = format!("decoder.block.{}.layer", self.cfg.decoder_layers().saturating_sub(1));
-        let one = |name: &str, param: String| (name.to_string(), vec![param]);
-        let mlp: Vec<String> = self
-            .params
-            .iter()
-            .map(|p| p.name().to_string())
-            .filter(|n| n.starts_with(&format!("{l}.2.DenseReluDense.")))
-            .collect();
-        vec![
-            one("self-attn q", format!("{l}.0.SelfAttention.q.weight")),
-            one("self-attn k", format!("{l}.0.SelfAttention.k.weight")),
-            one("self-attn v", format!("{l}.0.SelfAttention.v.weight")),
-            one("cross-attn q", format!("{l}.1.EncDecAttention.q.weight")),
-            one("cross-attn v", format!("{l}.1.EncDecAttention.v.weight")),
-            ("MLP".to_string(), mlp),
-        ]
-    }
-    fn params(&self) -> &ParamStore {
-        &self.params
-    }
-    fn hidden_size(&self) -> usize {
-        self.cfg.d_model
-    }
-    fn vocab_size(&self) -> usize {
-        self.cfg.vocab_size
-    }
-    fn pad_id(&self) -> u32 {
-        self.cfg.pad_id()
-    }
-    fn eos_id(&self) -> u32 {
-        self.cfg.eos_id()
-    }
-    fn embed(&self, ids: &Tensor) -> Result<Tensor> {
-        T5::embed(self, ids)
-    }
-    fn forward(&self, input_embeds: &Tensor, input_mask: &Tensor, targets: &Tensor, train: bool) -> Result<Tensor> {
-        let enc = self.encode(input_embeds, input_mask, train)?;
-        let dec_in = self.shift_right(targets)?;
-        let hidden = self.decode(&dec_in, &enc, input_mask, train)?;
-        self.logits(&hidden)
-    }
-    fn generate_scored(
-        &self,
-        input_embeds: &Tensor,
-        input_mask: &Tensor,
-        opts: &GenerateOptions,
-    ) -> Result<Vec<Generation>> {
-        let b = input_embeds.dim(0)?;
-        let enc = self.encode(input_embeds, input_mask, false)?;
-        let sp = Specials {
-            start: self.cfg.decoder_start_id(),
-            eos: self.eos_id(),
-            pad: self.pad_id(),
-        };
-        let mut steps = T5Steps {
-            model: self,
-            enc_mask: input_mask.clone(),
-            cache: self.start_decoding(&enc)?,
-        };
-        decode(&mut steps, b, sp, opts)
-    }
-    fn dropout(&self) -> &Dropout {
-        &self.dropout
-    }
-    fn config_json(&self) -> serde_json::Value {
-        serde_json::to_value(&self.cfg).unwrap_or(serde_json::Value::Null)
-    }
-}
 
 /// Right-pad id sequences into (b, n) ids and a 0/1 mask.
 pub fn pad_batch(seqs: &[Vec<u32>], pad: u32, device: &candle_core::Device) -> Result<(Tensor, Tensor)> {

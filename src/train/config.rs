@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::{BatchOptions, Keep, TrainOptions};
 use crate::data::fewshot::DEFAULT_SEPARATOR;
 use crate::error::{Error, Result};
-use crate::model::precision::MatmulDtype;
+use crate::kernels::precision::MatmulDtype;
 use crate::optim::{OptimOptions, Schedule};
 use crate::options::{number, opt_number};
 

@@ -20,7 +20,7 @@ use candle_core::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::model::precision::{self, MatmulDtype};
+use crate::kernels::precision::{self, MatmulDtype};
 use crate::model::{pad_batch, LanguageModel};
 use crate::optim::{self, clip_grad_norm, grad_norm, OptimOptions, Optimizer, Schedule};
 use crate::params::Param;

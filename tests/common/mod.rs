@@ -1,4 +1,12 @@
-//! Helpers shared by the end-to-end reproduction tests.
+//! Helpers shared by the test files: fixture readers and comparisons
+//! (`fixtures`), the parity checks run on both kernel paths (`t5_checks`,
+//! `llama_checks`), and reproduction summaries (below). Each test file uses
+//! some of them.
+#![allow(dead_code)]
+
+pub mod fixtures;
+pub mod llama_checks;
+pub mod t5_checks;
 
 use serde_json::Value;
 

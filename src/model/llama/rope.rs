@@ -1,22 +1,12 @@
-//! Rotary position embeddings: the tables for a batch of positions and the
-//! rotation, forward and backward side by side. With x = [x₁ | x₂] split at
-//! half the head width and rotate_half(x) = [-x₂ | x₁]:
-//!
-//!   y  = x ⊙ cos + rotate_half(x) ⊙ sin
-//!   dx = g ⊙ cos + [ (g ⊙ sin)₂ | -(g ⊙ sin)₁ ]      (rotate_half's transpose)
-//!
-//! Composed from candle ops the rotation is seven graph nodes per call (two
-//! narrows, a negation, a concatenation, two products and a sum), each writing
-//! a tensor and each gradient zeroed and accumulated by candle's backprop; on
-//! the CPU in f32 it is one op and one pass each way.
+//! Rotary position embeddings: the cos and sin tables for a batch of
+//! positions; the rotation itself is `kernels::rope`.
 //!
 //! Shape legend: b batch, h heads, n positions, k head width (even).
 
-use candle_core::{CpuStorage, DType, Device, Layout, Shape, Tensor, D};
-use rayon::prelude::*;
+use candle_core::{DType, Device, Tensor};
 
 use crate::error::Result;
-use crate::model::fused::{storage_values, values};
+use crate::kernels::{self, HeadLayout};
 
 /// Rotary tables for one batch of positions, (b, 1, n, k) each.
 pub(super) struct Rope {
@@ -49,111 +39,14 @@ impl Rope {
         })
     }
 
-    /// Whether the one-op rotation applies (f32 on the CPU).
-    pub(super) fn fused(&self) -> bool {
-        self.cos.device().is_cpu() && self.cos.dtype() == DType::F32
-    }
-
-    /// x (b, n, h k), heads in place, rotated head by head; needs `fused`.
+    /// x (b, n, h k), heads in place, rotated head by head.
     pub(super) fn apply_heads_last(&self, x: &Tensor, heads: usize) -> Result<Tensor> {
-        let op = Rotate {
-            cos: self.cos.contiguous()?,
-            sin: self.sin.contiguous()?,
-            heads_last: Some(heads),
-        };
-        Ok(x.contiguous()?.apply_op1_arc(std::sync::Arc::new(Box::new(op)))?)
+        kernels::rope(x, &self.cos, &self.sin, HeadLayout::Merged(heads))
     }
 
     /// x (b, h, n, k) rotated: x ⊙ cos + rotate_half(x) ⊙ sin.
     pub(super) fn apply(&self, x: &Tensor) -> Result<Tensor> {
-        if self.fused() && x.dtype() == DType::F32 && x.rank() == 4 && x.dim(D::Minus1)? % 2 == 0 {
-            let op = Rotate {
-                cos: self.cos.contiguous()?,
-                sin: self.sin.contiguous()?,
-                heads_last: None,
-            };
-            return Ok(x.contiguous()?.apply_op1_arc(std::sync::Arc::new(Box::new(op)))?);
-        }
-        let half = x.dim(D::Minus1)? / 2;
-        let rotated = Tensor::cat(
-            &[&x.narrow(D::Minus1, half, half)?.neg()?, &x.narrow(D::Minus1, 0, half)?],
-            D::Minus1,
-        )?;
-        Ok((x.broadcast_mul(&self.cos)? + rotated.broadcast_mul(&self.sin)?)?)
-    }
-}
-
-/// The rotation as one op (its backward applies the transpose), on x
-/// (b, h, n, k), or with `heads_last` = Some(h) on x (b, n, h k).
-struct Rotate {
-    cos: Tensor,
-    sin: Tensor,
-    heads_last: Option<usize>,
-}
-
-/// Rows per rayon task at the least.
-const MIN_ROWS: usize = 64;
-
-impl Rotate {
-    /// y = x ⊙ cos + R(x) ⊙ sin (R = rotate_half), or with `transpose`
-    /// y = x ⊙ cos + Rᵀ(x ⊙ sin); x contiguous, rows of k values.
-    fn run(&self, x: &[f32], dims: &[usize], transpose: bool) -> candle_core::Result<Vec<f32>> {
-        let (b, h, n, k) = match (dims, self.heads_last) {
-            (&[b, h, n, k], None) => (b, h, n, k),
-            (&[b, n, hk], Some(h)) if h > 0 && hk % h == 0 => (b, h, n, hk / h),
-            _ => candle_core::bail!("rope: x {dims:?} is not (b, h, n, k) or (b, n, h k)"),
-        };
-        if self.cos.dims() != [b, 1, n, k] || self.sin.dims() != [b, 1, n, k] || k % 2 != 0 {
-            candle_core::bail!("rope: tables {:?} for x {dims:?}", self.cos.dims());
-        }
-        let (cs, cl) = self.cos.storage_and_layout();
-        let (ss, sl) = self.sin.storage_and_layout();
-        let (cos, sin) = (storage_values(&cs, cl)?, storage_values(&ss, sl)?);
-        let half = k / 2;
-        let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(k.max(1))
-            .enumerate()
-            .with_min_len(MIN_ROWS)
-            .for_each(|(row, out)| {
-                // Row (bi, hj, ni) or (bi, ni, hj): tables at (bi, ni), whatever the head.
-                let (bi, ni) = match self.heads_last {
-                    None => (row / (h * n), row % n),
-                    Some(_) => (row / (n * h), (row / h) % n),
-                };
-                let t = (bi * n + ni) * k;
-                let (xr, c, s) = (&x[row * k..][..k], &cos[t..][..k], &sin[t..][..k]);
-                for i in 0..half {
-                    let (a, z) = (xr[i], xr[i + half]);
-                    if transpose {
-                        out[i] = a * c[i] + z * s[i + half];
-                        out[i + half] = z * c[i + half] - a * s[i];
-                    } else {
-                        out[i] = a * c[i] - z * s[i];
-                        out[i + half] = z * c[i + half] + a * s[i + half];
-                    }
-                }
-            });
-        Ok(y)
-    }
-}
-
-impl candle_core::CustomOp1 for Rotate {
-    fn name(&self) -> &'static str {
-        "rope"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = values(s, l)?;
-        Ok((CpuStorage::F32(self.run(x, l.dims(), false)?), l.shape().clone()))
-    }
-
-    fn bwd(&self, _x: &Tensor, _y: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        let g = g.contiguous()?;
-        let dx = {
-            let (gs, gl) = g.storage_and_layout();
-            self.run(storage_values(&gs, gl)?, gl.dims(), true)?
-        };
-        Ok(Some(Tensor::from_vec(dx, g.shape(), g.device())?))
+        kernels::rope(x, &self.cos, &self.sin, HeadLayout::Split)
     }
 }
 

@@ -10,98 +10,18 @@
 //!   d d_model    h heads               k d_kv (per-head width)
 //!   f d_ff       v vocabulary          c cached decoder positions
 
+mod config;
+mod decode;
+mod lm;
+
 use candle_core::{DType, Device, Tensor};
-use serde::{Deserialize, Serialize};
 
-use super::layers::{linear, rms_norm, Dropout};
+use super::layers::{linear_concat, rms_norm, Linear};
 use crate::error::{Error, Result};
+use crate::kernels::{self, Dropout, Heads};
 use crate::params::{Param, ParamStore};
-
-/// The fields of an HF T5/mT5 config.json that the model uses.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct T5Config {
-    pub vocab_size: usize,
-    pub d_model: usize,
-    pub d_kv: usize,
-    pub d_ff: usize,
-    pub num_layers: usize,
-    #[serde(default)]
-    pub num_decoder_layers: Option<usize>,
-    pub num_heads: usize,
-    #[serde(default = "default_buckets")]
-    pub relative_attention_num_buckets: usize,
-    #[serde(default = "default_max_distance")]
-    pub relative_attention_max_distance: usize,
-    #[serde(default = "default_dropout")]
-    pub dropout_rate: f64,
-    #[serde(default = "default_eps")]
-    pub layer_norm_epsilon: f64,
-    #[serde(default = "default_ff")]
-    pub feed_forward_proj: String,
-    #[serde(default = "default_true")]
-    pub tie_word_embeddings: bool,
-    #[serde(default)]
-    pub decoder_start_token_id: Option<u32>,
-    #[serde(default)]
-    pub pad_token_id: Option<u32>,
-    #[serde(default)]
-    pub eos_token_id: Option<u32>,
-    /// Every other field of config.json, kept so a saved model round-trips.
-    #[serde(flatten)]
-    pub extra: serde_json::Map<String, serde_json::Value>,
-}
-
-fn default_buckets() -> usize {
-    32
-}
-fn default_max_distance() -> usize {
-    128
-}
-fn default_dropout() -> f64 {
-    0.1
-}
-fn default_eps() -> f64 {
-    1e-6
-}
-fn default_ff() -> String {
-    "relu".into()
-}
-fn default_true() -> bool {
-    true
-}
-
-impl T5Config {
-    pub fn decoder_layers(&self) -> usize {
-        self.num_decoder_layers.unwrap_or(self.num_layers)
-    }
-    pub fn is_gated(&self) -> bool {
-        self.feed_forward_proj.starts_with("gated-")
-    }
-    pub fn pad_id(&self) -> u32 {
-        self.pad_token_id.unwrap_or(0)
-    }
-    pub fn eos_id(&self) -> u32 {
-        self.eos_token_id.unwrap_or(1)
-    }
-    pub fn decoder_start_id(&self) -> u32 {
-        self.decoder_start_token_id.unwrap_or(self.pad_id())
-    }
-    fn validate(&self) -> Result<()> {
-        let act = self.feed_forward_proj.trim_start_matches("gated-");
-        if !matches!(act, "relu" | "gelu" | "gelu_new") {
-            return Err(Error::msg(format!(
-                "T5 config: unsupported feed_forward_proj '{}'",
-                self.feed_forward_proj
-            )));
-        }
-        if self.num_heads == 0 || self.d_kv == 0 || self.d_model == 0 || self.vocab_size == 0 {
-            return Err(Error::msg(
-                "T5 config: d_model, d_kv, num_heads and vocab_size must be positive",
-            ));
-        }
-        Ok(())
-    }
-}
+pub use config::T5Config;
+pub use decode::DecoderCache;
 
 /// T5's relative position bucket: exact buckets for small distances, log-spaced
 /// ones up to `max_distance`, and (encoder only) separate halves for each sign.
@@ -128,17 +48,17 @@ fn relative_bucket(relative: i64, bidirectional: bool, num_buckets: usize, max_d
 }
 
 struct Attention {
-    q: Param,
-    k: Param,
-    v: Param,
-    o: Param,
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
     heads: usize,
     d_kv: usize,
 }
 
 impl Attention {
     fn load(ps: &ParamStore, prefix: &str, heads: usize, d_kv: usize) -> Result<Self> {
-        let get = |n: &str| ps.get(&format!("{prefix}.{n}.weight")).cloned();
+        let get = |n: &str| Linear::load(ps, &format!("{prefix}.{n}"));
         Ok(Self {
             q: get("q")?,
             k: get("k")?,
@@ -160,63 +80,47 @@ impl Attention {
     /// Keys and values of a source sequence, (b, h, n, k) each.
     fn keys_values(&self, src: &Tensor) -> Result<(Tensor, Tensor)> {
         Ok((
-            self.split_heads(linear(src, &self.k)?)?,
-            self.split_heads(linear(src, &self.v)?)?,
+            self.split_heads(self.k.forward(src)?)?,
+            self.split_heads(self.v.forward(src)?)?,
         ))
     }
 
     /// Teacher-forced attention of x (b, q, d) over src (b, kv, d), itself
-    /// for self-attention: one fused op on the CPU (`attention::attend`, keys
-    /// and values from one product with [k; v]), else `keys_values` and
-    /// `attend`.
+    /// for self-attention, with additive bias (b or 1, h or 1, q, kv). T5
+    /// does not scale scores by 1/sqrt(k).
     fn forward(&self, x: &Tensor, src: &Tensor, bias: &Tensor, drop: &Dropout, train: bool) -> Result<Tensor> {
-        let kv_weight = || Tensor::cat(&[self.k.tensor(), self.v.tensor()], 0);
-        if super::attention::attend_applies(x, bias) && super::blas::applies(src, &self.k.tensor()) {
-            let q = linear(x, &self.q)?;
-            let kv = super::blas::linear_wt(src, &kv_weight()?)?;
-            let heads = super::attention::Heads {
-                query: self.heads,
-                kv: self.heads,
-                scale: 1.0,
-            };
-            let ctx = super::attention::attend(&q, &kv, bias, heads, drop, train)?;
-            return linear(&ctx, &self.o);
-        }
-        let (k, v) = self.keys_values(src)?;
-        self.attend(x, &k, &v, bias, drop, train)
+        let q = self.q.forward(x)?;
+        let kv = linear_concat(src, &[&self.k, &self.v])?;
+        let heads = Heads {
+            query: self.heads,
+            kv: self.heads,
+            scale: 1.0,
+        };
+        self.o.forward(&kernels::attend(&q, &kv, bias, heads, drop, train)?)
     }
 
-    /// x (b, q, d) attends to keys/values (b, h, kv, k) with additive bias
-    /// (b or 1, h or 1, q, kv). T5 does not scale scores by 1/sqrt(k).
-    fn attend(
-        &self,
-        x: &Tensor,
-        keys: &Tensor,
-        values: &Tensor,
-        bias: &Tensor,
-        drop: &Dropout,
-        train: bool,
-    ) -> Result<Tensor> {
+    /// One decoding step's attention: x (b, 1, d) attends to cached
+    /// keys/values (b, h, c, k) with additive bias (b or 1, h or 1, 1, c).
+    fn attend_cached(&self, x: &Tensor, keys: &Tensor, values: &Tensor, bias: &Tensor) -> Result<Tensor> {
         let (b, q_len, _) = x.dims3()?;
-        let q = self.split_heads(linear(x, &self.q)?)?;
-        let weights = super::attention::weights(&q, keys, bias)?; // (b, h, q, kv)
-        let weights = drop.apply(&weights, train)?;
-        let ctx = super::blas::batched_matmul(&weights, values, false, false)?; // (b, h, q, k)
+        let q = self.split_heads(self.q.forward(x)?)?;
+        let weights = kernels::attention_weights(&q, keys, bias)?; // (b, h, q, c)
+        let ctx = kernels::batched_matmul(&weights, values, false, false)?; // (b, h, q, k)
         let ctx = ctx.transpose(1, 2)?.reshape((b, q_len, self.heads * self.d_kv))?;
-        linear(&ctx, &self.o)
+        self.o.forward(&ctx)
     }
 }
 
 struct FeedForward {
-    wi: Param,
-    wi_1: Option<Param>,
-    wo: Param,
+    wi: Linear,
+    wi_1: Option<Linear>,
+    wo: Linear,
     act: String,
 }
 
 impl FeedForward {
     fn load(ps: &ParamStore, prefix: &str, cfg: &T5Config) -> Result<Self> {
-        let get = |n: &str| ps.get(&format!("{prefix}.DenseReluDense.{n}.weight")).cloned();
+        let get = |n: &str| Linear::load(ps, &format!("{prefix}.DenseReluDense.{n}"));
         // HF's legacy rule: "gated-gelu" means the tanh approximation (gelu_new).
         let act = match cfg.feed_forward_proj.as_str() {
             "gated-gelu" => "gelu_new".to_string(),
@@ -241,19 +145,19 @@ impl FeedForward {
 
     fn activate(&self, x: &Tensor) -> Result<Tensor> {
         Ok(match self.act.as_str() {
-            "relu" => super::fused::relu(x)?,
-            "gelu" => x.gelu_erf()?,
-            _ => super::fused::gelu_tanh(x)?, // gelu_new: the tanh approximation
+            "relu" => kernels::relu(x)?,
+            "gelu" => kernels::gelu_erf(x)?,
+            _ => kernels::gelu_tanh(x)?, // gelu_new: the tanh approximation
         })
     }
 
     /// (b, n, d) -> (b, n, d) through (b, n, f).
     fn forward(&self, x: &Tensor, drop: &Dropout, train: bool) -> Result<Tensor> {
-        let mut h = self.activate(&linear(x, &self.wi)?)?;
+        let mut h = self.activate(&self.wi.forward(x)?)?;
         if let Some(wi_1) = &self.wi_1 {
-            h = h.mul(&linear(x, wi_1)?)?;
+            h = h.mul(&wi_1.forward(x)?)?;
         }
-        linear(&drop.apply(&h, train)?, &self.wo)
+        self.wo.forward(&drop.apply(&h, train)?)
     }
 }
 
@@ -287,39 +191,6 @@ impl Block {
             ff: FeedForward::load(ps, &format!("{prefix}.layer.{ff_layer}"), cfg)?,
             ff_norm: norm(ff_layer)?,
         })
-    }
-}
-
-/// Per-layer decoder cache for incremental generation.
-#[derive(Clone)]
-pub struct LayerCache {
-    self_kv: Option<(Tensor, Tensor)>, // (b, h, c, k)
-    cross_kv: (Tensor, Tensor),        // (b, h, s, k), computed once
-}
-
-/// The decoder state carried between generation steps.
-#[derive(Clone)]
-pub struct DecoderCache {
-    layers: Vec<LayerCache>,
-    pub len: usize,
-}
-
-impl DecoderCache {
-    /// Keep only the rows `idx` (beam search reorders beams every step).
-    pub fn select(&self, idx: &Tensor) -> Result<Self> {
-        let pick = |t: &Tensor| t.index_select(idx, 0);
-        let mut layers = Vec::with_capacity(self.layers.len());
-        for l in &self.layers {
-            let self_kv = match &l.self_kv {
-                Some((k, v)) => Some((pick(k)?, pick(v)?)),
-                None => None,
-            };
-            layers.push(LayerCache {
-                self_kv,
-                cross_kv: (pick(&l.cross_kv.0)?, pick(&l.cross_kv.1)?),
-            });
-        }
-        Ok(Self { layers, len: self.len })
     }
 }
 
@@ -563,9 +434,9 @@ impl T5 {
     /// hidden (b, t, d) -> logits (b, t, v).
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
         match &self.lm_head {
-            Some(head) => linear(hidden, head),
+            Some(head) => kernels::linear(hidden, &head.tensor()),
             // Tied embeddings: v1.0 rescales before reusing the input embedding.
-            None => linear(&(hidden * (self.cfg.d_model as f64).powf(-0.5))?, &self.shared),
+            None => kernels::linear(&(hidden * (self.cfg.d_model as f64).powf(-0.5))?, &self.shared.tensor()),
         }
     }
 
@@ -580,54 +451,6 @@ impl T5 {
             ],
             1,
         )?)
-    }
-
-    /// Start incremental decoding over fixed encoder states.
-    pub fn start_decoding(&self, enc: &Tensor) -> Result<DecoderCache> {
-        let mut layers = Vec::with_capacity(self.decoder.len());
-        for blk in &self.decoder {
-            let (cross, _) = blk
-                .cross
-                .as_ref()
-                .ok_or_else(|| Error::msg("decoder block without cross-attention"))?;
-            layers.push(LayerCache {
-                self_kv: None,
-                cross_kv: cross.keys_values(enc)?,
-            });
-        }
-        Ok(DecoderCache { layers, len: 0 })
-    }
-
-    /// One decoding step: ids (b, 1) -> logits (b, v), extending the cache.
-    pub fn decode_step(&self, ids: &Tensor, enc_mask: &Tensor, cache: &mut DecoderCache) -> Result<Tensor> {
-        let eps = self.cfg.layer_norm_epsilon;
-        let pos = cache.len;
-        let mut x = self.embed(ids)?;
-        let dtype = x.dtype();
-        let self_bias = self
-            .position_bias(&self.dec_bias, 1, pos + 1, pos, false)?
-            .to_dtype(dtype)?;
-        let cross_bias = self.padding_bias(enc_mask, dtype)?;
-        let off = Dropout::new(0.0, 0);
-        for (blk, lc) in self.decoder.iter().zip(cache.layers.iter_mut()) {
-            let h = rms_norm(&x, &blk.self_norm, eps)?;
-            let (k, v) = blk.self_attn.keys_values(&h)?;
-            let (k, v) = match &lc.self_kv {
-                Some((pk, pv)) => (Tensor::cat(&[pk, &k], 2)?, Tensor::cat(&[pv, &v], 2)?),
-                None => (k, v),
-            };
-            x = (x + blk.self_attn.attend(&h, &k, &v, &self_bias, &off, false)?)?;
-            lc.self_kv = Some((k, v));
-            if let Some((cross, norm)) = &blk.cross {
-                let h = rms_norm(&x, norm, eps)?;
-                x = (x + cross.attend(&h, &lc.cross_kv.0, &lc.cross_kv.1, &cross_bias, &off, false)?)?;
-            }
-            let h = rms_norm(&x, &blk.ff_norm, eps)?;
-            x = (x + blk.ff.forward(&h, &off, false)?)?;
-        }
-        cache.len += 1;
-        let hidden = rms_norm(&x, &self.dec_norm, eps)?;
-        Ok(self.logits(&hidden)?.squeeze(1)?)
     }
 }
 

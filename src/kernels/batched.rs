@@ -5,10 +5,10 @@
 
 use std::ffi::c_int;
 
-use candle_core::{DType, Tensor};
+use candle_core::Tensor;
 use rayon::prelude::*;
 
-use super::blas::{get, here, written, Shared, MIN_FLOPS};
+use super::blas::{here, written, Shared, MIN_FLOPS};
 use super::fused::values;
 use crate::error::Result;
 
@@ -18,11 +18,6 @@ use crate::error::Result;
 /// is loaded and both are f32 on the CPU, else candle's matmul. No
 /// broadcasting: the leading dimensions must be equal.
 pub fn batched_matmul(a: &Tensor, b: &Tensor, ta: bool, tb: bool) -> Result<Tensor> {
-    let blas_fits = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32 && t.rank() >= 2;
-    if !(blas_fits(a) && blas_fits(b) && get().is_some()) {
-        let op = |t: &Tensor, tr: bool| if tr { t.t() } else { Ok(t.clone()) };
-        return Ok(op(a, ta)?.matmul(&op(b, tb)?)?);
-    }
     let (a, b) = (a.contiguous()?, b.contiguous()?);
     Ok(a.apply_op2_arc(&b, std::sync::Arc::new(Box::new(Batched { ta, tb })))?)
 }

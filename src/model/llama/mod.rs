@@ -20,43 +20,17 @@
 
 mod config;
 mod decode;
+mod lm;
 mod rope;
 
 use candle_core::{DType, Device, Tensor};
 
-use super::layers::{linear, rms_norm, Dropout};
-use super::{GenerateOptions, Generation, LanguageModel};
+use super::layers::{rms_norm, Linear};
 use crate::error::{Error, Result};
+use crate::kernels::{self, Dropout, Heads};
 use crate::params::{Param, ParamStore};
 pub use config::{LlamaConfig, RopeScaling, TokenIds};
 use rope::Rope;
-
-/// A linear map with an optional bias.
-struct Linear {
-    w: Param,
-    b: Option<Param>,
-}
-
-impl Linear {
-    fn load(ps: &ParamStore, prefix: &str) -> Result<Self> {
-        let b = ps
-            .contains(&format!("{prefix}.bias"))
-            .then(|| ps.get(&format!("{prefix}.bias")).cloned())
-            .transpose()?;
-        Ok(Self {
-            w: ps.get(&format!("{prefix}.weight"))?.clone(),
-            b,
-        })
-    }
-    /// (b, n, i) -> (b, n, o)
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = linear(x, &self.w)?;
-        match &self.b {
-            Some(b) => Ok(y.broadcast_add(&b.tensor())?),
-            None => Ok(y),
-        }
-    }
-}
 
 /// Per-layer keys and values of the positions seen so far, (b, g, c, k) each.
 #[derive(Clone, Default)]
@@ -93,19 +67,17 @@ impl Attention {
     ) -> Result<Tensor> {
         let (b, n, _) = x.dims3()?;
         let (h, g, k) = (self.heads, self.kv_heads, self.head_dim);
-        if train && cache.kv.is_none() && rope.fused() && super::attention::attend_applies(x, bias) {
-            // Training: one fused op with the heads in place (nothing to cache).
+        if train && cache.kv.is_none() {
+            // Training: one attention over the whole sequence, heads in place (nothing to cache).
             let q = rope.apply_heads_last(&self.q.forward(x)?, h)?;
             let keys = rope.apply_heads_last(&self.k.forward(x)?, g)?;
             let kv = Tensor::cat(&[&keys, &self.v.forward(x)?], 2)?;
-            let heads = super::attention::Heads {
+            let heads = Heads {
                 query: h,
                 kv: g,
                 scale: (k as f32).powf(-0.5),
             };
-            return self
-                .o
-                .forward(&super::attention::attend(&q, &kv, bias, heads, drop, train)?);
+            return self.o.forward(&kernels::attend(&q, &kv, bias, heads, drop, train)?);
         }
         let q = rope.apply(&Self::split(self.q.forward(x)?, h, k)?)?;
         let mut keys = rope.apply(&Self::split(self.k.forward(x)?, g, k)?)?;
@@ -119,13 +91,13 @@ impl Attention {
         let r = h / g;
         let q = (q.reshape((b, g, r * n, k))? * (k as f64).powf(-0.5))?;
         // Scores, mask and softmax in f32: -1e9 does not fit f16, and -inf would turn padding rows to NaN.
-        let scores = super::blas::batched_matmul(&q, &keys, false, true)?
+        let scores = kernels::batched_matmul(&q, &keys, false, true)?
             .reshape((b, h, n, c))?
             .to_dtype(DType::F32)?
             .broadcast_add(bias)?;
-        let weights = super::fused::softmax_last_dim(&scores)?.to_dtype(x.dtype())?;
+        let weights = kernels::softmax(&scores)?.to_dtype(x.dtype())?;
         let weights = drop.apply(&weights, train)?;
-        let ctx = super::blas::batched_matmul(&weights.reshape((b, g, r * n, c))?, &values, false, false)?; // (b, g, r*n, k)
+        let ctx = kernels::batched_matmul(&weights.reshape((b, g, r * n, c))?, &values, false, false)?; // (b, g, r*n, k)
         let ctx = ctx.reshape((b, h, n, k))?.transpose(1, 2)?.reshape((b, n, h * k))?;
         cache.kv = Some((keys, values));
         self.o.forward(&ctx)
@@ -141,7 +113,7 @@ struct Mlp {
 impl Mlp {
     /// (b, n, d) -> (b, n, d) through (b, n, f): down(silu(gate(x)) * up(x)).
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let h = super::fused::swiglu(&self.gate.forward(x)?, &self.up.forward(x)?)?;
+        let h = kernels::swiglu(&self.gate.forward(x)?, &self.up.forward(x)?)?;
         self.down.forward(&h)
     }
 }
@@ -312,7 +284,7 @@ impl Llama {
 
     /// hidden (b, n, d) -> logits (b, n, v).
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        linear(hidden, self.lm_head.as_ref().unwrap_or(&self.embed_tokens))
+        kernels::linear(hidden, &self.lm_head.as_ref().unwrap_or(&self.embed_tokens).tensor())
     }
 
     /// Rotary tables for per-row positions (b rows of n each).
@@ -468,83 +440,6 @@ impl Llama {
             obj.insert("model_type".into(), self.cfg.arch().into());
         }
         v
-    }
-}
-
-impl LanguageModel for Llama {
-    fn arch(&self) -> &str {
-        self.cfg.arch()
-    }
-    fn params(&self) -> &ParamStore {
-        &self.params
-    }
-    fn hidden_size(&self) -> usize {
-        self.cfg.hidden_size
-    }
-    fn vocab_size(&self) -> usize {
-        self.cfg.vocab_size
-    }
-    fn pad_id(&self) -> u32 {
-        self.cfg.pad_token_id.unwrap_or_else(|| self.eos_id())
-    }
-    fn eos_id(&self) -> u32 {
-        self.eos.first().copied().unwrap_or(0)
-    }
-    fn embed(&self, ids: &Tensor) -> Result<Tensor> {
-        Llama::embed(self, ids)
-    }
-    fn forward(&self, input_embeds: &Tensor, input_mask: &Tensor, targets: &Tensor, train: bool) -> Result<Tensor> {
-        self.teacher_forced(input_embeds, input_mask, targets, train)
-    }
-    fn generate_scored(
-        &self,
-        input_embeds: &Tensor,
-        input_mask: &Tensor,
-        opts: &GenerateOptions,
-    ) -> Result<Vec<Generation>> {
-        Llama::generate_scored(self, input_embeds, input_mask, opts)
-    }
-    fn dropout(&self) -> &Dropout {
-        &self.dropout
-    }
-    fn config_json(&self) -> serde_json::Value {
-        self.hf_config()
-    }
-    fn input_ends_with_eos(&self) -> bool {
-        false
-    }
-    fn target_continues_input(&self) -> bool {
-        true
-    }
-    fn special_ids(&self) -> Vec<u32> {
-        let mut ids: Vec<u32> = self
-            .eos
-            .iter()
-            .copied()
-            .chain(self.cfg.bos_token_id)
-            .chain([self.pad_id()])
-            .collect();
-        ids.sort_unstable();
-        ids.dedup();
-        ids
-    }
-    fn peft_task_type(&self) -> &'static str {
-        "CAUSAL_LM"
-    }
-    fn last_layer_groups(&self) -> Vec<(String, Vec<String>)> {
-        let l = format!("model.layers.{}", self.cfg.num_hidden_layers.saturating_sub(1));
-        let one = |name: &str, proj: &str| (name.to_string(), vec![format!("{l}.self_attn.{proj}.weight")]);
-        let mlp = ["gate_proj", "up_proj", "down_proj"]
-            .iter()
-            .map(|p| format!("{l}.mlp.{p}.weight"))
-            .collect();
-        vec![
-            one("self-attn q", "q_proj"),
-            one("self-attn k", "k_proj"),
-            one("self-attn v", "v_proj"),
-            one("self-attn o", "o_proj"),
-            ("MLP".to_string(), mlp),
-        ]
     }
 }
 

@@ -22,29 +22,24 @@
 //! k per-head width. `weights`: q (b, h, n, k), keys (b, h, m, k), bias
 //! (b or 1, h or 1, n or 1, m), P (b, h, n, m).
 //!
-//! The fused paths need a BLAS library (`blas`) and f32 tensors on the CPU;
-//! `weights` runs the composed candle ops otherwise, and callers of `attend`
-//! check `attend_applies`. tests/blas_attention.rs checks values and
-//! gradients against the composed ops.
+//! Both need a BLAS library (`blas`) and f32 tensors on the CPU; the entry
+//! points `kernels::attention_weights` and `kernels::attend` check, and run
+//! the composed candle ops (`composed.rs`) otherwise. tests/blas_attention.rs
+//! checks values and gradients against the composed ops.
 
 use std::sync::{Arc, Mutex};
 
-use candle_core::{CpuStorage, DType, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::blas::{self, Shared};
 use super::fused::{storage_values, values};
-use super::layers::{Dropout, Masked};
+use super::dropout::{Dropout, Masked};
 use crate::error::Result;
 
-/// softmax(q kᵀ + bias) over the last dimension, in q's dtype; see the module docs.
+/// softmax(q kᵀ + bias) over the last dimension, f32 on the CPU with BLAS
+/// (`kernels::attention_weights` checks); see the module docs.
 pub fn weights(q: &Tensor, keys: &Tensor, bias: &Tensor) -> Result<Tensor> {
-    let fits = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32 && t.rank() == 4;
-    if !(fits(q) && fits(keys) && fits(bias) && blas::get().is_some()) {
-        // Scores in the inputs' dtype, the softmax in f32 (as HF computes it).
-        let scores = blas::batched_matmul(q, keys, false, true)?.broadcast_add(bias)?;
-        return Ok(super::fused::softmax_last_dim(&scores.to_dtype(DType::F32)?)?.to_dtype(q.dtype())?);
-    }
     let (q, keys, bias) = (q.contiguous()?, keys.contiguous()?, bias.contiguous()?);
     Ok(q.apply_op3_arc(&keys, &bias, std::sync::Arc::new(Box::new(Weights)))?)
 }
@@ -184,12 +179,6 @@ impl candle_core::CustomOp3 for Weights {
 
 // ------------------------------------------------ whole attention, heads in place
 
-/// Whether `attend` takes its fused path for these operands.
-pub fn attend_applies(q: &Tensor, bias: &Tensor) -> bool {
-    let fits = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
-    fits(q) && fits(bias) && blas::get().is_some()
-}
-
 /// How `attend` reads its operands.
 #[derive(Clone, Copy, Debug)]
 pub struct Heads {
@@ -212,8 +201,8 @@ pub struct Heads {
 /// computation is one graph node. The attention weights P (b, h, n, m) are
 /// kept for backward, as the composed ops keep them; the dropout mask is
 /// `drop`'s next b h n m values, as `Dropout::apply` on the weights would draw.
-/// Needs `attend_applies`; keys and values in one tensor because a custom op
-/// has at most three inputs and the bias may train.
+/// f32 on the CPU with BLAS (`kernels::attend` checks); keys and values in
+/// one tensor because a custom op has at most three inputs and the bias may train.
 pub fn attend(q: &Tensor, kv: &Tensor, bias: &Tensor, heads: Heads, drop: &Dropout, train: bool) -> Result<Tensor> {
     let (b, n, hk) = q.dims3()?;
     let m = kv.dim(1)?;

@@ -8,14 +8,14 @@
 //!   relu      y = max(x, 0)                dx = g [x > 0]
 //!   swiglu    y = silu(a) u                da = g u silu'(a), du = g silu(a)
 //!
-//! Each public function takes the fused path for contiguous f32 tensors on
-//! the CPU and falls back to the composed candle ops otherwise (re-exported
-//! from `fused`); tests/fused.rs checks values and gradients.
+//! Each is one op on contiguous f32 tensors on the CPU; the entry points in
+//! `kernels` pick it or the composed candle ops. tests/fused.rs checks values
+//! and gradients.
 
 use candle_core::{CpuStorage, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::fused::{contiguous, fits, values, MIN_WORK};
+use super::fused::{contiguous, values, MIN_WORK};
 use crate::error::Result;
 
 const GELU_C: f32 = 0.797_884_6; // sqrt(2/π)
@@ -105,14 +105,7 @@ pub fn relu(x: &Tensor) -> Result<Tensor> {
 }
 
 fn activation(x: &Tensor, act: Act) -> Result<Tensor> {
-    if fits(x) {
-        return Ok(x.apply_op1_arc(std::sync::Arc::new(Box::new(act)))?);
-    }
-    Ok(match act {
-        Act::GeluTanh => x.gelu()?,
-        Act::Silu => candle_nn::ops::silu(x)?,
-        Act::Relu => x.relu()?,
-    })
+    Ok(x.apply_op1_arc(std::sync::Arc::new(Box::new(act)))?)
 }
 
 impl candle_core::CustomOp1 for Act {
@@ -155,10 +148,7 @@ impl candle_core::CustomOp2 for ActGrad {
 /// silu(gate) ⊙ up, the Llama MLP's gated activation, as one op:
 /// d gate = g ⊙ up ⊙ silu'(gate), d up = g ⊙ silu(gate).
 pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
-    if fits(gate) && fits(up) && gate.dims() == up.dims() {
-        return Ok(gate.apply_op2_arc(up, std::sync::Arc::new(Box::new(SwiGlu)))?);
-    }
-    Ok(silu(gate)?.mul(up)?)
+    Ok(gate.apply_op2_arc(up, std::sync::Arc::new(Box::new(SwiGlu)))?)
 }
 
 struct SwiGlu;

@@ -18,29 +18,24 @@
 //! number per row, and backward recomputes the softmax row by row, so the
 //! (rows, vocabulary) logits are the only tensor of that size a step holds.
 //!
-//! Each public function takes the fused path for contiguous f32 tensors on
-//! the CPU and falls back to the composed candle ops otherwise, so every
-//! device and dtype computes the same function. tests/fused.rs checks values
-//! and gradients against the composed ops.
+//! `kernels::softmax`, `kernels::rms_norm` and `kernels::cross_entropy` take
+//! these for contiguous f32 tensors on the CPU and the composed candle ops
+//! (`composed.rs`) otherwise, so every device and dtype computes the same
+//! function. tests/fused.rs checks values and gradients against the composed ops.
 //!
 //! Shape legend: n rows, d the last (normalized / softmaxed) dimension.
 
-use candle_core::{CpuStorage, DType, Layout, Shape, Tensor, D};
+use candle_core::{CpuStorage, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::error::Result;
 
-pub use super::activation::{gelu_tanh, relu, silu, swiglu};
 
 /// Elements per rayon task at the least: below this, splitting costs more
 /// than it saves (and on a busy machine waits for a descheduled worker).
 pub(super) const MIN_WORK: usize = 1 << 15;
 /// Rows per task at the least, for the row reductions.
 const MIN_ROWS: usize = 16;
-
-pub(super) fn fits(t: &Tensor) -> bool {
-    t.device().is_cpu() && t.dtype() == DType::F32 && t.is_contiguous() && t.rank() >= 1
-}
 
 /// The f32 values of a contiguous CPU operand (every fused op and BLAS
 /// product reads its operands through this).
@@ -99,13 +94,9 @@ fn exp_or_zero(x: f32) -> f32 {
     }
 }
 
-/// Softmax over the last dimension (any rank).
+/// Softmax over the last dimension (any rank) of contiguous f32 on the CPU.
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
-    if fits(x) {
-        Ok(x.apply_op1_arc(std::sync::Arc::new(Box::new(Softmax)))?)
-    } else {
-        Ok(candle_nn::ops::softmax(x, D::Minus1)?)
-    }
+    Ok(x.apply_op1_arc(std::sync::Arc::new(Box::new(Softmax)))?)
 }
 
 /// One row's softmax, in place.
@@ -177,16 +168,13 @@ impl candle_core::CustomOp2 for SoftmaxGrad {
 
 // ---------------------------------------------------------------- rms_norm
 
-/// x (..., d) · r · w (d), r = 1 / sqrt(mean(x²) + eps) per row; `None` when
-/// the fused path does not apply (the caller composes it).
-pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Result<Option<Tensor>> {
-    if !(fits(x) && fits(w) && w.rank() == 1 && x.dim(D::Minus1)? == w.dim(0)?) {
-        return Ok(None);
-    }
-    Ok(Some(x.apply_op2_arc(
+/// x (..., d) · r · w (d), r = 1 / sqrt(mean(x²) + eps) per row; x and w
+/// contiguous f32 on the CPU (`kernels::rms_norm` checks).
+pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
+    Ok(x.apply_op2_arc(
         w,
         std::sync::Arc::new(Box::new(RmsNorm { eps: eps as f32 })),
-    )?))
+    )?)
 }
 
 struct RmsNorm {
@@ -328,21 +316,11 @@ impl candle_core::CustomOp2 for RmsNormGradW {
 
 // ---------------------------------------------------------------- cross-entropy
 
-/// Per-row cross-entropy of logits (n, v) against class ids (n) u32, with
-/// label smoothing `eps` (torch.nn.CrossEntropyLoss's rule); `None` when the
-/// fused path does not apply (the caller composes it).
-pub fn cross_entropy_rows(logits: &Tensor, targets: &Tensor, eps: f64) -> Result<Option<Tensor>> {
-    let ok = fits(logits)
-        && logits.rank() == 2
-        && targets.dtype() == DType::U32
-        && targets.is_contiguous()
-        && targets.device().is_cpu()
-        && targets.dims() == [logits.dim(0)?];
-    if !ok {
-        return Ok(None);
-    }
+/// Per-row cross-entropy of logits (n, v), contiguous f32 on the CPU,
+/// against class ids (n) u32, with label smoothing `eps`.
+pub fn cross_entropy_rows(logits: &Tensor, targets: &Tensor, eps: f64) -> Result<Tensor> {
     let op = CrossEntropy { eps: eps as f32 };
-    Ok(Some(logits.apply_op2_arc(targets, std::sync::Arc::new(Box::new(op)))?))
+    Ok(logits.apply_op2_arc(targets, std::sync::Arc::new(Box::new(op)))?)
 }
 
 struct CrossEntropy {

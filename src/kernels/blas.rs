@@ -2,7 +2,7 @@
 //!
 //! candle's CPU matmul is a pure-Rust GEMM; OpenBLAS's hand-tuned kernels are
 //! faster on most CPUs, and the matmuls are most of a training step. So
-//! `layers::linear` multiplies with `cblas_sgemm` when a BLAS library is at
+//! `kernels::linear` multiplies with `cblas_sgemm` when a BLAS library is at
 //! hand, and with candle when it is not: nothing is linked at build time, and
 //! a machine without the library computes the same things, slower. How much
 //! slower depends on the CPU: on this project's AMD EPYC (AVX-512, where
@@ -108,6 +108,9 @@ static BLAS: OnceLock<Option<Blas>> = OnceLock::new();
 /// The BLAS library, loaded on first use; None when there is none (or
 /// `PROMOT_BLAS=off`).
 pub fn get() -> Option<&'static Blas> {
+    if super::generic_forced() {
+        return None;
+    }
     BLAS.get_or_init(|| {
         let explicit = std::env::var_os("PROMOT_BLAS").is_some();
         candidates().iter().find_map(|p| match Blas::load(p) {
@@ -141,7 +144,7 @@ pub struct Gemm {
     dtype: MatmulDtype,
 }
 
-/// Which matmul backend `layers::linear` uses, in words.
+/// Which matmul backend `kernels::linear` uses, in words.
 pub fn backend() -> String {
     match get() {
         Some(b) => format!(
@@ -370,7 +373,6 @@ impl Gemm {
     }
 }
 
-pub use super::batched::batched_matmul;
 pub(crate) use super::batched::batched_product;
 
 /// A raw pointer that rayon tasks may share, each writing its own disjoint
