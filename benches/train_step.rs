@@ -49,7 +49,7 @@ use promot::error::{Error, Result};
 use promot::kernels::precision::{self, MatmulDtype};
 use promot::kernels::blas;
 use promot::model::{LanguageModel, Llama, T5};
-use promot::optim::{self, OptimOptions, Optimizer};
+use promot::optim::{self, Optimizer};
 use promot::params::Param;
 use promot::prompt::{Init, SoftPrompt};
 
@@ -204,7 +204,7 @@ fn time_steps(
     warmup: usize,
     steps: usize,
 ) -> Result<Timing> {
-    let mut opt = optim::build("adafactor", LR, &OptimOptions::default())?;
+    let mut opt = optim::by_name("adafactor", LR)?;
     for _ in 0..warmup {
         train_step(model, prompt, batch, opt.as_mut(), params)?;
     }

@@ -9,7 +9,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor};
-use promot::optim::{self, clip_grad_norm, grad_norm, OptimOptions, Optimizer, Schedule};
+use promot::optim::{
+    self, clip_grad_norm, grad_norm, AdafactorConfig, GroupSettings, Optimizer, OptimizerConfig, Schedule,
+    SgdConfig,
+};
 use promot::params::Param;
 
 const FIXTURE: &str = "tests/fixtures/optim/reference.safetensors";
@@ -91,11 +94,14 @@ fn adafactor_matches_transformers_lr_1e_3() {
 
 #[test]
 fn adafactor_with_momentum_decay_and_parameter_scale_matches_transformers() {
-    let mut opts = OptimOptions::default();
-    opts.set("beta1", 0.9).unwrap();
-    opts.set("weight_decay", 0.1).unwrap();
-    opts.set("multiply_by_parameter_scale", 1.0).unwrap();
-    check_against_reference("adafactor_extra", optim::build("adafactor", 0.05, &opts).unwrap());
+    let cfg = AdafactorConfig {
+        lr: 0.05,
+        beta1: Some(0.9),
+        weight_decay: 0.1,
+        multiply_by_parameter_scale: true,
+        ..Default::default()
+    };
+    check_against_reference("adafactor_extra", OptimizerConfig::Adafactor(cfg).build().unwrap());
 }
 
 #[test]
@@ -105,11 +111,12 @@ fn adamw_matches_torch() {
 
 #[test]
 fn sgd_with_momentum_matches_torch() {
-    let opts = OptimOptions {
-        momentum: Some(0.9),
+    let cfg = SgdConfig {
+        lr: 0.1,
+        momentum: 0.9,
         ..Default::default()
     };
-    check_against_reference("sgd_momentum", optim::build("sgd", 0.1, &opts).unwrap());
+    check_against_reference("sgd_momentum", OptimizerConfig::Sgd(cfg).build().unwrap());
 }
 
 #[test]
@@ -118,23 +125,22 @@ fn plain_sgd_matches_torch() {
 }
 
 fn all_optimizers() -> Vec<Box<dyn Optimizer>> {
-    let momentum = OptimOptions {
-        momentum: Some(0.9),
+    let adafactor = AdafactorConfig {
+        lr: 0.05,
+        beta1: Some(0.9),
+        weight_decay: 0.1,
+        ..Default::default()
+    };
+    let sgd = SgdConfig {
+        lr: 0.1,
+        momentum: 0.9,
         ..Default::default()
     };
     vec![
         optim::by_name("adafactor", 0.2).unwrap(),
-        optim::build(
-            "adafactor",
-            0.05,
-            &OptimOptions {
-                weight_decay: Some(0.1),
-                ..momentum.clone()
-            },
-        )
-        .unwrap(),
+        OptimizerConfig::Adafactor(adafactor).build().unwrap(),
         optim::by_name("adamw", 1e-2).unwrap(),
-        optim::build("sgd", 0.1, &momentum).unwrap(),
+        OptimizerConfig::Sgd(sgd).build().unwrap(),
     ]
 }
 
@@ -311,18 +317,14 @@ fn names_options_and_learning_rate() {
     assert!(optim::by_name("adam", 0.1).is_err());
     assert!(optim::by_name("sgd", -1.0).is_err());
     assert!(optim::by_name("sgd", f64::NAN).is_err());
-    assert!(OptimOptions::default().set("betta", 0.9).is_err());
-    let beta2 = OptimOptions {
-        beta2: Some(0.99),
-        ..Default::default()
-    };
-    assert!(optim::build("adafactor", 0.1, &beta2).is_err());
-    assert!(optim::build("adamw", 0.1, &beta2).is_ok());
-    let bad_momentum = OptimOptions {
-        momentum: Some(1.5),
-        ..Default::default()
-    };
-    assert!(optim::build("sgd", 0.1, &bad_momentum).is_err());
+    let adafactor = OptimizerConfig::named("adafactor", 0.1).unwrap();
+    let err = adafactor.with("betta", 0.9.into()).unwrap_err().to_string();
+    assert!(err.contains("no option 'betta'") && err.contains("beta1"), "{err}");
+    assert!(adafactor.with("beta2", 0.99.into()).is_err());
+    let adamw = OptimizerConfig::named("adamw", 0.1).unwrap();
+    assert!(adamw.with("beta2", 0.99.into()).unwrap().build().is_ok());
+    let sgd = OptimizerConfig::named("sgd", 0.1).unwrap();
+    assert!(sgd.with("momentum", 1.5.into()).unwrap().build().is_err());
 }
 
 #[test]
@@ -506,11 +508,11 @@ fn at(t: &Tensor, index: &[usize]) -> Vec<f32> {
 /// update RMS, for values near zero), each step's whole-tensor update RMS within
 /// 1e-5 relative, and the final factored state (v_row, v_col) within 1e-5
 /// relative. Returns the worst value error found, for the report.
-fn check_against_optax(case: &str, opts: &OptimOptions) -> f64 {
+fn check_against_optax(case: &str, preset: fn(f64) -> AdafactorConfig) -> f64 {
     let refs = t5x_reference();
     let grad_scale = f64s(get(&refs, "grad_scale"));
     let lr = f64s(get(&refs, &format!("lr/{case}")))[0];
-    let mut opt = optim::build("adafactor", lr, opts).unwrap();
+    let mut opt = OptimizerConfig::Adafactor(preset(lr)).build().unwrap();
     let mut params = Vec::new();
     let mut grads_by_step = vec![Vec::new(); STEPS];
     for (id, name) in T5X_PARAMS.iter().enumerate() {
@@ -610,63 +612,67 @@ fn check_against_optax(case: &str, opts: &OptimOptions) -> f64 {
 
 #[test]
 fn adafactor_t5x_model_preset_matches_optax() {
-    let worst = check_against_optax("t5x_model", &OptimOptions::paper_weights());
+    let worst = check_against_optax("t5x_model", AdafactorConfig::t5x);
     eprintln!("t5x_model: worst |ours - optax| / (|optax| + update RMS) = {worst:.2e}");
 }
 
 #[test]
 fn adafactor_t5x_prompt_preset_matches_optax() {
-    let worst = check_against_optax("t5x_prompt", &OptimOptions::paper_prompts());
+    let worst = check_against_optax("t5x_prompt", AdafactorConfig::prompt_tuning);
     eprintln!("t5x_prompt: worst |ours - optax| / (|optax| + update RMS) = {worst:.2e}");
 }
 
 #[test]
 fn t5x_presets_and_options_by_name() {
-    let mut by_name = OptimOptions::default();
-    by_name.set("multiply_by_parameter_scale", 1.0).unwrap();
-    by_name.set("min_dim_size_to_factor", 128.0).unwrap();
-    by_name.set("decay_rate", -0.8).unwrap();
-    by_name.set("clip_threshold", 1.0).unwrap();
-    assert_eq!(by_name, OptimOptions::paper_weights());
-    let prompt = OptimOptions::paper_prompts();
-    assert_eq!(prompt.multiply_by_parameter_scale, Some(false));
+    // A group's settings as a script writes them, one literal.
+    let literal = serde_json::json!({
+        "optimizer": "adafactor", "lr": 0.1, "multiply_by_parameter_scale": true,
+        "min_dim_size_to_factor": 128, "decay_rate": -0.8, "clip_threshold": 1.0
+    });
+    let by_name: GroupSettings = serde_json::from_value(literal).unwrap();
+    assert_eq!(by_name.optimizer, OptimizerConfig::Adafactor(AdafactorConfig::t5x(0.1)));
+    let prompt = AdafactorConfig::prompt_tuning(0.1);
+    assert!(!prompt.multiply_by_parameter_scale);
     assert_eq!(prompt.min_dim_size_to_factor, Some(128));
     assert_eq!(
-        OptimOptions {
-            multiply_by_parameter_scale: Some(true),
+        AdafactorConfig {
+            multiply_by_parameter_scale: true,
             ..prompt
         },
-        OptimOptions::paper_weights()
+        AdafactorConfig::t5x(0.1)
     );
-    for bad in [-1.0, 1.5, 1e12] {
-        assert!(
-            OptimOptions::default().set("min_dim_size_to_factor", bad).is_err(),
-            "{bad}"
-        );
+    let adafactor = OptimizerConfig::named("adafactor", 0.1).unwrap();
+    for bad in [serde_json::json!(-1), serde_json::json!(1.5), serde_json::json!("x")] {
+        assert!(adafactor.with("min_dim_size_to_factor", bad.clone()).is_err(), "{bad}");
     }
-    let mut zero = OptimOptions::default();
-    zero.set("min_dim_size_to_factor", 0.0).unwrap();
+    let zero = adafactor.with("min_dim_size_to_factor", 0.into()).unwrap();
+    let OptimizerConfig::Adafactor(zero) = zero else { panic!() };
     assert_eq!(zero.min_dim_size_to_factor, Some(0));
-    let t5x = OptimOptions::paper_weights();
-    assert!(optim::build("adafactor", 0.1, &t5x).is_ok());
+    assert!(OptimizerConfig::Adafactor(AdafactorConfig::t5x(0.1)).build().is_ok());
     for other in ["adamw", "sgd"] {
-        let only_min_dim = OptimOptions {
-            min_dim_size_to_factor: Some(128),
-            ..Default::default()
-        };
-        assert!(optim::build(other, 0.1, &only_min_dim).is_err(), "{other}");
+        let err = OptimizerConfig::named(other, 0.1)
+            .unwrap()
+            .with("min_dim_size_to_factor", 128.into())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no option 'min_dim_size_to_factor'"), "{other}: {err}");
+        let literal = serde_json::json!({ "optimizer": other, "min_dim_size_to_factor": 128 });
+        let err = serde_json::from_value::<GroupSettings>(literal).unwrap_err().to_string();
+        assert!(err.contains("min_dim_size_to_factor") && err.contains("expected one of"), "{other}: {err}");
     }
 }
 
 /// Shapes of the second-moment state after one step of `opts` on a parameter of shape `dims`.
-fn second_moment_shapes(opts: &OptimOptions, dims: &[usize]) -> BTreeMap<String, Vec<usize>> {
+fn second_moment_shapes(cfg: &AdafactorConfig, dims: &[usize]) -> BTreeMap<String, Vec<usize>> {
     let p = Param::new("p", Tensor::ones(dims, DType::F32, &Device::Cpu).unwrap()).unwrap();
     let mut grads = GradStore::default();
     grads.insert(
         p.var().as_tensor(),
         Tensor::ones(dims, DType::F32, &Device::Cpu).unwrap(),
     );
-    let mut opt = optim::build("adafactor", 0.1, opts).unwrap();
+    let mut opt = OptimizerConfig::Adafactor(AdafactorConfig { lr: 0.1, ..cfg.clone() })
+        .build()
+        .unwrap();
     opt.step(std::slice::from_ref(&p), &grads).unwrap();
     let (state, _) = opt.state().unwrap();
     state
@@ -683,7 +689,7 @@ fn second_moment_shapes(opts: &OptimOptions, dims: &[usize]) -> BTreeMap<String,
 
 #[test]
 fn which_tensors_are_factored_over_which_dims() {
-    let min = |m: usize| OptimOptions {
+    let min = |m: usize| AdafactorConfig {
         min_dim_size_to_factor: Some(m),
         ..Default::default()
     };
@@ -702,7 +708,7 @@ fn which_tensors_are_factored_over_which_dims() {
     );
     assert_eq!(second_moment_shapes(&min(32), &[31, 64]), shapes(&[("v", &[31, 64])]));
     // The transformers default: always the last two dims, whatever their sizes.
-    let default = OptimOptions::default();
+    let default = AdafactorConfig::default();
     assert_eq!(
         second_moment_shapes(&default, &[24, 16]),
         shapes(&[("vr", &[24]), ("vc", &[16])])
@@ -738,11 +744,11 @@ fn adafactor_state_from_another_factoring_is_an_error_not_a_panic() {
     factored.step(&params, &fixture_grads(&refs, &params, 1)).unwrap();
     let (state, steps) = factored.state().unwrap();
     // With T5X's rule at 128 none of the fixture's small tensors is factored.
-    let mut t5x = optim::build("adafactor", 0.2, &OptimOptions::paper_weights()).unwrap();
+    let mut t5x = OptimizerConfig::Adafactor(AdafactorConfig::t5x(0.2)).build().unwrap();
     t5x.load_state(&state, steps).unwrap();
     assert!(t5x.step(&params, &fixture_grads(&refs, &params, 2)).is_err());
     // And the other way round.
-    let mut t5x = optim::build("adafactor", 0.2, &OptimOptions::paper_weights()).unwrap();
+    let mut t5x = OptimizerConfig::Adafactor(AdafactorConfig::t5x(0.2)).build().unwrap();
     t5x.step(&params, &fixture_grads(&refs, &params, 1)).unwrap();
     let (state, steps) = t5x.state().unwrap();
     let mut plain = optim::by_name("adafactor", 0.2).unwrap();

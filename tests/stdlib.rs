@@ -203,7 +203,8 @@ fn options_come_from_the_structs_unknown_keys_name_the_known_ones() {
             "train",
             &[
                 "steps: 100",
-                "lr: 0.001",
+                "\"lr\":0.001",
+                "weights: ",
                 "multiply_by_parameter_scale: none",
                 "evaluate: ",
             ][..],
@@ -231,17 +232,25 @@ fn options_come_from_the_structs_unknown_keys_name_the_known_ones() {
 
 #[test]
 fn paper_defaults_use_t5x_adafactor_for_weights_and_unscaled_for_prompts() {
+    use promot::optim::{AdafactorConfig, GroupSettings, OptimizerConfig};
+    // The flat keys are shorthand for the groups' settings.
     let opts: promot::train::TrainConfig = serde_json::from_value(serde_json::json!({
         "multiply_by_parameter_scale": true, "min_dim_size_to_factor": 128, "prompt_multiply_by_parameter_scale": false
     }))
     .unwrap();
     let o = opts.build().unwrap();
-    assert_eq!(o.optim_options.multiply_by_parameter_scale, Some(true));
-    assert_eq!(o.optim_options.min_dim_size_to_factor, Some(128));
-    assert_eq!(o.prompt_optim_options.multiply_by_parameter_scale, Some(false));
+    let OptimizerConfig::Adafactor(w) = &o.weights.optimizer else { panic!("{:?}", o.weights) };
+    assert!(w.multiply_by_parameter_scale);
+    assert_eq!(w.min_dim_size_to_factor, Some(128));
+    let OptimizerConfig::Adafactor(p) = &o.prompts.optimizer else { panic!("{:?}", o.prompts) };
+    assert!(!p.multiply_by_parameter_scale);
+    // paper_defaults() writes each group as one literal.
     let d = eval("paper_defaults()").cast::<Map>();
-    assert!(d["multiply_by_parameter_scale"].as_bool().unwrap());
-    assert_eq!(d["min_dim_size_to_factor"].as_int().unwrap(), 128);
+    let weights: GroupSettings = rhai::serde::from_dynamic(&d["weights"]).unwrap();
+    assert_eq!(weights.optimizer, OptimizerConfig::Adafactor(AdafactorConfig::t5x(1e-3)));
+    let prompts: GroupSettings = rhai::serde::from_dynamic(&d["prompts"]).unwrap();
+    let OptimizerConfig::Adafactor(p) = prompts.optimizer else { panic!("{prompts:?}") };
+    assert!(!p.multiply_by_parameter_scale && !p.factored && p.lr == 0.2);
 }
 
 #[test]

@@ -186,7 +186,7 @@ fn interrupted_and_resumed_run_matches_an_uninterrupted_one() {
 fn memorisation_drives_the_loss_down() {
     let (m, tok) = fixture();
     let mut o = opts(40);
-    o.lr = 1e-2;
+    o.weights.optimizer.set_lr(1e-2);
     o.dropout = 0.0;
     o.label_smoothing = 0.0;
     let h = run(&m, &tok, &o);
@@ -199,8 +199,7 @@ fn memorisation_drives_the_loss_down() {
 fn a_diverging_run_stops_with_a_clear_error_and_keeps_the_last_good_state() {
     let (m, tok) = fixture();
     let mut o = opts(20);
-    o.optimizer = "sgd".into();
-    o.lr = 1e30;
+    o.weights = promot::optim::GroupSettings::new(promot::optim::OptimizerConfig::named("sgd", 1e30).unwrap());
     let err = train::train(
         m.as_ref(),
         &tok,
@@ -346,7 +345,7 @@ fn bf16_training_tracks_f32_and_keeps_f32_master_weights() {
         return;
     }
     let mut o = opts(20);
-    o.lr = 1e-2;
+    o.weights.optimizer.set_lr(1e-2);
     o.dropout = 0.0;
     let (m32, tok) = fixture();
     let h32 = run(&m32, &tok, &o);
@@ -371,4 +370,56 @@ fn bf16_training_tracks_f32_and_keeps_f32_master_weights() {
         .filter(|x| x.to_bits() & 0xffff != 0)
         .count();
     assert!(fine > 0, "weights look rounded to bf16");
+}
+
+/// The weights and the prompt train on different optimiser settings, and
+/// each group's first update follows its own rule: SGD for the weights
+/// (x - lr·g), unfactored Adafactor at another rate for the prompt (on a first
+/// step, beta2 = 0, so V = g² + eps1 in full and the step is lr·g/sqrt(V),
+/// shrunk so its RMS is at most 1).
+#[test]
+fn each_parameter_group_follows_its_own_optimiser() {
+    use promot::optim::{AdafactorConfig, GroupSettings, OptimizerConfig};
+    let (m, tok) = fixture();
+    let prompt = SoftPrompt::new("p", m.as_ref(), 3, Init::Uniform, 1).unwrap();
+    let mut o = opts(1);
+    o.dropout = 0.0;
+    o.label_smoothing = 0.0;
+    o.prompt = Some(prompt.clone());
+    o.weights = GroupSettings::new(OptimizerConfig::named("sgd", 0.05).unwrap());
+    o.prompts = GroupSettings::new(OptimizerConfig::Adafactor(AdafactorConfig {
+        lr: 0.3,
+        factored: false,
+        ..AdafactorConfig::default()
+    }));
+    let weight = m.params().get("shared.weight").unwrap().clone();
+    let (w0, p0) = (weight.var().as_tensor().copy().unwrap(), prompt.param().var().as_tensor().copy().unwrap());
+    // The gradients of the step's loss, taken here on the batch the trainer draws first.
+    let batcher = train::Batcher::new(data(), o.batch.clone()).unwrap();
+    let batch = batcher.batch(0, &tok, m.as_ref()).unwrap();
+    let grads = train::batch_loss(m.as_ref(), &batch, &o, true).unwrap().backward().unwrap();
+    let gw = grads.get(weight.var().as_tensor()).unwrap().clone();
+    let gp = grads.get(prompt.param().var().as_tensor()).unwrap().clone();
+    run(&m, &tok, &o);
+
+    let max_rel = |a: &candle_core::Tensor, b: &candle_core::Tensor| -> f32 {
+        let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let scale = b.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        diff / scale.max(1e-12)
+    };
+    let want_w = (&w0 - (&gw * 0.05).unwrap()).unwrap();
+    let got_w = weight.var().as_tensor();
+    assert!(max_rel(&(got_w - &w0).unwrap(), &(&want_w - &w0).unwrap()) < 1e-4, "weights did not take SGD's step");
+    let v = (gp.sqr().unwrap() + 1e-30).unwrap();
+    let u = (&gp / v.sqrt().unwrap()).unwrap();
+    let rms = u.sqr().unwrap().mean_all().unwrap().sqrt().unwrap().to_scalar::<f32>().unwrap() as f64;
+    let want_p = (&p0 - (u * (0.3 / rms.max(1.0))).unwrap()).unwrap();
+    let got_p = prompt.param().var().as_tensor();
+    assert!(
+        max_rel(&(got_p - &p0).unwrap(), &(&want_p - &p0).unwrap()) < 1e-4,
+        "the prompt did not take unfactored Adafactor's step"
+    );
+    // And not the other group's rule: SGD at 0.3 would have moved the prompt by 0.3·g.
+    let sgd_p = (&p0 - (&gp * 0.3).unwrap()).unwrap();
+    assert!(max_rel(&(got_p - &p0).unwrap(), &(&sgd_p - &p0).unwrap()) > 1e-2);
 }

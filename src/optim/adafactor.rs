@@ -3,7 +3,7 @@
 //! `Adafactor(lr, scale_parameter=False, relative_step=False, warmup_init=False,
 //! decay_rate=-0.8, clip_threshold=1.0, beta1=None, weight_decay=0.0)`; with
 //! `min_dim_size_to_factor = Some(128)` and `multiply_by_parameter_scale` it is
-//! T5X's `t5x.adafactor.Adafactor` at its defaults (see [`crate::optim::OptimOptions::paper_weights`]).
+//! T5X's `t5x.adafactor.Adafactor` at its defaults (see [`AdafactorConfig::t5x`]).
 //!
 //! One step for a parameter `x` with gradient `g`, its own step count `t`
 //! (1 on its first update) and learning rate `lr`:
@@ -63,13 +63,18 @@ mod cpu;
 use std::collections::BTreeMap;
 
 use candle_core::Tensor;
+use serde::{Deserialize, Serialize};
 
 use super::{check_lr, check_range, split_state_key, state_tensor, step_from_tensor, step_tensor, write_back};
 use crate::error::{Error, Result};
 use crate::params::Param;
 
-/// Adafactor hyper-parameters; `Default` is the T5X / paper setting with lr 1e-3.
-#[derive(Clone, Debug, PartialEq)]
+/// Adafactor hyper-parameters; `Default` is transformers' setting above with
+/// lr 1e-3 ([`AdafactorConfig::t5x`] and [`AdafactorConfig::prompt_tuning`]
+/// are the paper's). As a script literal these are the keys of an
+/// `optimizer: "adafactor"` group (`optim::GroupSettings`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct AdafactorConfig {
     pub lr: f64,
     /// Added to g² before averaging.
@@ -90,6 +95,9 @@ pub struct AdafactorConfig {
     /// (transformers). `Some(m)`: T5X's rule, factor over the two largest dims
     /// when the smaller of them is at least `m`, else keep V in full (T5X: 128).
     pub min_dim_size_to_factor: Option<usize>,
+    /// `false`: keep every second moment in full, whatever its shape (the
+    /// prompt-tuning code's prompts).
+    pub factored: bool,
 }
 
 impl Default for AdafactorConfig {
@@ -104,6 +112,43 @@ impl Default for AdafactorConfig {
             weight_decay: 0.0,
             multiply_by_parameter_scale: false,
             min_dim_size_to_factor: None,
+            factored: true,
+        }
+    }
+}
+
+impl AdafactorConfig {
+    /// T5X's Adafactor as it trains model weights: T5X's T5.1.1 model configs
+    /// (t5x/examples/t5/t5_1_1/*.gin) set only `decay_rate=0.8, step_offset=0`
+    /// and the standard logical factor rules (for 2-D weights T5X then falls
+    /// back to its size heuristic), so the rest are `t5x.adafactor.Adafactor`'s
+    /// defaults: `multiply_by_parameter_scale=True` (eps2 1e-3),
+    /// `min_dim_size_to_factor=128`, `clipping_threshold=1.0`, `beta1=None`,
+    /// `weight_decay_rate=None`, eps1 1e-30. promot writes the decay exponent
+    /// with its sign: decay_rate -0.8.
+    pub fn t5x(lr: f64) -> Self {
+        Self {
+            lr,
+            multiply_by_parameter_scale: true,
+            min_dim_size_to_factor: Some(128),
+            decay_rate: -0.8,
+            clip_threshold: 1.0,
+            ..Self::default()
+        }
+    }
+
+    /// The prompt-tuning code's Adafactor for the prompt it trains
+    /// (prompt_tuning/configs/models/t5_1_1_prompt.gin): as [`Self::t5x`] but
+    /// `multiply_by_parameter_scale=False`, so the step is lr itself, not
+    /// relative to the prompt's RMS. With min_dim_size_to_factor 128 a prompt
+    /// of fewer than 128 tokens is not factored. That config also sets
+    /// `weight_decay_rate=1e-5`, which T5X applies as `x·(1 - 1e-5)` per step
+    /// independent of the learning rate; promot's `weight_decay` is scaled by
+    /// the learning rate, so it is left off here.
+    pub fn prompt_tuning(lr: f64) -> Self {
+        Self {
+            multiply_by_parameter_scale: false,
+            ..Self::t5x(lr)
         }
     }
 }
@@ -181,7 +226,11 @@ impl Adafactor {
     fn update_one(&mut self, p: &Param, x: Tensor, g: Tensor) -> Result<()> {
         let cfg = &self.cfg;
         let dims = g.dims();
-        let factored = factored_dims(dims, cfg.min_dim_size_to_factor);
+        let factored = if cfg.factored {
+            factored_dims(dims, cfg.min_dim_size_to_factor)
+        } else {
+            None
+        };
         let st = match self.state.remove(p.name()) {
             Some(st) => fit_state(p.name(), st, &g, factored)?,
             None => {

@@ -13,13 +13,15 @@
 use std::collections::BTreeMap;
 
 use candle_core::Tensor;
+use serde::{Deserialize, Serialize};
 
 use super::{check_lr, check_range, split_state_key, state_tensor, step_from_tensor, step_tensor, write_back};
 use crate::error::{Error, Result};
 use crate::params::Param;
 
 /// AdamW hyper-parameters; `Default` is torch's (lr 1e-3, betas 0.9/0.999, eps 1e-8, weight decay 0.01).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct AdamWConfig {
     pub lr: f64,
     pub beta1: f64,

@@ -11,6 +11,7 @@ pub mod adafactor;
 pub mod adamw;
 pub mod clip;
 pub mod schedule;
+pub mod settings;
 pub mod sgd;
 
 use std::collections::BTreeMap;
@@ -25,6 +26,7 @@ pub use adafactor::{Adafactor, AdafactorConfig};
 pub use adamw::{AdamW, AdamWConfig};
 pub use clip::{clip_grad_norm, grad_norm};
 pub use schedule::Schedule;
+pub use settings::{by_name, GroupSettings, OptimizerConfig};
 pub use sgd::{Sgd, SgdConfig};
 
 /// A first-order optimiser over named parameters.
@@ -57,183 +59,6 @@ pub trait Optimizer: Send {
     /// Replace all state with a snapshot from [`Optimizer::state`]; a resumed
     /// run then continues bit-identically.
     fn load_state(&mut self, tensors: &BTreeMap<String, Tensor>, step: u64) -> Result<()>;
-}
-
-/// Optional knobs shared by [`build`]; `None` keeps the optimiser's default.
-///
-/// `momentum` is Adafactor's `beta1`, AdamW's `beta1` or SGD's momentum.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct OptimOptions {
-    pub weight_decay: Option<f64>,
-    pub momentum: Option<f64>,
-    /// AdamW's second-moment decay.
-    pub beta2: Option<f64>,
-    /// AdamW's denominator epsilon.
-    pub eps: Option<f64>,
-    /// Adafactor's update-clipping threshold (RMS).
-    pub clip_threshold: Option<f64>,
-    /// Adafactor's second-moment decay exponent (beta2_t = 1 - t^decay_rate).
-    pub decay_rate: Option<f64>,
-    /// Adafactor: scale the step by max(eps2, RMS(param)).
-    pub multiply_by_parameter_scale: Option<bool>,
-    /// Adafactor: T5X's factoring rule; factor a tensor's second moment over
-    /// its two largest dims only when the smaller of them is at least this
-    /// (unset: transformers' rule, every rank ≥ 2 tensor over its last two dims).
-    pub min_dim_size_to_factor: Option<usize>,
-    /// SGD: Nesterov momentum.
-    pub nesterov: Option<bool>,
-}
-
-impl OptimOptions {
-    /// T5X's Adafactor as it trains model weights: T5X's T5.1.1 model configs
-    /// (t5x/examples/t5/t5_1_1/*.gin) set only `decay_rate=0.8, step_offset=0`
-    /// and the standard logical factor rules (for 2-D weights T5X then falls
-    /// back to its size heuristic), so the rest are `t5x.adafactor.Adafactor`'s
-    /// defaults: `multiply_by_parameter_scale=True` (eps2 1e-3),
-    /// `min_dim_size_to_factor=128`, `clipping_threshold=1.0`, `beta1=None`,
-    /// `weight_decay_rate=None`, eps1 1e-30 (promot's default too). promot
-    /// writes the decay exponent with its sign: decay_rate -0.8. Use with
-    /// `build("adafactor", lr, ...)`.
-    pub fn paper_weights() -> Self {
-        Self {
-            multiply_by_parameter_scale: Some(true),
-            min_dim_size_to_factor: Some(128),
-            decay_rate: Some(-0.8),
-            clip_threshold: Some(1.0),
-            ..Self::default()
-        }
-    }
-
-    /// The prompt-tuning code's Adafactor for the prompt it trains
-    /// (prompt_tuning/configs/models/t5_1_1_prompt.gin): as [`Self::paper_weights`]
-    /// but `multiply_by_parameter_scale=False`, so the step is lr itself, not
-    /// relative to the prompt's RMS. With min_dim_size_to_factor 128 a
-    /// 100-token prompt (100 × d_model) is not factored. That config also sets
-    /// `weight_decay_rate=1e-5`, which T5X applies as `x·(1 - 1e-5)` per step
-    /// independent of the learning rate; promot's `weight_decay` is scaled by
-    /// the learning rate, so it is left off here.
-    pub fn paper_prompts() -> Self {
-        Self {
-            multiply_by_parameter_scale: Some(false),
-            ..Self::paper_weights()
-        }
-    }
-
-    /// Set one knob by name (for scripts): weight_decay, momentum (alias beta1),
-    /// beta2, eps, clip_threshold, decay_rate, multiply_by_parameter_scale,
-    /// min_dim_size_to_factor (a whole number >= 0) and nesterov (booleans:
-    /// non-zero is true).
-    pub fn set(&mut self, key: &str, value: f64) -> Result<()> {
-        if !value.is_finite() {
-            return Err(Error::msg(format!(
-                "optimizer option '{key}' must be a finite number, got {value}"
-            )));
-        }
-        match key {
-            "weight_decay" => self.weight_decay = Some(value),
-            "momentum" | "beta1" => self.momentum = Some(value),
-            "beta2" => self.beta2 = Some(value),
-            "eps" => self.eps = Some(value),
-            "clip_threshold" => self.clip_threshold = Some(value),
-            "decay_rate" => self.decay_rate = Some(value),
-            "multiply_by_parameter_scale" => self.multiply_by_parameter_scale = Some(value != 0.0),
-            "min_dim_size_to_factor" => {
-                if value < 0.0 || value.fract() != 0.0 || value > u32::MAX as f64 {
-                    return Err(Error::msg(format!(
-                        "optimizer option 'min_dim_size_to_factor' must be a whole number >= 0, got {value}"
-                    )));
-                }
-                self.min_dim_size_to_factor = Some(value as usize)
-            }
-            "nesterov" => self.nesterov = Some(value != 0.0),
-            _ => {
-                return Err(Error::msg(format!(
-                    "unknown optimizer option '{key}' (expected weight_decay, momentum, beta1, beta2, eps, \
-                     clip_threshold, decay_rate, multiply_by_parameter_scale, min_dim_size_to_factor or nesterov)"
-                )))
-            }
-        }
-        Ok(())
-    }
-}
-
-/// The optimiser called `name` ("adafactor", "adamw", "sgd") with its defaults.
-pub fn by_name(name: &str, lr: f64) -> Result<Box<dyn Optimizer>> {
-    build(name, lr, &OptimOptions::default())
-}
-
-/// The optimiser called `name` with the knobs in `opts` applied; a knob that
-/// the optimiser does not have is an error rather than silently ignored.
-pub fn build(name: &str, lr: f64, opts: &OptimOptions) -> Result<Box<dyn Optimizer>> {
-    check_lr(lr)?;
-    let reject = |knob: &str, set: bool| -> Result<()> {
-        if set {
-            return Err(Error::msg(format!("optimizer '{name}' has no option '{knob}'")));
-        }
-        Ok(())
-    };
-    match name {
-        "adafactor" => {
-            reject("beta2", opts.beta2.is_some())?;
-            reject("eps", opts.eps.is_some())?;
-            reject("nesterov", opts.nesterov.is_some())?;
-            let d = AdafactorConfig::default();
-            let cfg = AdafactorConfig {
-                lr,
-                beta1: opts.momentum.or(d.beta1),
-                weight_decay: opts.weight_decay.unwrap_or(d.weight_decay),
-                clip_threshold: opts.clip_threshold.unwrap_or(d.clip_threshold),
-                decay_rate: opts.decay_rate.unwrap_or(d.decay_rate),
-                multiply_by_parameter_scale: opts
-                    .multiply_by_parameter_scale
-                    .unwrap_or(d.multiply_by_parameter_scale),
-                min_dim_size_to_factor: opts.min_dim_size_to_factor.or(d.min_dim_size_to_factor),
-                ..d
-            };
-            Ok(Box::new(Adafactor::new(cfg)?))
-        }
-        "adamw" => {
-            reject("clip_threshold", opts.clip_threshold.is_some())?;
-            reject("decay_rate", opts.decay_rate.is_some())?;
-            reject(
-                "multiply_by_parameter_scale",
-                opts.multiply_by_parameter_scale.is_some(),
-            )?;
-            reject("min_dim_size_to_factor", opts.min_dim_size_to_factor.is_some())?;
-            reject("nesterov", opts.nesterov.is_some())?;
-            let d = AdamWConfig::default();
-            let cfg = AdamWConfig {
-                lr,
-                beta1: opts.momentum.unwrap_or(d.beta1),
-                beta2: opts.beta2.unwrap_or(d.beta2),
-                eps: opts.eps.unwrap_or(d.eps),
-                weight_decay: opts.weight_decay.unwrap_or(d.weight_decay),
-            };
-            Ok(Box::new(AdamW::new(cfg)?))
-        }
-        "sgd" => {
-            reject("beta2", opts.beta2.is_some())?;
-            reject("eps", opts.eps.is_some())?;
-            reject("clip_threshold", opts.clip_threshold.is_some())?;
-            reject("decay_rate", opts.decay_rate.is_some())?;
-            reject(
-                "multiply_by_parameter_scale",
-                opts.multiply_by_parameter_scale.is_some(),
-            )?;
-            reject("min_dim_size_to_factor", opts.min_dim_size_to_factor.is_some())?;
-            let d = SgdConfig::default();
-            let cfg = SgdConfig {
-                lr,
-                momentum: opts.momentum.unwrap_or(d.momentum),
-                weight_decay: opts.weight_decay.unwrap_or(d.weight_decay),
-                nesterov: opts.nesterov.unwrap_or(d.nesterov),
-            };
-            Ok(Box::new(Sgd::new(cfg)?))
-        }
-        _ => Err(Error::msg(format!(
-            "unknown optimizer '{name}' (expected adafactor, adamw or sgd)"
-        ))),
-    }
 }
 
 // ---- helpers shared by the optimisers -------------------------------------

@@ -14,13 +14,15 @@
 use std::collections::BTreeMap;
 
 use candle_core::Tensor;
+use serde::{Deserialize, Serialize};
 
 use super::{check_lr, check_range, split_state_key, state_tensor, write_back};
 use crate::error::{Error, Result};
 use crate::params::Param;
 
 /// SGD hyper-parameters; `Default` is plain SGD with lr 1e-2.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct SgdConfig {
     pub lr: f64,
     /// 0 disables momentum (and its state).

@@ -3,6 +3,15 @@
 //! and an unknown key is an error naming the known ones. `build` turns it into
 //! the trainer's [`TrainOptions`] (prompts and the evaluation hook are not
 //! data, so the caller attaches them).
+//!
+//! Each parameter group has its own optimiser settings, one literal each
+//! (`optim::GroupSettings`): `weights` for the model's weights, `prompts` for
+//! soft prompts. The flat keys (`lr`, `prompt_lr`, `optimizer`, `schedule`,
+//! `warmup`, `weight_decay`, `momentum`, `multiply_by_parameter_scale`,
+//! `prompt_multiply_by_parameter_scale`, `min_dim_size_to_factor`) are
+//! shorthand: each one given sets that setting in its group(s), over the
+//! literal; `optimizer` switches both groups to that optimiser at its
+//! defaults, keeping their learning rates and schedules.
 
 use std::path::PathBuf;
 
@@ -12,7 +21,7 @@ use super::{BatchOptions, Keep, TrainOptions};
 use crate::data::fewshot::DEFAULT_SEPARATOR;
 use crate::error::{Error, Result};
 use crate::kernels::precision::MatmulDtype;
-use crate::optim::{OptimOptions, Schedule};
+use crate::optim::GroupSettings;
 use crate::options::{number, opt_number};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -21,17 +30,23 @@ pub struct TrainConfig {
     /// Optimiser steps to train for (a resumed run continues up to it).
     pub steps: usize,
     pub batch_size: usize,
-    /// Learning rate of model weights.
-    #[serde(deserialize_with = "number")]
-    pub lr: f64,
-    /// Learning rate of soft prompts (prompt tuning uses a much larger one).
-    #[serde(deserialize_with = "number")]
-    pub prompt_lr: f64,
-    /// adafactor, adamw or sgd.
-    pub optimizer: String,
-    /// constant, linear_warmup, linear_warmup_decay or rsqrt.
-    pub schedule: String,
-    pub warmup: u64,
+    /// The model weights' optimiser: #{ optimizer, lr, schedule, warmup, and
+    /// that optimiser's own options } (transformers' Adafactor at 1e-3).
+    pub weights: GroupSettings,
+    /// The soft prompts' optimiser, as `weights` (Adafactor at 0.2).
+    pub prompts: GroupSettings,
+    /// Shorthand: the weights' learning rate.
+    #[serde(deserialize_with = "opt_number")]
+    pub lr: Option<f64>,
+    /// Shorthand: the prompts' learning rate.
+    #[serde(deserialize_with = "opt_number")]
+    pub prompt_lr: Option<f64>,
+    /// Shorthand: both groups' optimiser (adafactor, adamw or sgd) at its defaults.
+    pub optimizer: Option<String>,
+    /// Shorthand: both groups' schedule (constant, linear_warmup, linear_warmup_decay or rsqrt).
+    pub schedule: Option<String>,
+    /// Shorthand: both groups' warm-up steps.
+    pub warmup: Option<u64>,
     /// Clip the global gradient norm to this (none: no clipping).
     #[serde(deserialize_with = "opt_number")]
     pub clip_norm: Option<f64>,
@@ -58,19 +73,19 @@ pub struct TrainConfig {
     pub max_target_len: usize,
     /// Group examples of similar length (less padding).
     pub bucket_by_length: bool,
+    /// Shorthand: both groups' weight decay.
     #[serde(deserialize_with = "opt_number")]
     pub weight_decay: Option<f64>,
+    /// Shorthand: both groups' momentum (Adafactor's and AdamW's beta1, SGD's momentum).
     #[serde(deserialize_with = "opt_number")]
     pub momentum: Option<f64>,
-    /// Adafactor on model weights: scale each step by the weight's RMS
-    /// (T5X's default, the paper's code base; none: off, as transformers).
+    /// Shorthand, Adafactor on model weights: scale each step by the weight's
+    /// RMS (T5X's default, the paper's code base).
     pub multiply_by_parameter_scale: Option<bool>,
-    /// Adafactor on model weights: factor a matrix's second moment only when
-    /// both its largest dims are at least this (T5X: 128; none: every matrix,
-    /// as transformers).
+    /// Shorthand, Adafactor: factor a matrix's second moment only when both
+    /// its largest dims are at least this (T5X: 128), in both groups.
     pub min_dim_size_to_factor: Option<usize>,
-    /// Adafactor on prompts: scale each step by the prompt's RMS (the
-    /// prompt-tuning code: off).
+    /// Shorthand, Adafactor on prompts: scale each step by the prompt's RMS.
     pub prompt_multiply_by_parameter_scale: Option<bool>,
     /// "f32", or "bf16": products with bf16 operands and f32 sums, f32
     /// weights and loss (mixed precision, as PyTorch's autocast).
@@ -85,11 +100,13 @@ impl Default for TrainConfig {
         Self {
             steps: 100,
             batch_size: 8,
-            lr: 1e-3,
-            prompt_lr: 0.2,
-            optimizer: "adafactor".into(),
-            schedule: "constant".into(),
-            warmup: 0,
+            weights: GroupSettings::adafactor(1e-3),
+            prompts: GroupSettings::adafactor(0.2),
+            lr: None,
+            prompt_lr: None,
+            optimizer: None,
+            schedule: None,
+            warmup: None,
             clip_norm: None,
             dropout: 0.1,
             label_smoothing: 0.1,
@@ -117,43 +134,60 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
-    /// The trainer's options, checked (schedule name, dropout range).
+    /// The trainer's options, checked (dropout range; each group's optimiser
+    /// and schedule are checked when training builds them).
     pub fn build(&self) -> Result<TrainOptions> {
-        let schedule = Schedule::from_name(&self.schedule, self.warmup, self.steps as u64)?;
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(Error::msg(format!(
                 "option 'dropout' must be in [0, 1), got {}",
                 self.dropout
             )));
         }
-        let mut opts = self.with_schedule(schedule);
-        let flag = |b: Option<bool>| b.map(|b| if b { 1.0 } else { 0.0 });
-        let model_knobs = [
-            ("multiply_by_parameter_scale", flag(self.multiply_by_parameter_scale)),
-            ("min_dim_size_to_factor", self.min_dim_size_to_factor.map(|n| n as f64)),
-        ];
-        let prompt_knobs = [
-            (
-                "multiply_by_parameter_scale",
-                flag(self.prompt_multiply_by_parameter_scale),
-            ),
-            ("min_dim_size_to_factor", self.min_dim_size_to_factor.map(|n| n as f64)),
-        ];
-        let shared = [("weight_decay", self.weight_decay), ("momentum", self.momentum)];
-        for (options, knobs) in [
-            (&mut opts.optim_options, model_knobs),
-            (&mut opts.prompt_optim_options, prompt_knobs),
-        ] {
-            for (key, value) in shared.iter().chain(knobs.iter()) {
-                if let Some(v) = value {
-                    options.set(key, *v)?;
+        let (weights, prompts) = self.groups()?;
+        Ok(self.with_groups(weights, prompts))
+    }
+
+    /// The two groups' settings: the literals with the shorthand keys given on top.
+    pub fn groups(&self) -> Result<(GroupSettings, GroupSettings)> {
+        let (mut weights, mut prompts) = (self.weights.clone(), self.prompts.clone());
+        let groups = [(&mut weights, self.lr, "weights"), (&mut prompts, self.prompt_lr, "prompts")];
+        for (group, lr, name) in groups {
+            if let Some(optimizer) = &self.optimizer {
+                group.switch_to(optimizer)?;
+            }
+            if let Some(lr) = lr {
+                group.optimizer.set_lr(lr);
+            }
+            if let Some(schedule) = &self.schedule {
+                group.schedule = schedule.clone();
+            }
+            if let Some(warmup) = self.warmup {
+                group.warmup = warmup;
+            }
+            let momentum = if group.optimizer.name() == "sgd" { "momentum" } else { "beta1" };
+            let scale = match name {
+                "weights" => self.multiply_by_parameter_scale,
+                _ => self.prompt_multiply_by_parameter_scale,
+            };
+            let knobs = [
+                ("weight_decay", self.weight_decay.map(serde_json::Value::from)),
+                (momentum, self.momentum.map(serde_json::Value::from)),
+                ("min_dim_size_to_factor", self.min_dim_size_to_factor.map(serde_json::Value::from)),
+                ("multiply_by_parameter_scale", scale.map(serde_json::Value::from)),
+            ];
+            for (key, value) in knobs {
+                if let Some(value) = value {
+                    group.optimizer = group
+                        .optimizer
+                        .with(key, value)
+                        .map_err(|e| Error::msg(format!("option '{key}' for the {name}: {e}")))?;
                 }
             }
         }
-        Ok(opts)
+        Ok((weights, prompts))
     }
 
-    fn with_schedule(&self, schedule: Schedule) -> TrainOptions {
+    fn with_groups(&self, weights: GroupSettings, prompts: GroupSettings) -> TrainOptions {
         TrainOptions {
             steps: self.steps,
             batch: BatchOptions {
@@ -165,12 +199,8 @@ impl TrainConfig {
                 bucket_by_length: self.bucket_by_length,
                 seed: self.seed,
             },
-            optimizer: self.optimizer.clone(),
-            optim_options: OptimOptions::default(),
-            prompt_optim_options: OptimOptions::default(),
-            lr: self.lr,
-            prompt_lr: self.prompt_lr,
-            schedule,
+            weights,
+            prompts,
             clip_norm: self.clip_norm,
             dropout: self.dropout,
             label_smoothing: self.label_smoothing,
@@ -190,6 +220,7 @@ impl TrainConfig {
 
 impl Default for TrainOptions {
     fn default() -> Self {
-        TrainConfig::default().with_schedule(Schedule::Constant)
+        let c = TrainConfig::default();
+        c.with_groups(c.weights.clone(), c.prompts.clone())
     }
 }

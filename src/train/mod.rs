@@ -5,7 +5,8 @@
 //! What trains is whatever is trainable: model parameters not frozen, and the
 //! attached prompts not frozen. ProMoT's two stages are two calls with
 //! different things frozen. Each trainable set is a [`ParamGroup`] with its
-//! own optimiser and learning rate (model weights, prompts).
+//! own optimiser, learning rate and schedule ([`optim::GroupSettings`]: the
+//! model weights', the prompts').
 
 pub mod batch;
 pub mod checkpoint;
@@ -22,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::kernels::precision::{self, MatmulDtype};
 use crate::model::{pad_batch, LanguageModel};
-use crate::optim::{self, clip_grad_norm, grad_norm, OptimOptions, Optimizer, Schedule};
+use crate::optim::{clip_grad_norm, grad_norm, GroupSettings, Optimizer, Schedule};
 use crate::params::Param;
 use crate::prompt::{embed_inputs, SoftPrompt};
 use crate::tokenizer::Tokenizer;
@@ -42,16 +43,10 @@ pub enum Keep {
 pub struct TrainOptions {
     pub steps: usize,
     pub batch: BatchOptions,
-    pub optimizer: String,
-    /// Optimiser knobs for model weights.
-    pub optim_options: OptimOptions,
-    /// Optimiser knobs for prompts (the paper's code scales neither the same way).
-    pub prompt_optim_options: OptimOptions,
-    /// Learning rate of model parameters.
-    pub lr: f64,
-    /// Learning rate of soft prompts (prompt tuning uses a much larger one).
-    pub prompt_lr: f64,
-    pub schedule: Schedule,
+    /// The model weights' optimiser, learning rate and schedule.
+    pub weights: GroupSettings,
+    /// The prompts' (the paper's code trains them unfactored, unscaled, at a large rate).
+    pub prompts: GroupSettings,
     pub clip_norm: Option<f64>,
     pub dropout: f64,
     pub label_smoothing: f64,
@@ -117,17 +112,18 @@ fn all_prompts(opts: &TrainOptions) -> Vec<SoftPrompt> {
     out
 }
 
-/// One set of trainable parameters with its optimiser and base learning rate.
+/// One set of trainable parameters with its optimiser, base learning rate and schedule.
 pub struct ParamGroup {
     /// "model" or "prompts", for messages.
     pub name: &'static str,
     pub params: Vec<Param>,
     pub optimizer: Box<dyn Optimizer>,
     pub lr: f64,
+    pub schedule: Schedule,
 }
 
-/// The groups that train: the model's unfrozen weights at `lr`, the
-/// unfrozen prompts at `prompt_lr`, each with its own optimiser state.
+/// The groups that train: the model's unfrozen weights with `opts.weights`,
+/// the unfrozen prompts with `opts.prompts`, each with its own optimiser state.
 pub fn param_groups(model: &dyn LanguageModel, opts: &TrainOptions) -> Result<Vec<ParamGroup>> {
     let prompts: Vec<Param> = all_prompts(opts)
         .iter()
@@ -136,16 +132,17 @@ pub fn param_groups(model: &dyn LanguageModel, opts: &TrainOptions) -> Result<Ve
         .collect();
     let mut groups = Vec::new();
     let sets = [
-        ("model", model.params().trainable(), opts.lr, &opts.optim_options),
-        ("prompts", prompts, opts.prompt_lr, &opts.prompt_optim_options),
+        ("model", model.params().trainable(), &opts.weights),
+        ("prompts", prompts, &opts.prompts),
     ];
-    for (name, params, lr, knobs) in sets {
+    for (name, params, settings) in sets {
         if !params.is_empty() {
             groups.push(ParamGroup {
                 name,
                 params,
-                optimizer: optim::build(&opts.optimizer, lr, knobs)?,
-                lr,
+                optimizer: settings.optimizer.build()?,
+                lr: settings.lr(),
+                schedule: settings.schedule(opts.steps as u64)?,
             });
         }
     }
@@ -276,7 +273,7 @@ fn step(
         grads = clip_grad_norm(&params, grads, max_norm)?.1;
     }
     for g in groups.iter_mut() {
-        g.optimizer.set_learning_rate(opts.schedule.lr_at(g.lr, step as u64));
+        g.optimizer.set_learning_rate(g.schedule.lr_at(g.lr, step as u64));
         g.optimizer.step(&g.params, &grads)?;
     }
     Ok(loss_value)
