@@ -4,6 +4,7 @@
 //! models' tables in the layout of the paper's Table 2.
 
 pub mod cache;
+mod forms;
 pub mod table;
 
 use crate::data::fewshot::{build_prompt, fit_to_budget, sample_demos, DEFAULT_SEPARATOR};
@@ -51,10 +52,13 @@ impl Metric {
 
 /// One evaluation example: the templated query (or the fields to fill the
 /// task's template with, capped lazily) and its acceptable answers.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct EvalExample {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub input: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fields: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(rename = "target", with = "forms::references")]
     pub references: Vec<String>,
 }
 
@@ -68,23 +72,37 @@ impl EvalExample {
     }
 }
 
-#[derive(Clone, Debug)]
+/// An evaluation task; as data, the map `forms` describes.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct EvalTask {
+    #[serde(default = "forms::default_task_name")]
     pub name: String,
+    #[serde(default)]
     pub metric: Metric,
+    #[serde(default = "forms::kind::generation", with = "forms::kind")]
     pub kind: OutputKind,
+    #[serde(default)]
     pub examples: Vec<EvalExample>,
     /// Demonstrations (their first reference is the target shown). When
     /// `pool_is_eval`, a query never sees itself.
+    #[serde(default)]
     pub pool: Vec<EvalExample>,
     /// Template for examples given as fields, and token caps per field (XSum articles).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<String>,
+    #[serde(default, with = "forms::caps")]
     pub caps: Vec<(String, usize)>,
+    #[serde(default)]
     pub pool_is_eval: bool,
+    #[serde(default = "forms::default_max_new_tokens")]
     pub max_new_tokens: usize,
     /// Ready-made k-shot prompts by k (tasks whose demonstrations must share a
     /// hidden rule with the query, like the toy world's fresh-rule task).
+    #[serde(default, with = "forms::episodes")]
     pub episodes: std::collections::BTreeMap<usize, Vec<EvalExample>>,
+    /// A classification task's answer words (for readers; scoring compares texts).
+    #[serde(default)]
+    pub labels: Vec<String>,
 }
 
 impl EvalTask {
@@ -109,6 +127,25 @@ impl EvalTask {
             }
         }
         crate::data::template::fill(template, &fields)
+    }
+
+    /// Every example given as `input` or as `fields` (with a template to fill).
+    pub fn check(&self) -> Result<()> {
+        let lists = [("examples", &self.examples), ("pool", &self.pool)];
+        let episodes = self.episodes.iter().map(|(k, v)| (k, v));
+        for (list, items) in lists.into_iter().map(|(n, v)| (n.to_string(), v)).chain(
+            episodes.map(|(k, v)| (format!("episodes.{k}"), v)),
+        ) {
+            for (i, e) in items.iter().enumerate() {
+                if e.input.is_empty() && e.fields.is_none() {
+                    return Err(Error::msg(format!(
+                        "task {}: {list} item {i} needs 'input' or 'fields'",
+                        self.name
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The examples a k-shot evaluation scores.

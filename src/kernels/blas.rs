@@ -165,7 +165,7 @@ fn candidates() -> Vec<PathBuf> {
         Ok(v) => vec![PathBuf::from(v)],
         Err(_) => {
             let rel = Path::new("models").join("cache").join("blas").join(LIB_NAME);
-            vec![rel.clone(), Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)]
+            vec![rel, crate::home::cache_dir().join("blas").join(LIB_NAME)]
         }
     }
 }

@@ -6,8 +6,10 @@
 //! `model_type` picks the architecture (t5 / mt5, or llama / mistral / qwen2).
 //! A `.gguf` file (or a directory holding one and no config.json) is read by
 //! `gguf`: config, dequantized weights and tokenizer all come from the file.
-//! The name "smollm2" is SmolLM2-135M-Instruct, found in `$PROMOT_MODELS`,
-//! the HF cache, or the models cache `scripts/get-smollm2.sh` fills.
+//! The name "toy" is the built-in toy model (`home::builtin_model`); the name
+//! "smollm2" is SmolLM2-135M-Instruct, found in `$PROMOT_MODELS`, the HF
+//! cache, or the models cache `scripts/get-smollm2.sh` fills. This module is
+//! the one place that turns a model's name into its files.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -42,13 +44,9 @@ const TOKENIZER_FILES: [&str; 4] = [
     "special_tokens_map.json",
 ];
 
-/// promot's cache of fetched models: `$PROMOT_HOME/models/cache` when
-/// PROMOT_HOME is set, else `models/cache` in the source tree promot was built from.
+/// promot's cache of fetched models (`home::cache_dir`).
 pub fn models_cache_dir() -> PathBuf {
-    match std::env::var_os("PROMOT_HOME") {
-        Some(home) if !home.is_empty() => PathBuf::from(home).join("models").join("cache"),
-        _ => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models").join("cache"),
-    }
+    crate::home::cache_dir()
 }
 
 fn is_gguf(path: &Path) -> bool {
@@ -99,11 +97,14 @@ pub fn find_smollm2() -> Result<PathBuf> {
 }
 
 /// Turn a spec into a local directory or GGUF file: "path/to/dir", a `.gguf`
-/// file, "smollm2", or "org/name" (a hub id). Hub ids are served from the
+/// file, a built-in name ("toy", "smollm2"), or "org/name" (a hub id). Hub ids are served from the
 /// local HF cache (HF_HOME / HF_HUB_CACHE) and downloaded only when the
 /// network allows.
 pub fn resolve(spec: &str) -> Result<PathBuf> {
     let path = Path::new(spec);
+    if spec == "toy" && !path.exists() {
+        return Ok(crate::home::builtin_model("toy"));
+    }
     if spec == "smollm2" && !path.exists() {
         return find_smollm2();
     }

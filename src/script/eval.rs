@@ -8,12 +8,12 @@ use std::path::{Path, PathBuf};
 use rhai::{Array, Dynamic, Engine, Map, INT};
 use serde_json::Value;
 
-use super::model::{map_bool, map_int, map_str, strings, usize_arg, ScriptModel};
+use super::model::{map_str, strings, usize_arg, ScriptModel};
 use super::options;
 use super::tensor::reg;
 use super::{to_rhai, RResult};
 use crate::data::{fewshot, postprocess as post, readers, template};
-use crate::eval::{self, table, EvalExample, EvalOptions, EvalTask, Metric, ResultTable};
+use crate::eval::{table, EvalOptions, EvalTask, ResultTable};
 use crate::metrics;
 use crate::prompt::SoftPrompt;
 
@@ -61,134 +61,30 @@ pub fn dynamic_to_json(d: &Dynamic) -> Value {
 
 /// A path relative to promot's home (where stdlib/ and data/ live), unless absolute or present here.
 pub fn home_path(rel: &str) -> PathBuf {
-    let p = Path::new(rel);
-    if p.is_absolute() || p.exists() {
-        return p.to_path_buf();
-    }
-    super::paths::stdlib_dir()
-        .parent()
-        .map(|h| h.join(rel))
-        .unwrap_or_else(|| p.to_path_buf())
+    crate::home::resolve(rel)
 }
 
-fn references(what: &str, v: &Dynamic) -> RResult<Vec<String>> {
-    strings(what, v)
-}
-
-/// An item map -> EvalExample: `input` given directly, or `fields` to fill
-/// the task's template with when the item is used.
-fn item(what: &str, i: usize, d: &Dynamic) -> RResult<EvalExample> {
-    let e = d
-        .read_lock::<Map>()
-        .ok_or_else(|| to_rhai(format!("{what}: item {i} is not a map")))?;
-    let target = e
-        .get("target")
-        .ok_or_else(|| to_rhai(format!("{what}: item {i} has no target")))?;
-    let references = references(what, target)?;
-    if let Some(input) = e.get("input") {
-        let input = input
-            .read_lock::<rhai::ImmutableString>()
-            .map(|s| s.to_string())
-            .ok_or_else(|| to_rhai(format!("{what}: item {i}: 'input' must be a string")))?;
-        return Ok(EvalExample::new(input, references));
-    }
-    let fields = e
-        .get("fields")
-        .ok_or_else(|| to_rhai(format!("{what}: item {i} needs 'input' or 'fields'")))?;
-    let Value::Object(fields) = dynamic_to_json(fields) else {
-        return Err(to_rhai(format!("{what}: item {i}: 'fields' must be a map")));
-    };
-    Ok(EvalExample {
-        input: String::new(),
-        fields: Some(fields),
-        references,
-    })
-}
-
-/// A task map from stdlib/tasks.rhai -> EvalTask.
+/// A task map (stdlib/tasks.rhai, `toy_task`; its form: `eval::forms`) -> EvalTask.
 pub fn eval_task(d: &Dynamic) -> RResult<EvalTask> {
-    let m = d
+    let name = d
         .read_lock::<Map>()
-        .ok_or_else(|| to_rhai("evaluate: each task must be a map (see stdlib/tasks.rhai)"))?;
-    let name = map_str(&m, "name", "task")?;
-    let what = format!("task {name}");
-    let metric = Metric::from_name(&map_str(&m, "metric", "accuracy")?).map_err(to_rhai)?;
-    let kind = post::OutputKind::from_name(&map_str(&m, "kind", "generation")?).map_err(to_rhai)?;
-    let list = |key: &str| -> RResult<Array> {
-        match m.get(key) {
-            None => Ok(Array::new()),
-            Some(v) => v
-                .read_lock::<Array>()
-                .map(|a| a.clone())
-                .ok_or_else(|| to_rhai(format!("{what}: '{key}' must be an array"))),
-        }
-    };
-    let template = m.get("template").map(|_| map_str(&m, "template", "")).transpose()?;
-    let mut caps = Vec::new();
-    if let Some(c) = m.get("caps") {
-        let c = c
-            .read_lock::<Map>()
-            .ok_or_else(|| to_rhai(format!("{what}: 'caps' must map field names to token counts")))?;
-        for (field, n) in c.iter() {
-            let n = n
-                .as_int()
-                .map_err(|_| to_rhai(format!("{what}: caps.{field} must be an int")))?;
-            caps.push((field.to_string(), usize_arg("caps", n)?));
-        }
-    }
-    let examples = list("examples")?
-        .iter()
-        .enumerate()
-        .map(|(i, e)| item(&what, i, e))
-        .collect::<RResult<Vec<_>>>()?;
-    let mut episodes = std::collections::BTreeMap::new();
-    if let Some(eps) = m.get("episodes") {
-        let eps = eps.read_lock::<Map>().ok_or_else(|| {
-            to_rhai(format!(
-                "{what}: 'episodes' must map shot counts (\"1\", \"4\") to arrays"
-            ))
-        })?;
-        for (k, items) in eps.iter() {
-            let k: usize = k
-                .parse()
-                .map_err(|_| to_rhai(format!("{what}: episodes key '{k}' is not a shot count")))?;
-            let items = items
-                .read_lock::<Array>()
-                .ok_or_else(|| to_rhai(format!("{what}: episodes.{k} must be an array")))?;
-            let list = items
-                .iter()
-                .enumerate()
-                .map(|(i, e)| item(&what, i, e))
-                .collect::<RResult<Vec<_>>>()?;
-            episodes.insert(k, list);
-        }
-    }
-    let pool = list("pool")?
-        .iter()
-        .enumerate()
-        .map(|(i, e)| item(&what, i, e))
-        .collect::<RResult<Vec<_>>>()?;
-    Ok(EvalTask {
-        name,
-        metric,
-        kind,
-        examples,
-        pool,
-        pool_is_eval: map_bool(&m, "pool_is_eval", false)?,
-        max_new_tokens: usize_arg("max_new_tokens", map_int(&m, "max_new_tokens", 32)?)?,
-        episodes,
-        template,
-        caps,
-    })
+        .ok_or_else(|| to_rhai("evaluate: each task must be a map (see stdlib/tasks.rhai)"))?
+        .get("name")
+        .map(|n| n.to_string())
+        .unwrap_or_else(|| "task".into());
+    let task: EvalTask =
+        rhai::serde::from_dynamic(d).map_err(|e| to_rhai(format!("task {name}: {}", e.to_string().trim())))?;
+    task.check()?;
+    Ok(task)
 }
 
 /// `evaluate`'s options that are not data.
 const EVAL_EXTRA: [(&str, &str); 1] = [("prompt", "a Prompt attached to every query (none)")];
 
-/// Evaluation options from a script map; the separator defaults to the model's.
-fn eval_options(m: &ScriptModel, o: &Map) -> RResult<EvalOptions> {
+/// Evaluation options from a script map (the separator, unless given, is
+/// the model's: `Session::evaluate` fills it in).
+fn eval_options(o: &Map) -> RResult<EvalOptions> {
     let mut opts: EvalOptions = options::parse("evaluate", o, &EVAL_EXTRA)?;
-    opts.separator.get_or_insert_with(|| m.separator.clone());
     opts.prompt = match o.get("prompt") {
         Some(p) if !p.is_unit() => Some(
             p.read_lock::<SoftPrompt>()
@@ -201,12 +97,25 @@ fn eval_options(m: &ScriptModel, o: &Map) -> RResult<EvalOptions> {
 }
 
 fn run_evaluate(m: &mut ScriptModel, tasks: Dynamic, o: Map) -> RResult<ResultTable> {
-    let opts = eval_options(m, &o)?;
+    let opts = eval_options(&o)?;
     let tasks: Vec<EvalTask> = match tasks.read_lock::<Array>() {
         Some(a) => a.iter().map(eval_task).collect::<RResult<_>>()?,
         None => vec![eval_task(&tasks)?],
     };
-    eval::evaluate(m.lm(), &m.tokenizer, &tasks, &opts).map_err(to_rhai)
+    Ok(m.evaluate(&tasks, &opts)?)
+}
+
+/// (input, target) pairs from an array of #{input, target} maps.
+fn demo_pairs(demos: &Array) -> RResult<Vec<(String, String)>> {
+    demos
+        .iter()
+        .map(|d| {
+            let m = d
+                .read_lock::<Map>()
+                .ok_or_else(|| to_rhai("few_shot_prompt: demos must be maps #{input, target}"))?;
+            Ok((map_str(&m, "input", "")?, map_str(&m, "target", "")?))
+        })
+        .collect()
 }
 
 fn cells(t: &ResultTable) -> Array {
@@ -345,19 +254,17 @@ pub fn register(engine: &mut Engine) {
         engine,
         "few_shot_prompt",
         &["query: &str", "demos: Array", "String"],
-        "Join #{input, target} demonstrations and a query the way evaluation does.",
+        "Join #{input, target} demonstrations and a query with the default separator (a blank line); m.few_shot_prompt uses the model's.",
         |q: &str, demos: Array| -> RResult<String> {
-            let demos = demos
-                .iter()
-                .map(|d| {
-                    let m = d
-                        .read_lock::<Map>()
-                        .ok_or_else(|| to_rhai("few_shot_prompt: demos must be maps #{input, target}"))?;
-                    Ok((map_str(&m, "input", "")?, map_str(&m, "target", "")?))
-                })
-                .collect::<RResult<Vec<_>>>()?;
-            Ok(fewshot::build_prompt(q, &demos, fewshot::DEFAULT_SEPARATOR))
+            Ok(fewshot::build_prompt(q, &demo_pairs(&demos)?, fewshot::DEFAULT_SEPARATOR))
         },
+    );
+    reg(
+        engine,
+        "few_shot_prompt",
+        &["m: Model", "query: &str", "demos: Array", "String"],
+        "Join #{input, target} demonstrations and a query with the model's separator, as its evaluation and training do.",
+        |m: &mut ScriptModel, q: &str, demos: Array| -> RResult<String> { Ok(m.few_shot_prompt(q, &demo_pairs(&demos)?)) },
     );
     reg(
         engine,

@@ -24,6 +24,13 @@ pub fn to_rhai<E: std::fmt::Display>(e: E) -> Box<EvalAltResult> {
 
 pub type RResult<T> = std::result::Result<T, Box<EvalAltResult>>;
 
+/// The library's errors cross with `?` as `to_rhai` makes them.
+impl From<crate::Error> for Box<EvalAltResult> {
+    fn from(e: crate::Error) -> Self {
+        to_rhai(e)
+    }
+}
+
 /// Build the engine with every promot function registered and the Rhai
 /// standard library (stdlib/*.rhai) loaded as global functions.
 pub fn new_engine() -> Engine {

@@ -1,124 +1,34 @@
 //! Models in scripts: load, tokenize, generate, compute a loss, take
 //! gradients by parameter name, freeze and unfreeze, save.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use candle_core::{Device, Tensor};
 use rhai::{Array, Dynamic, Engine, Map, INT};
 
 use super::tensor::reg;
 use super::{to_rhai, RResult};
-use crate::model::{loading, pad_batch, GenerateOptions, LanguageModel, Model};
+use crate::model::{loading, pad_batch, GenerateOptions};
+use crate::session::{LoadOptions, Session};
 use crate::prompt::SoftPrompt;
-use crate::tokenizer::Tokenizer;
 
-/// A model as scripts see it: the network, its tokenizer, where it came from,
-/// and the soft prompts made for it (one per task, by name).
-#[derive(Clone)]
-pub struct ScriptModel {
-    pub model: Model,
-    pub tokenizer: Arc<Tokenizer>,
-    pub source: String,
-    /// What joins demonstrations and queries for this model, in training and
-    /// evaluation alike (`data::fewshot::model_separator`).
-    pub separator: String,
-    pub prompts: Arc<Mutex<BTreeMap<String, SoftPrompt>>>,
-}
+/// A model as scripts see it: the library's [`Session`] (the network, its
+/// tokenizer, separator and prompts); the functions here convert and forward.
+pub type ScriptModel = Session;
 
 static DEFAULT_DEVICE: Mutex<Option<String>> = Mutex::new(None);
 
-pub fn default_device() -> RResult<Device> {
-    let name = DEFAULT_DEVICE
+/// The device `load_model` and tensor constructors use unless told ("cpu").
+pub fn default_device_name() -> String {
+    DEFAULT_DEVICE
         .lock()
         .ok()
         .and_then(|d| d.clone())
-        .unwrap_or_else(|| "cpu".into());
-    crate::device::device(&name).map_err(to_rhai)
+        .unwrap_or_else(|| "cpu".into())
 }
 
-impl ScriptModel {
-    pub fn lm(&self) -> &dyn LanguageModel {
-        self.model.as_ref()
-    }
-    pub fn device(&self) -> Device {
-        self.model.params().device()
-    }
-    /// Input ids as the model reads them (`crate::text::encode_input`).
-    pub fn encode_inputs(&self, texts: &[String], max_len: usize) -> RResult<Vec<Vec<u32>>> {
-        texts
-            .iter()
-            .map(|t| crate::text::encode_input(&self.tokenizer, self.lm(), t, max_len).map_err(to_rhai))
-            .collect()
-    }
-    /// Target ids as training encodes them (`crate::text::encode_target`).
-    pub fn encode_targets(&self, texts: &[String], max_len: usize) -> RResult<Vec<Vec<u32>>> {
-        texts
-            .iter()
-            .map(|t| crate::text::encode_target(&self.tokenizer, self.lm(), t, max_len).map_err(to_rhai))
-            .collect()
-    }
-    /// Embeddings and mask of texts, with an optional prompt in front.
-    pub fn embed_texts(
-        &self,
-        texts: &[String],
-        prompt: Option<&SoftPrompt>,
-        max_len: usize,
-    ) -> RResult<(Tensor, Tensor)> {
-        let ids = self.encode_inputs(texts, max_len)?;
-        crate::prompt::embed_inputs(self.lm(), &ids, &vec![prompt; ids.len()]).map_err(to_rhai)
-    }
-    /// Generations with their ids and HF scores (`Generation`).
-    pub fn generate_scored(
-        &self,
-        texts: &[String],
-        prompt: Option<&SoftPrompt>,
-        opts: &GenerateOptions,
-        max_len: usize,
-    ) -> RResult<Vec<crate::model::Generation>> {
-        crate::params::no_grad(|| {
-            let (embeds, mask) = self.embed_texts(texts, prompt, max_len)?;
-            self.lm().generate_scored(&embeds, &mask, opts).map_err(to_rhai)
-        })
-    }
-    pub fn generate_texts(
-        &self,
-        texts: &[String],
-        prompt: Option<&SoftPrompt>,
-        opts: &GenerateOptions,
-        max_len: usize,
-    ) -> RResult<Vec<String>> {
-        let out = crate::params::no_grad(|| -> RResult<Vec<Vec<u32>>> {
-            let (embeds, mask) = self.embed_texts(texts, prompt, max_len)?;
-            self.lm().generate(&embeds, &mask, opts).map_err(to_rhai)
-        })?;
-        out.iter()
-            .map(|ids| self.tokenizer.decode(ids, true).map_err(to_rhai))
-            .collect()
-    }
-    pub fn summary(&self) -> String {
-        let ps = self.lm().params();
-        format!(
-            "Model({}, d={} from '{}': {} parameters, {} trainable, {} tensors, {} prompt(s))",
-            self.lm().arch(),
-            self.lm().hidden_size(),
-            self.source,
-            human(ps.count()),
-            human(ps.trainable_count()),
-            ps.len(),
-            self.prompts.lock().map(|p| p.len()).unwrap_or(0)
-        )
-    }
-}
-
-pub fn human(n: usize) -> String {
-    match n {
-        n if n >= 1_000_000_000 => format!("{:.2}B", n as f64 / 1e9),
-        n if n >= 1_000_000 => format!("{:.2}M", n as f64 / 1e6),
-        n if n >= 10_000 => format!("{:.1}K", n as f64 / 1e3),
-        n => n.to_string(),
-    }
+pub fn default_device() -> RResult<Device> {
+    crate::device::device(&default_device_name()).map_err(to_rhai)
 }
 
 /// Strings from a Rhai value that is a string or an array of strings.
@@ -191,35 +101,11 @@ pub fn usize_arg(what: &str, v: i64) -> RResult<usize> {
 }
 
 pub fn load(spec: &str, opts: &Map) -> RResult<ScriptModel> {
-    check_keys("load_model", opts, &["device", "dtype", "seed"])?;
-    let device = match opts.get("device") {
-        Some(_) => crate::device::device(&map_str(opts, "device", "cpu")?).map_err(to_rhai)?,
-        None => default_device()?,
-    };
-    let dtype = super::tensor::dtype_arg("load_model", &map_str(opts, "dtype", "f32")?)?;
-    let seed = map_int(opts, "seed", 0)? as u64;
-    let (model, dir): (Model, PathBuf) = loading::load(&builtin_path(spec), &device, dtype, seed).map_err(to_rhai)?;
-    let tokenizer = loading::load_tokenizer(&dir, model.as_ref()).map_err(to_rhai)?;
-    let separator = crate::data::fewshot::model_separator(&dir).map_err(to_rhai)?;
-    Ok(ScriptModel {
-        model,
-        tokenizer: Arc::new(tokenizer),
-        source: spec.to_string(),
-        separator,
-        prompts: Arc::default(),
-    })
-}
-
-/// Built-in models ("toy") live in promot's own `models/` directory.
-pub fn builtin_path(spec: &str) -> String {
-    match spec {
-        "toy" => super::paths::stdlib_dir()
-            .with_file_name("models")
-            .join("toy")
-            .display()
-            .to_string(),
-        other => other.to_string(),
+    let mut o: LoadOptions = super::options::parse("load_model", opts, &[])?;
+    if o.device.is_none() {
+        o.device = Some(default_device_name());
     }
+    Ok(Session::load(spec, &o)?)
 }
 
 /// `generate`'s options that are not `GenerateOptions` fields.

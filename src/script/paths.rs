@@ -12,10 +12,7 @@ type SharedModule = Shared<Module>;
 /// The directory holding promot's Rhai standard library: `$PROMOT_HOME/stdlib`
 /// when PROMOT_HOME is set, else `stdlib/` in the source tree promot was built from.
 pub fn stdlib_dir() -> PathBuf {
-    match std::env::var_os("PROMOT_HOME") {
-        Some(home) if !home.is_empty() => PathBuf::from(home).join("stdlib"),
-        _ => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("stdlib"),
-    }
+    crate::home::stdlib_dir()
 }
 
 /// Module resolver for `import "name"`. Candidates, in order: the importing

@@ -202,21 +202,7 @@ pub(crate) fn index_arg(op: &str, t: &Tensor, dim: usize, i: INT) -> RResult<usi
 
 /// Parse a dtype name as scripts write it.
 pub fn dtype_arg(op: &str, name: &str) -> RResult<DType> {
-    let dt = match name.to_ascii_lowercase().as_str() {
-        "f32" | "float32" | "float" => DType::F32,
-        "f16" | "float16" | "half" => DType::F16,
-        "bf16" | "bfloat16" => DType::BF16,
-        "f64" | "float64" | "double" => DType::F64,
-        "u8" | "uint8" => DType::U8,
-        "u32" | "uint32" => DType::U32,
-        "i64" | "int64" | "long" => DType::I64,
-        _ => {
-            return Err(to_rhai(format!(
-            "{op}: unknown dtype \"{name}\" (expected \"f32\", \"f16\", \"bf16\", \"f64\", \"u8\", \"u32\" or \"i64\")"
-        )))
-        }
-    };
-    Ok(dt)
+    crate::session::dtype_named(name).map_err(|e| to_rhai(format!("{op}: {e}")))
 }
 
 /// The dtypes candle's kernels fully support; everything else (integers, fp8

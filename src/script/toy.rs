@@ -8,7 +8,6 @@
 //! with the toy separator, so `evaluate` uses them verbatim instead of
 //! building prompts with the paper's joiner.
 
-use std::sync::{Arc, OnceLock};
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -20,7 +19,7 @@ use super::{to_rhai, RResult};
 use crate::model::toy_config::ToyModelConfig;
 use crate::tokenizer::Tokenizer;
 use crate::toy::mixture::{Mixture, MixtureOptions};
-use crate::toy::vocab::split_words;
+use crate::toy::evaluation::DEFAULT_SHOTS;
 use crate::toy::{build_tokenizer, Example, TaskKind, World};
 
 /// Most examples one call may ask for: far more than any toy run needs, and
@@ -28,20 +27,9 @@ use crate::toy::{build_tokenizer, Example, TaskKind, World};
 const MAX_EXAMPLES: usize = 1_000_000;
 /// Largest demonstration count a pretraining episode or a task may use.
 const MAX_SHOTS: usize = 16;
-/// The shot counts `toy_task` builds episodes for unless told otherwise.
-const DEFAULT_SHOTS: [usize; 3] = [0, 1, 4];
-/// Tokens a classification answer may take (the label, then EOS).
-const CLASSIFICATION_NEW_TOKENS: usize = 4;
-/// Tokens a generated answer may take beyond the longest reference.
-const GENERATION_SLACK_TOKENS: usize = 8;
-
 /// The canonical world, built on first use.
 fn world() -> RResult<&'static World> {
-    static WORLD: OnceLock<std::result::Result<World, String>> = OnceLock::new();
-    WORLD
-        .get_or_init(|| World::default_world().map_err(|e| e.to_string()))
-        .as_ref()
-        .map_err(to_rhai)
+    Ok(crate::toy::evaluation::canonical_world()?)
 }
 
 fn count_arg(what: &str, n: INT) -> RResult<usize> {
@@ -116,77 +104,15 @@ fn toy_pretrain_data(n: INT, seed: INT, options: &MixtureOptions) -> RResult<Arr
     Ok(out)
 }
 
-/// How many tokens a task's answers may take when generated.
-fn max_new_tokens(kind: TaskKind, episodes: &[Vec<Example>]) -> usize {
-    if kind.label_set().is_some() {
-        return CLASSIFICATION_NEW_TOKENS;
-    }
-    let longest = episodes
-        .iter()
-        .flatten()
-        .flat_map(|e| e.references.iter())
-        .map(|r| split_words(r).len())
-        .max()
-        .unwrap_or(0);
-    longest + GENERATION_SLACK_TOKENS
-}
-
-/// An evaluation task map (see `eval::eval_task`) with `n` test episodes for
-/// each shot count in `shots`.
+/// An evaluation task map (`crate::toy::evaluation::eval_task`) with `n`
+/// test episodes for each shot count in `shots`.
 fn toy_task_with_shots(name: &str, n: INT, seed: INT, shots: &[usize]) -> RResult<Map> {
     let kind = TaskKind::from_name(name).map_err(to_rhai)?;
     let n = count_arg("toy_task n", n)?;
-    if n == 0 {
-        return Err(to_rhai("toy_task n must be at least 1"));
-    }
-    let world = world()?;
-    let mut by_shots = Vec::with_capacity(shots.len());
-    for &k in shots {
-        by_shots.push(world.episodes(kind, "test", k, n, seed_arg(seed)).map_err(to_rhai)?);
-    }
-    let max_new = max_new_tokens(kind, &by_shots);
-    let mut episodes = Map::new();
-    for (k, list) in shots.iter().zip(&by_shots) {
-        episodes.insert(
-            k.to_string().into(),
-            list.iter().map(|e| example_map(e, kind)).collect::<Array>().into(),
-        );
-    }
-    // Plain 0-shot queries as `examples`, for shot counts without episodes;
-    // the pool is train data (fresh_rule's pool is meaningless and unused
-    // as long as its episodes are given).
-    let queries = world.examples(kind, "test", n, seed_arg(seed)).map_err(to_rhai)?;
-    let pool = world
-        .examples(kind, "train", n.max(16), seed_arg(seed))
-        .map_err(to_rhai)?;
-
-    let mut m = Map::new();
-    m.insert("name".into(), kind.name().into());
-    m.insert("metric".into(), kind.metric().into());
-    let output = if kind.label_set().is_some() {
-        "classification"
-    } else {
-        "generation"
-    };
-    m.insert("kind".into(), output.into());
-    let labels: Array = kind
-        .label_set()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|l| Dynamic::from(l.to_string()))
-        .collect();
-    m.insert("labels".into(), labels.into());
-    m.insert("max_new_tokens".into(), (max_new as INT).into());
-    m.insert(
-        "examples".into(),
-        queries.iter().map(|e| example_map(e, kind)).collect::<Array>().into(),
-    );
-    m.insert(
-        "pool".into(),
-        pool.iter().map(|e| example_map(e, kind)).collect::<Array>().into(),
-    );
-    m.insert("episodes".into(), episodes.into());
-    Ok(m)
+    let task = crate::toy::evaluation::eval_task(kind, n, seed_arg(seed), shots)?;
+    rhai::serde::to_dynamic(&task)?
+        .try_cast::<Map>()
+        .ok_or_else(|| to_rhai("toy_task: the task is not a map"))
 }
 
 fn shots_list(shots: &Array) -> RResult<Vec<usize>> {
@@ -219,13 +145,12 @@ fn new_toy_model(o: Map, seed: INT) -> RResult<ScriptModel> {
     let model = options
         .random_model(tokenizer.vocab_size(), seed_arg(seed), &default_device()?)
         .map_err(to_rhai)?;
-    Ok(ScriptModel {
+    Ok(ScriptModel::new(
         model,
-        tokenizer: Arc::new(tokenizer),
-        source: "toy (random init)".into(),
-        separator: crate::toy::DEMO_SEPARATOR.into(),
-        prompts: Arc::default(),
-    })
+        tokenizer,
+        "toy (random init)",
+        crate::toy::DEMO_SEPARATOR.into(),
+    ))
 }
 
 pub fn register(engine: &mut Engine) {

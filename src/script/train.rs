@@ -89,9 +89,8 @@ const TRAIN_EXTRA: [(&str, &str); 4] = [
 /// The trainer's options from a script map: data options through
 /// `TrainConfig`, the separator defaulting to the model's, then the prompts.
 fn train_options(m: &ScriptModel, o: &Map) -> RResult<TrainOptions> {
-    let mut config: TrainConfig = options::parse("train", o, &TRAIN_EXTRA)?;
-    config.separator.get_or_insert_with(|| m.separator.clone());
-    let mut opts = config.build().map_err(to_rhai)?;
+    let config: TrainConfig = options::parse("train", o, &TRAIN_EXTRA)?;
+    let mut opts = m.train_options(&config)?;
     if let Some(p) = o.get("prompt").filter(|p| !p.is_unit()) {
         opts.prompt = Some(prompt_arg(p, "prompt")?);
     }

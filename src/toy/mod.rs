@@ -20,6 +20,7 @@
 //! Demonstrations always come from the train split.
 
 mod fresh_rule;
+pub mod evaluation;
 pub mod mixture;
 pub mod tasks;
 pub mod vocab;
