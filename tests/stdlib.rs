@@ -204,7 +204,7 @@ fn options_come_from_the_structs_unknown_keys_name_the_known_ones() {
             &[
                 "steps: 100",
                 "\"lr\":0.001",
-                "weights: ",
+                "weights_optimizer: ",
                 "multiply_by_parameter_scale: none",
                 "evaluate: ",
             ][..],
@@ -246,9 +246,9 @@ fn paper_defaults_use_t5x_adafactor_for_weights_and_unscaled_for_prompts() {
     assert!(!p.multiply_by_parameter_scale);
     // paper_defaults() writes each group as one literal.
     let d = eval("paper_defaults()").cast::<Map>();
-    let weights: GroupSettings = rhai::serde::from_dynamic(&d["weights"]).unwrap();
+    let weights: GroupSettings = rhai::serde::from_dynamic(&d["weights_optimizer"]).unwrap();
     assert_eq!(weights.optimizer, OptimizerConfig::Adafactor(AdafactorConfig::t5x(1e-3)));
-    let prompts: GroupSettings = rhai::serde::from_dynamic(&d["prompts"]).unwrap();
+    let prompts: GroupSettings = rhai::serde::from_dynamic(&d["prompt_optimizer"]).unwrap();
     let OptimizerConfig::Adafactor(p) = prompts.optimizer else { panic!("{prompts:?}") };
     assert!(!p.multiply_by_parameter_scale && !p.factored && p.lr == 0.2);
 }

@@ -18,7 +18,7 @@ let others = [toy_task("en_fr", 4, 3, [1]), toy_task("triviaqa", 4, 3, [1])];
 let rec = curve_recorder(m, others, #{{ shots: [1], beams: 1, seed: 3 }});
 let o = #{{ prompt_length: 4, prompt_steps: 4, model_steps: 4, batch_size: 8, evaluations: 2,
            validation: val, curve: rec, quiet: true, seed: 3, task: "rte",
-           weights: #{{ optimizer: "adafactor", lr: 3e-2 }}, prompts: #{{ optimizer: "adafactor", lr: 0.2 }} }};
+           weights_optimizer: #{{ optimizer: "adafactor", lr: 3e-2 }}, prompt_optimizer: #{{ optimizer: "adafactor", lr: 0.2 }} }};
 {script}"#
     );
     engine

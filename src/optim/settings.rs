@@ -4,8 +4,8 @@
 //! its own settings. In a script:
 //!
 //! ```text
-//! weights: #{ optimizer: "adafactor", lr: 1e-3, multiply_by_parameter_scale: true, min_dim_size_to_factor: 128 }
-//! prompts: #{ optimizer: "adafactor", lr: 0.3, factored: false }
+//! weights_optimizer: #{ optimizer: "adafactor", lr: 1e-3, multiply_by_parameter_scale: true, min_dim_size_to_factor: 128 }
+//! prompt_optimizer: #{ optimizer: "adafactor", lr: 0.3, factored: false }
 //! ```
 //!
 //! `optimizer` is "adafactor" (default), "adamw" or "sgd"; `schedule` is

@@ -5,8 +5,8 @@
 //! data, so the caller attaches them).
 //!
 //! Each parameter group has its own optimiser settings, one literal each
-//! (`optim::GroupSettings`): `weights` for the model's weights, `prompts` for
-//! soft prompts. The flat keys (`lr`, `prompt_lr`, `optimizer`, `schedule`,
+//! (`optim::GroupSettings`): `weights_optimizer` for the model's weights,
+//! `prompt_optimizer` for soft prompts. The flat keys (`lr`, `prompt_lr`, `optimizer`, `schedule`,
 //! `warmup`, `weight_decay`, `momentum`, `multiply_by_parameter_scale`,
 //! `prompt_multiply_by_parameter_scale`, `min_dim_size_to_factor`) are
 //! shorthand: each one given sets that setting in its group(s), over the
@@ -32,9 +32,9 @@ pub struct TrainConfig {
     pub batch_size: usize,
     /// The model weights' optimiser: #{ optimizer, lr, schedule, warmup, and
     /// that optimiser's own options } (transformers' Adafactor at 1e-3).
-    pub weights: GroupSettings,
-    /// The soft prompts' optimiser, as `weights` (Adafactor at 0.2).
-    pub prompts: GroupSettings,
+    pub weights_optimizer: GroupSettings,
+    /// The soft prompts' optimiser, as `weights_optimizer` (Adafactor at 0.2).
+    pub prompt_optimizer: GroupSettings,
     /// Shorthand: the weights' learning rate.
     #[serde(deserialize_with = "opt_number")]
     pub lr: Option<f64>,
@@ -100,8 +100,8 @@ impl Default for TrainConfig {
         Self {
             steps: 100,
             batch_size: 8,
-            weights: GroupSettings::adafactor(1e-3),
-            prompts: GroupSettings::adafactor(0.2),
+            weights_optimizer: GroupSettings::adafactor(1e-3),
+            prompt_optimizer: GroupSettings::adafactor(0.2),
             lr: None,
             prompt_lr: None,
             optimizer: None,
@@ -149,7 +149,7 @@ impl TrainConfig {
 
     /// The two groups' settings: the literals with the shorthand keys given on top.
     pub fn groups(&self) -> Result<(GroupSettings, GroupSettings)> {
-        let (mut weights, mut prompts) = (self.weights.clone(), self.prompts.clone());
+        let (mut weights, mut prompts) = (self.weights_optimizer.clone(), self.prompt_optimizer.clone());
         let groups = [(&mut weights, self.lr, "weights"), (&mut prompts, self.prompt_lr, "prompts")];
         for (group, lr, name) in groups {
             if let Some(optimizer) = &self.optimizer {
@@ -221,6 +221,6 @@ impl TrainConfig {
 impl Default for TrainOptions {
     fn default() -> Self {
         let c = TrainConfig::default();
-        c.with_groups(c.weights.clone(), c.prompts.clone())
+        c.with_groups(c.weights_optimizer.clone(), c.prompt_optimizer.clone())
     }
 }
