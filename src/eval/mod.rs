@@ -4,6 +4,7 @@
 //! models' tables in the layout of the paper's Table 2.
 
 pub mod cache;
+pub mod record;
 pub mod table;
 
 use crate::data::fewshot::{build_prompt, fit_to_budget, sample_demos, DEFAULT_SEPARATOR};
@@ -336,6 +337,7 @@ pub fn evaluate_cell(
         n,
         label_share: share,
         samples,
+        provenance: None,
     })
 }
 

@@ -13,6 +13,7 @@ pub mod options;
 pub mod paths;
 pub mod plot;
 pub mod progress;
+pub mod record;
 pub mod repl;
 pub mod tensor;
 pub mod toy;
@@ -37,6 +38,7 @@ pub fn new_engine() -> Engine {
     eval::register(&mut engine);
     plot::register(&mut engine);
     progress::register(&mut engine);
+    record::register(&mut engine);
     help::register(&mut engine);
     if let Err(e) = load_stdlib(&mut engine) {
         eprintln!("warning: promot's stdlib did not load: {e}");
