@@ -82,7 +82,7 @@ impl Level {
                 "{} {}/{total} ({}%) | {} | {}",
                 self.label,
                 self.done,
-                self.done * 100 / total,
+                (self.done as u128 * 100 / total as u128),
                 format_duration(elapsed),
                 eta(elapsed, total, self.done, self.skipped.load(Ordering::Relaxed))
             ),
@@ -183,9 +183,10 @@ fn advance_by(units: u64, skipped: bool) {
     let line = {
         let mut open = levels();
         let Some(level) = open.last_mut() else { return };
-        level.done += units;
+        level.done = level.done.saturating_add(units);
         if skipped {
-            level.skipped.fetch_add(units, Ordering::Relaxed);
+            let add = |s: u64| Some(s.saturating_add(units));
+            let _ = level.skipped.fetch_update(Ordering::Relaxed, Ordering::Relaxed, add);
         }
         if let Some(bar) = &level.bar {
             bar.set_position(level.done);
@@ -257,8 +258,11 @@ impl Progress {
     pub fn new(label: &str, first_step: usize, total: usize, quiet: bool) -> Self {
         let bar = (!quiet && bars()).then(|| {
             let bar = ProgressBar::new(total as u64).with_style(
-                ProgressStyle::with_template("{prefix} [{bar:24}] {pos}/{len}{msg} | {per_sec} | ETA {eta}")
+                ProgressStyle::with_template("{prefix} [{bar:24}] {pos}/{len}{msg} | {rate} | ETA {eta}")
                     .expect("a valid progress template")
+                    .with_key("rate", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                        let _ = w.write_str(&format!("{:.2} it/s", state.per_sec()));
+                    })
                     .progress_chars("=> "),
             );
             let bar = multi().add(bar);
