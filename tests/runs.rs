@@ -292,3 +292,27 @@ fn saved_results_carry_their_provenance_and_compare_reads_them_back() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_script_run_folder_describes_the_run_beside_its_log() {
+    let dir = temp("script");
+    let out = eval_script(&format!(
+        r#"let data = [#{{input: "Hello world", target: "True"}}, #{{input: "The cat", target: "False"}}];
+        let h = m.train(data, #{{ steps: 3, batch_size: 2, quiet: true, checkpoint_dir: "{}", label: "tiny" }});
+        h.losses.len()"#,
+        dir.display()
+    ));
+    assert_eq!(out.as_int().unwrap(), 3);
+    assert_eq!(metrics_log::read(&dir.join(metrics_log::FILE)).unwrap().len(), 3);
+    let run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join(metrics_log::RUN_FILE)).unwrap()).unwrap();
+    assert_eq!(run["format"], "promot-run/1");
+    assert_eq!(run["promot"]["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(run["model"]["source"], fixture_dir().display().to_string());
+    assert_eq!(run["model"]["weights_sha256_at_start"].as_str().unwrap().len(), 64);
+    assert_eq!(run["options"]["steps"], 3);
+    assert_eq!(run["options"]["label"], "tiny");
+    assert_eq!(run["data"][0]["examples"], 2);
+    assert_eq!(run["data"][0]["sha256"].as_str().unwrap().len(), 64);
+    let _ = std::fs::remove_dir_all(&dir);
+}

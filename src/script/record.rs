@@ -10,9 +10,13 @@ use super::eval::json_to_dynamic;
 use super::model::{builtin_path, ScriptModel};
 use super::tensor::reg;
 use super::{to_rhai, RResult};
+use serde_json::{json, Value};
+
 use crate::eval::record::{self, Provenance};
-use crate::eval::{EvalOptions, EvalTask, ResultTable};
+use crate::eval::{cache, EvalOptions, EvalTask, ResultTable};
 use crate::model::loading;
+use crate::provenance::{self, Build};
+use crate::train::{metrics_log, TaskData, TrainConfig, TrainOptions};
 
 /// Attach the record of this evaluation to the cells of `table`.
 pub fn stamp(m: &ScriptModel, tasks: &[EvalTask], opts: &EvalOptions, table: &mut ResultTable) -> RResult<()> {
@@ -31,6 +35,47 @@ fn location(source: &str) -> Option<PathBuf> {
     }
     let config = hf_hub::Cache::from_env().model(spec).get("config.json")?;
     config.parent().map(Path::to_path_buf)
+}
+
+/// Describe a `train` call in its run folder (`run.json` beside
+/// `metrics.jsonl`): promot's build, the model and a hash of its weights as
+/// the call starts, the options, the prompts and a hash of each task's data.
+pub fn describe_run(m: &ScriptModel, opts: &TrainOptions, config: &TrainConfig, tasks: &[TaskData]) -> RResult<()> {
+    let (run_dir, checkpoint_dir) = (opts.run_dir.as_deref(), opts.checkpoint_dir.as_deref());
+    if run_dir.or(checkpoint_dir).is_none() {
+        return Ok(());
+    }
+    let prompts: Vec<Value> = opts
+        .prompt
+        .iter()
+        .chain(opts.task_prompts.values())
+        .map(|p| json!({"name": p.name, "length": p.len(), "trains": p.is_trainable()}))
+        .collect();
+    let data: Vec<Value> = tasks
+        .iter()
+        .map(|t| {
+            let text: String = t
+                .examples
+                .iter()
+                .map(|e| format!("{}\u{1f}{}\u{1f}{}\u{1e}", e.task, e.input, e.target))
+                .collect();
+            json!({"task": t.name, "examples": t.examples.len(), "ratio": t.ratio,
+                   "sha256": provenance::sha256_hex(text.as_bytes())})
+        })
+        .collect();
+    let record = json!({
+        "format": "promot-run/1",
+        "promot": Build::current(),
+        "model": {
+            "source": m.source,
+            "weights_sha256_at_start": cache::model_fingerprint(m.lm(), None).map_err(to_rhai)?,
+        },
+        "options": serde_json::to_value(config).map_err(to_rhai)?,
+        "prompts": prompts,
+        "data": data,
+        "started_unix": provenance::unix_time(),
+    });
+    metrics_log::write_run_record(run_dir, checkpoint_dir, &record).map_err(to_rhai)
 }
 
 /// A Results value, or the path of a saved results file read back.

@@ -30,6 +30,23 @@ use crate::error::{Error, Result};
 
 /// The log's file name inside the run folder.
 pub const FILE: &str = "metrics.jsonl";
+/// Beside it, what the run is (`write_run_record`).
+pub const RUN_FILE: &str = "run.json";
+
+/// Write `record` (what a `train` call is: promot's build, model, options,
+/// data) as `run.json` in the run's folder (`run_dir`, else
+/// `checkpoint_dir`; neither: nothing). Each call rewrites it, so after a
+/// resume it describes the call that continued the run.
+pub fn write_run_record(
+    run_dir: Option<&Path>,
+    checkpoint_dir: Option<&Path>,
+    record: &serde_json::Value,
+) -> Result<()> {
+    match run_dir.or(checkpoint_dir) {
+        Some(dir) => crate::fsio::write_json(&dir.join(RUN_FILE), record),
+        None => Ok(()),
+    }
+}
 
 /// One line of the log.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
