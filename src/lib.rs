@@ -20,6 +20,7 @@ pub mod options;
 pub mod params;
 pub mod plot;
 pub mod prompt;
+pub mod provenance;
 pub mod script;
 pub mod seed;
 pub mod session;

@@ -14,18 +14,20 @@
 //! the PNG only; see [crate::plot::save]).
 //!
 //! Numbers may be ints or floats; `()` in `ys` is a missing point (a gap in
-//! the line). A series without `xs` is drawn at x = 0, 1, 2, ...
+//! the line). A series without `xs` is drawn at x = 0, 1, 2, ... A series
+//! with `lower` and `upper` (one value per point, e.g. an interval over
+//! seeds) is drawn with a shaded band between them.
 
 use rhai::{Array, Dynamic, Engine, Map};
 
 use super::model::{check_keys, map_str};
 use super::tensor::reg;
 use super::{to_rhai, RResult};
-use crate::plot::{save, Plot, SecondaryAxis, Series};
+use crate::plot::{save, Band, Plot, SecondaryAxis, Series};
 
 const PLOT_KEYS: &[&str] = &["title", "x_label", "y_label", "y_min", "y_max", "series", "secondary"];
 const SECONDARY_KEYS: &[&str] = &["y_label", "y_min", "y_max", "series"];
-const SERIES_KEYS: &[&str] = &["name", "xs", "ys"];
+const SERIES_KEYS: &[&str] = &["name", "xs", "ys", "lower", "upper"];
 
 /// The plot a script's spec map describes.
 pub fn plot_from_map(spec: &Map) -> RResult<Plot> {
@@ -78,7 +80,16 @@ fn series_list(m: &Map, what: &str) -> RResult<Vec<Series>> {
                 Some(xs) => xs,
                 None => (0..ys.len()).map(|i| i as f64).collect(),
             };
-            Ok(Series { name, xs, ys })
+            let band = match (numbers(&s, "lower", &name)?, numbers(&s, "upper", &name)?) {
+                (None, None) => None,
+                (Some(lower), Some(upper)) => Some(Band { lower, upper }),
+                _ => {
+                    return Err(to_rhai(format!(
+                        "plot_lines: series '{name}' needs both 'lower' and 'upper' for a band, or neither"
+                    )))
+                }
+            };
+            Ok(Series { name, xs, ys, band })
         })
         .collect()
 }
@@ -135,7 +146,7 @@ pub fn register(engine: &mut Engine) {
         engine,
         "plot_lines",
         &["path: &str", "spec: Map", "String"],
-        "Write a line plot: \"x.svg\" writes x.svg and x.png, \"x.png\" the PNG only; spec #{title, x_label, y_label, y_min, y_max, series: [#{name, xs, ys}], secondary: #{y_label, y_min, y_max, series}}; returns the path.",
+        "Write a line plot: \"x.svg\" writes x.svg and x.png, \"x.png\" the PNG only; spec #{title, x_label, y_label, y_min, y_max, series: [#{name, xs, ys, lower, upper}], secondary: #{y_label, y_min, y_max, series}}; returns the path.",
         |path: &str, spec: Map| -> RResult<String> {
             let plot = plot_from_map(&spec)?;
             save(&plot, path).map_err(to_rhai)?;
