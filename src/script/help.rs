@@ -271,6 +271,7 @@ pub const TOPICS: &[Topic] = &[
             "merge",
             "normalize_answer",
             "postprocess",
+            "provenance",
             "rename_task",
             "rouge2",
             "score",
@@ -370,8 +371,17 @@ pub const TOPICS: &[Topic] = &[
     },
     Topic {
         name: "session",
-        about: "help, printing values, leaving",
-        functions: &["exit", "help", "to_debug", "to_string"],
+        about: "help, printing values, progress of long scripts, leaving",
+        functions: &[
+            "exit",
+            "help",
+            "progress_advance",
+            "progress_begin",
+            "progress_end",
+            "progress_skip",
+            "to_debug",
+            "to_string",
+        ],
     },
 ];
 
