@@ -27,15 +27,9 @@ pub struct ScriptModel {
     pub prompts: Arc<Mutex<BTreeMap<String, SoftPrompt>>>,
 }
 
-static DEFAULT_DEVICE: Mutex<Option<String>> = Mutex::new(None);
-
+/// Where models and script tensors go (`promot --device`, `device(NAME)`).
 pub fn default_device() -> RResult<Device> {
-    let name = DEFAULT_DEVICE
-        .lock()
-        .ok()
-        .and_then(|d| d.clone())
-        .unwrap_or_else(|| "cpu".into());
-    crate::device::device(&name).map_err(to_rhai)
+    crate::device::default_device().map_err(to_rhai)
 }
 
 impl ScriptModel {
@@ -369,12 +363,9 @@ pub fn register(engine: &mut Engine) {
         engine,
         "device",
         &["name: &str", "String"],
-        "Set the default device for models loaded next: \"cpu\", \"cuda\" or \"metal\".",
+        "Set the default device for models loaded and tensors made next: \"cpu\", \"cuda\" or \"metal\".",
         |name: &str| -> RResult<String> {
-            crate::device::device(name).map_err(to_rhai)?;
-            if let Ok(mut d) = DEFAULT_DEVICE.lock() {
-                *d = Some(name.to_string());
-            }
+            crate::device::set_default(name).map_err(to_rhai)?;
             Ok(name.to_string())
         },
     );
