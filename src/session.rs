@@ -34,7 +34,8 @@ use serde_json::{json, Value};
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LoadOptions {
-    /// "cpu", "cuda", "cuda:N" or "metal" (scripts: the current default device).
+    /// "cpu", "cuda" or "metal"; none: the default device (`promot --device`,
+    /// a script's `device(NAME)`).
     pub device: Option<String>,
     /// The parameters' dtype: f32, f16, bf16 or f64.
     pub dtype: String,
@@ -69,7 +70,10 @@ impl Session {
     /// Load `spec`: "toy", "smollm2", a model directory, a GGUF file or a hub
     /// id (`model::loading::resolve`), with its tokenizer and separator.
     pub fn load(spec: &str, opts: &LoadOptions) -> Result<Session> {
-        let device = crate::device::device(opts.device.as_deref().unwrap_or("cpu"))?;
+        let device = match &opts.device {
+            Some(name) => crate::device::device(name)?,
+            None => crate::device::default_device()?,
+        };
         let dtype = dtype_named(&opts.dtype)?;
         let (model, dir) = loading::load(spec, &device, dtype, opts.seed)?;
         let tokenizer = loading::load_tokenizer(&dir, model.as_ref())?;
