@@ -17,7 +17,7 @@
 //! against PyTorch's `generate` when its results hold it.
 //!
 //! First, the matmul backend in use (OpenBLAS when `scripts/get-blas.sh` has
-//! fetched it, else candle's gemm; see src/model/blas.rs) and the GFLOP/s of
+//! fetched it, else candle's gemm; see src/kernels/blas.rs) and the GFLOP/s of
 //! both backends on t5-small's two defining products. Last, single operations
 //! at t5-small's shapes (benches/ops).
 //!
@@ -30,7 +30,7 @@
 //! rows), PROMOT_BENCH_OPS=0 skips the op timings, PROMOT_TORCH_JSON
 //! overrides the PyTorch results path, PROMOT_BLAS=off times candle's gemm,
 //! PROMOT_BENCH_DTYPE=bf16 runs the steps with `dtype: "bf16"` (bf16 products,
-//! src/model/precision.rs) against PyTorch's autocast bf16 results
+//! src/kernels/precision.rs) against PyTorch's autocast bf16 results
 //! (benches/results/torch_train_step_bf16.json).
 //!
 //! On a GPU (scripts/gpu-check.sh runs it there): PROMOT_BENCH_DEVICE=cuda

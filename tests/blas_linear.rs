@@ -1,4 +1,4 @@
-//! The BLAS matmul backend (`src/model/blas.rs`) against candle's plain
+//! The BLAS matmul backend (`src/kernels/blas.rs`) against candle's plain
 //! matmul: the product x Wᵀ and both of its gradients on random shapes, a
 //! frozen weight getting no gradient at all, and the forward-only products
 //! in every transpose combination. The comparisons need the library
@@ -176,7 +176,7 @@ fn mismatched_shapes_are_an_error_not_a_crash() {
 
 #[test]
 fn backend_names_itself() {
-    // Where `blas::get` looks (src/model/blas.rs): $PROMOT_BLAS (a path, or off), else
+    // Where `blas::get` looks (src/kernels/blas.rs): $PROMOT_BLAS (a path, or off), else
     // models/cache/blas under the working directory and under the source tree.
     let (off, candidates): (bool, Vec<std::path::PathBuf>) = match std::env::var("PROMOT_BLAS") {
         Ok(v) if matches!(v.trim(), "off" | "0" | "none" | "") => (true, Vec::new()),
