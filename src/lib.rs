@@ -19,6 +19,7 @@ pub mod optim;
 pub mod options;
 pub mod params;
 pub mod plot;
+pub mod plot_spec;
 pub mod prompt;
 pub mod provenance;
 pub mod script;
