@@ -17,7 +17,7 @@
 //! against PyTorch's `generate` when its results hold it.
 //!
 //! First, the matmul backend in use (OpenBLAS when `scripts/get-blas.sh` has
-//! fetched it, else candle's gemm; see src/model/blas.rs) and the GFLOP/s of
+//! fetched it, else candle's gemm; see src/kernels/blas.rs) and the GFLOP/s of
 //! both backends on t5-small's two defining products. Last, single operations
 //! at t5-small's shapes (benches/ops).
 //!
@@ -30,8 +30,18 @@
 //! rows), PROMOT_BENCH_OPS=0 skips the op timings, PROMOT_TORCH_JSON
 //! overrides the PyTorch results path, PROMOT_BLAS=off times candle's gemm,
 //! PROMOT_BENCH_DTYPE=bf16 runs the steps with `dtype: "bf16"` (bf16 products,
-//! src/model/precision.rs) against PyTorch's autocast bf16 results
+//! src/kernels/precision.rs) against PyTorch's autocast bf16 results
 //! (benches/results/torch_train_step_bf16.json).
+//!
+//! On a GPU (scripts/gpu-check.sh runs it there): PROMOT_BENCH_DEVICE=cuda
+//! (default cpu) builds the models and batches on that device, and every
+//! phase ends with a device synchronisation so the times are the device's;
+//! PROMOT_BENCH_SHAPES_FILE names another shapes file (benches/shapes_gpu.json:
+//! mT5-base and SmolLM2 at batch 64); PROMOT_BENCH_JSON=FILE writes the
+//! timings (and the ratios, where PyTorch's are there) as JSON; PROMOT_REPO
+//! is the repository root, where the binary runs away from its build tree
+//! (default: the build tree if it exists, else the current directory). The
+//! matmul-rate and single-op timings are CPU-only and skipped elsewhere.
 
 mod generation;
 mod ops;
@@ -67,7 +77,15 @@ struct Shape {
 }
 
 fn repo_path(rel: &str) -> String {
-    format!("{}/{rel}", env!("CARGO_MANIFEST_DIR"))
+    let root = std::env::var("PROMOT_REPO").unwrap_or_else(|_| {
+        let built = env!("CARGO_MANIFEST_DIR");
+        if std::path::Path::new(built).is_dir() {
+            built.to_string()
+        } else {
+            ".".to_string()
+        }
+    });
+    format!("{root}/{rel}")
 }
 
 fn read_json(path: &str) -> Result<Value> {
@@ -77,7 +95,7 @@ fn read_json(path: &str) -> Result<Value> {
 
 /// The shapes named by PROMOT_BENCH_SHAPES (default: all), in file order.
 fn shapes(device: &Device) -> Result<Vec<Shape>> {
-    let path = repo_path("benches/shapes.json");
+    let path = std::env::var("PROMOT_BENCH_SHAPES_FILE").unwrap_or_else(|_| repo_path("benches/shapes.json"));
     let all = read_json(&path)?;
     let Value::Object(entries) = all else {
         return Err(Error::msg(format!("{path}: expected an object of shapes")));
@@ -178,9 +196,12 @@ fn train_step(
     }
     let t1 = Instant::now();
     let grads: GradStore = out.loss.backward()?;
+    let device = out.loss.device();
+    device.synchronize()?; // a no-op on the CPU; on a GPU, the phase's work done
     let t2 = Instant::now();
     opt.step(params, &grads)?;
     drop(grads);
+    device.synchronize()?;
     let t3 = Instant::now();
     Ok(Phases {
         forward: (t1 - t0).as_secs_f64(),
@@ -371,13 +392,58 @@ fn print_ratios(ours: &[(String, String, Timing)], generated: &[(String, f64)]) 
     }
 }
 
+/// The timings as JSON (ms per step and phase by shape and setting, tokens/s of
+/// beam-4 generation) with the promot/PyTorch ratios where PyTorch's results
+/// are there: what scripts/gpu-check.sh tabulates.
+fn write_json(path: &str, device: &str, ours: &[(String, String, Timing)], generated: &[(String, f64)]) -> Result<()> {
+    let torch = torch_results().map(|(v, _)| v);
+    let mut results = serde_json::Map::new();
+    for (shape, setting, t) in ours {
+        let theirs = torch
+            .as_ref()
+            .and_then(|j| j["results"][shape][setting]["ms_per_step"].as_f64());
+        let entry = serde_json::json!({
+            "ms_per_step": ms(t.mean.total()),
+            "min_ms": ms(t.min_total),
+            "forward_ms": ms(t.mean.forward),
+            "backward_ms": ms(t.mean.backward),
+            "optimizer_ms": ms(t.mean.optimizer),
+            "torch_ms_per_step": theirs,
+            "ratio": theirs.map(|th| ms(t.mean.total()) / th),
+        });
+        let per_shape = results.entry(shape.clone()).or_insert_with(|| serde_json::json!({}));
+        per_shape[setting.as_str()] = entry;
+    }
+    for (shape, rate) in generated {
+        let theirs = torch
+            .as_ref()
+            .and_then(|j| j["results"][shape]["beam4"]["tokens_per_s"].as_f64());
+        let per_shape = results.entry(shape.clone()).or_insert_with(|| serde_json::json!({}));
+        per_shape["beam4"] = serde_json::json!({
+            "tokens_per_s": rate,
+            "torch_tokens_per_s": theirs,
+            "ratio": theirs.map(|th| th / rate),
+        });
+    }
+    let doc = serde_json::json!({
+        "device": device,
+        "dtype": match dtype() { MatmulDtype::F32 => "f32", MatmulDtype::Bf16 => "bf16" },
+        "steps": env_usize("PROMOT_BENCH_STEPS", 5),
+        "warmup": env_usize("PROMOT_BENCH_WARMUP", 2),
+        "results": results,
+    });
+    let text = serde_json::to_string_pretty(&doc)?;
+    std::fs::write(path, text).map_err(|e| Error::msg(format!("{path}: {e}")))
+}
+
 fn main() -> Result<()> {
     if let Some(note) = promot::device::init_cpu(None) {
         eprintln!("{note}"); // as the promot binary starts
     }
-    let device = Device::Cpu;
+    let device_name = std::env::var("PROMOT_BENCH_DEVICE").unwrap_or_else(|_| "cpu".into());
+    let device = promot::device::device(&device_name)?;
     println!(
-        "promot train step: Adafactor lr {LR}, {} threads, {} warm-up + {} timed steps per setting",
+        "promot train step on {device_name}: Adafactor lr {LR}, {} threads, {} warm-up + {} timed steps per setting",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         env_usize("PROMOT_BENCH_WARMUP", 2),
         env_usize("PROMOT_BENCH_STEPS", 5),
@@ -405,7 +471,9 @@ fn main() -> Result<()> {
     }
     println!("matmul backend: {}", blas::backend());
     println!("products: {}", precision::describe(dtype()));
-    ops::gemm_rates(&device)?;
+    if device.is_cpu() {
+        ops::gemm_rates(&device)?;
+    }
     let only = std::env::var("PROMOT_BENCH_ONLY").ok();
     if only.as_deref() == Some("gemm") {
         return Ok(());
@@ -454,7 +522,11 @@ fn main() -> Result<()> {
         }
     }
     print_ratios(&results, &generated);
-    if only.is_none() && std::env::var("PROMOT_BENCH_OPS").map(|v| v != "0").unwrap_or(true) {
+    if let Ok(path) = std::env::var("PROMOT_BENCH_JSON") {
+        write_json(&path, &device_name, &results, &generated)?;
+    }
+    let ops_wanted = std::env::var("PROMOT_BENCH_OPS").map(|v| v != "0").unwrap_or(true);
+    if only.is_none() && ops_wanted && device.is_cpu() {
         ops::op_profile(&device)?;
     }
     Ok(())

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fetch OpenBLAS (a single self-contained shared library) into promot's models cache, where
-# src/model/blas.rs finds it and runs every weight product as sgemm. It comes from the PyPI package
+# src/kernels/blas.rs finds it and runs every weight product as sgemm. It comes from the PyPI package
 # `scipy-openblas32`, the wheel NumPy and SciPy build against (scripts/fetch-wheel-file.sh downloads it
 # and unpacks the one .so file); its symbols carry a `scipy_` prefix (scipy_cblas_sgemm, ...).
 # How much faster it is than candle's gemm depends on the CPU (README, Performance).

@@ -1,35 +1,93 @@
 //! Choosing where tensors live. CPU always works; CUDA and Metal only when the
 //! binary was built with the matching cargo feature.
+//!
+//! One device per name per process: candle gives every `Device::new_cuda`
+//! its own identity (and stream), and refuses to mix tensors of two, so
+//! [`device`] opens a GPU once and hands out clones of it. The default device
+//! (`promot --device NAME`, a script's `device(NAME)`) is where `load_model`,
+//! `new_toy_model` and the tensors a script makes are put.
+
+use std::sync::Mutex;
 
 use candle_core::Device;
 
 use crate::error::{Error, Result};
 
+/// The GPUs opened so far, by canonical name ("cuda", "metal").
+static OPENED: Mutex<Vec<(&'static str, Device)>> = Mutex::new(Vec::new());
+
+/// The default device's canonical name; none means "cpu".
+static DEFAULT: Mutex<Option<&'static str>> = Mutex::new(None);
+
+/// The device called `name` ("cpu", "cuda" or "gpu", "metal"): the same
+/// device (and stream) every time for a GPU. An unknown name, a feature this
+/// binary was built without, or a GPU that cannot be opened is one error
+/// that says which.
 pub fn device(name: &str) -> Result<Device> {
+    let canonical = canonical(name)?;
+    if canonical == "cpu" {
+        return Ok(Device::Cpu);
+    }
+    // Held while opening, so two threads cannot open two copies.
+    let mut opened = OPENED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, d)) = opened.iter().find(|(n, _)| *n == canonical) {
+        return Ok(d.clone());
+    }
+    let d = open(canonical)?;
+    opened.push((canonical, d.clone()));
+    Ok(d)
+}
+
+/// "cpu", "cuda" or "metal" for a name [`device`] takes.
+fn canonical(name: &str) -> Result<&'static str> {
     match name {
-        "cpu" => Ok(Device::Cpu),
-        "cuda" | "gpu" => {
-            if cfg!(feature = "cuda") {
-                Ok(Device::new_cuda(0)?)
-            } else {
-                Err(Error::msg(
-                    "this promot was built without CUDA; rebuild with `cargo build --release --features cuda`",
-                ))
-            }
-        }
-        "metal" => {
-            if cfg!(feature = "metal") {
-                Ok(Device::new_metal(0)?)
-            } else {
-                Err(Error::msg(
-                    "this promot was built without Metal; rebuild with `cargo build --release --features metal`",
-                ))
-            }
-        }
+        "cpu" => Ok("cpu"),
+        "cuda" | "gpu" => Ok("cuda"),
+        "metal" => Ok("metal"),
         other => Err(Error::msg(format!(
             "unknown device '{other}' (expected \"cpu\", \"cuda\" or \"metal\")"
         ))),
     }
+}
+
+fn open(canonical: &str) -> Result<Device> {
+    match canonical {
+        "cuda" if cfg!(feature = "cuda") => Device::new_cuda(0).map_err(|e| {
+            Error::msg(format!(
+                "cannot open CUDA GPU 0 ({e}); is there an NVIDIA GPU and driver on this machine?"
+            ))
+        }),
+        "cuda" => Err(Error::msg(
+            "this promot was built without CUDA; build it with `scripts/build-cuda.sh` \
+             (or `cargo build --release --features cuda` where CUDA is installed)",
+        )),
+        "metal" if cfg!(feature = "metal") => {
+            Device::new_metal(0).map_err(|e| Error::msg(format!("cannot open the Metal device ({e})")))
+        }
+        "metal" => Err(Error::msg(
+            "this promot was built without Metal; rebuild with `cargo build --release --features metal`",
+        )),
+        _ => Ok(Device::Cpu),
+    }
+}
+
+/// Make `name` the default device, opening it now so that an unavailable
+/// device is an error here rather than at the first model. Returns it.
+pub fn set_default(name: &str) -> Result<Device> {
+    let d = device(name)?;
+    *DEFAULT.lock().unwrap_or_else(|e| e.into_inner()) = Some(canonical(name)?);
+    Ok(d)
+}
+
+/// The default device: the CPU unless [`set_default`] chose another.
+pub fn default_device() -> Result<Device> {
+    let name = DEFAULT.lock().unwrap_or_else(|e| e.into_inner()).unwrap_or("cpu");
+    device(name)
+}
+
+/// The default device's name ("cpu", "cuda" or "metal").
+pub fn default_name() -> &'static str {
+    DEFAULT.lock().unwrap_or_else(|e| e.into_inner()).unwrap_or("cpu")
 }
 
 /// Set up the CPU side once at start-up, before any tensor work: promot's
@@ -134,6 +192,26 @@ pub fn keep_freed_memory() {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn devices_by_name() {
+        assert!(super::device("cpu").unwrap().is_cpu());
+        let err = super::device("tpu").unwrap_err().to_string();
+        assert!(err.contains("unknown device 'tpu'"), "{err}");
+        // Without a GPU (or without the feature) opening one is one clear error, and the default stays.
+        if !cfg!(feature = "cuda") {
+            let err = super::set_default("cuda").unwrap_err().to_string();
+            assert!(err.contains("built without CUDA"), "{err}");
+        }
+        if !cfg!(feature = "metal") {
+            assert!(super::device("metal")
+                .unwrap_err()
+                .to_string()
+                .contains("built without Metal"));
+        }
+        assert_eq!(super::default_name(), "cpu");
+        assert!(super::default_device().unwrap().is_cpu());
+    }
+
     #[test]
     #[cfg(target_os = "linux")]
     fn other_runnable_threads_reads_proc_stat() {

@@ -6,6 +6,10 @@
 //!   promot FILE.rhai [ARGS...]  the same (for `#!/usr/bin/env promot` scripts)
 //!   promot -e 'EXPR'            evaluate, print the value (if not unit), exit
 //!
+//! `--device cuda|cpu|metal` puts models and the tensors scripts make on that
+//! device (as a script's `device(NAME)` does); a device this binary or this
+//! machine lacks is an error before anything runs.
+//!
 //! Any error exits non-zero after printing `error: FILE:LINE:COL: message`,
 //! the source line and a caret. Ctrl-C stops a script with exit code 130.
 
@@ -39,6 +43,13 @@ struct Cli {
     #[arg(long, global = true, value_name = "N")]
     threads: Option<usize>,
 
+    /// The default device: where load_model and new_toy_model put models and
+    /// where the tensors a script makes live ("cpu", "cuda" or "metal"; a
+    /// script's device(NAME) changes it). CUDA needs a binary built with it
+    /// (scripts/build-cuda.sh) and an NVIDIA GPU.
+    #[arg(long, global = true, value_name = "NAME", default_value = "cpu")]
+    device: String,
+
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -64,6 +75,10 @@ fn main() -> ExitCode {
     // Before any tensor work: the pools read their sizes once, when they start.
     if let Some(note) = promot::device::init_cpu(cli.threads) {
         eprintln!("{note}");
+    }
+    if let Err(e) = promot::device::set_default(&cli.device) {
+        eprintln!("error: --device {}: {e}", cli.device);
+        return ExitCode::from(2);
     }
     if let Some(expr) = cli.eval {
         return eval_expr(&expr);

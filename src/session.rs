@@ -12,6 +12,7 @@
 //! ```
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use candle_core::{DType, Device, Tensor};
@@ -19,17 +20,22 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::fewshot;
 use crate::error::{Error, Result};
+use crate::eval::record::Provenance;
 use crate::eval::{self, EvalOptions, EvalTask, ResultTable};
 use crate::model::{loading, GenerateOptions, Generation, LanguageModel, Model};
 use crate::prompt::SoftPrompt;
 use crate::tokenizer::Tokenizer;
-use crate::train::{TrainConfig, TrainOptions};
+use crate::eval::cache;
+use crate::provenance::{self, Build};
+use crate::train::{metrics_log, TaskData, TrainConfig, TrainOptions};
+use serde_json::{json, Value};
 
 /// How `Session::load` (and `load_model`) loads.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LoadOptions {
-    /// "cpu", "cuda", "cuda:N" or "metal" (scripts: the current default device).
+    /// "cpu", "cuda" or "metal"; none: the default device (`promot --device`,
+    /// a script's `device(NAME)`).
     pub device: Option<String>,
     /// The parameters' dtype: f32, f16, bf16 or f64.
     pub dtype: String,
@@ -64,7 +70,10 @@ impl Session {
     /// Load `spec`: "toy", "smollm2", a model directory, a GGUF file or a hub
     /// id (`model::loading::resolve`), with its tokenizer and separator.
     pub fn load(spec: &str, opts: &LoadOptions) -> Result<Session> {
-        let device = crate::device::device(opts.device.as_deref().unwrap_or("cpu"))?;
+        let device = match &opts.device {
+            Some(name) => crate::device::device(name)?,
+            None => crate::device::default_device()?,
+        };
         let dtype = dtype_named(&opts.dtype)?;
         let (model, dir) = loading::load(spec, &device, dtype, opts.seed)?;
         let tokenizer = loading::load_tokenizer(&dir, model.as_ref())?;
@@ -146,11 +155,30 @@ impl Session {
         fewshot::build_prompt(query, demos, &self.separator)
     }
 
-    /// k-shot evaluation of `tasks`; the separator is this model's unless `opts` names one.
+    /// k-shot evaluation of `tasks`; the separator is this model's unless
+    /// `opts` names one. The table's cells carry what made them
+    /// (`eval::record::Provenance`: the model and its files' hashes, the
+    /// prompt, the tasks' data, shots, decoding, seed, promot's build).
     pub fn evaluate(&self, tasks: &[EvalTask], opts: &EvalOptions) -> Result<ResultTable> {
         let mut opts = opts.clone();
         opts.separator.get_or_insert_with(|| self.separator.clone());
-        eval::evaluate(self.lm(), &self.tokenizer, tasks, &opts)
+        let mut table = eval::evaluate(self.lm(), &self.tokenizer, tasks, &opts)?;
+        let location = self.location();
+        let record = Provenance::of(self.lm(), &self.source, location.as_deref(), tasks, &opts)?;
+        eval::record::stamp(&mut table, record);
+        Ok(table)
+    }
+
+    /// Where the model's files lie on this machine, looked up locally only
+    /// (never the network): a directory or file, a built-in name, or a hub
+    /// id's snapshot in the Hugging Face cache. `None` for a model made in memory.
+    pub fn location(&self) -> Option<PathBuf> {
+        let spec = self.source.as_str();
+        if matches!(spec, "toy" | "smollm2") || Path::new(spec).exists() {
+            return loading::resolve(spec).ok();
+        }
+        let config = hf_hub::Cache::from_env().model(spec.to_string()).get("config.json")?;
+        config.parent().map(Path::to_path_buf)
     }
 
     /// The trainer's options from `config`; the separator is this model's
@@ -159,6 +187,47 @@ impl Session {
         let mut config = config.clone();
         config.separator.get_or_insert_with(|| self.separator.clone());
         config.build()
+    }
+
+    /// Describe a `train` call in its run folder (`run.json` beside
+    /// `metrics.jsonl`): promot's build, the model and a hash of its weights as
+    /// the call starts, the options, the prompts and a hash of each task's data.
+    pub fn describe_run(&self, opts: &TrainOptions, config: &TrainConfig, tasks: &[TaskData]) -> Result<()> {
+        let (run_dir, checkpoint_dir) = (opts.run_dir.as_deref(), opts.checkpoint_dir.as_deref());
+        if run_dir.or(checkpoint_dir).is_none() {
+            return Ok(());
+        }
+        let prompts: Vec<Value> = opts
+            .prompt
+            .iter()
+            .chain(opts.task_prompts.values())
+            .map(|p| json!({"name": p.name, "length": p.len(), "trains": p.is_trainable()}))
+            .collect();
+        let data: Vec<Value> = tasks
+            .iter()
+            .map(|t| {
+                let text: String = t
+                    .examples
+                    .iter()
+                    .map(|e| format!("{}\u{1f}{}\u{1f}{}\u{1e}", e.task, e.input, e.target))
+                    .collect();
+                json!({"task": t.name, "examples": t.examples.len(), "ratio": t.ratio,
+                       "sha256": provenance::sha256_hex(text.as_bytes())})
+            })
+            .collect();
+        let record = json!({
+            "format": "promot-run/1",
+            "promot": Build::current(),
+            "model": {
+                "source": self.source,
+                "weights_sha256_at_start": cache::model_fingerprint(self.lm(), None)?,
+            },
+            "options": serde_json::to_value(config).map_err(|e| Error::msg(e.to_string()))?,
+            "prompts": prompts,
+            "data": data,
+            "started_unix": provenance::unix_time(),
+        });
+        metrics_log::write_run_record(run_dir, checkpoint_dir, &record)
     }
 
     /// A one-line description, as the REPL shows it.

@@ -127,3 +127,100 @@ fn every_function_has_a_signature_and_a_one_line_doc() {
         "functions without a doc line in help(): {undocumented:#?}"
     );
 }
+
+#[test]
+fn every_function_is_in_exactly_one_help_topic() {
+    let engine = full_engine(&std::env::temp_dir(), false);
+    let names: std::collections::BTreeSet<String> = help::functions(&engine, false)
+        .into_iter()
+        .filter(|f| f.is_plain_function())
+        .map(|f| f.name)
+        .collect();
+    let mut problems = Vec::new();
+    for name in &names {
+        let topics: Vec<&str> = help::topics_of(name).iter().map(|t| t.name).collect();
+        if topics.len() != 1 {
+            problems.push(format!(
+                "{name} is in {} topics {topics:?} (src/script/help.rs, TOPICS)",
+                topics.len()
+            ));
+        }
+    }
+    for t in help::TOPICS {
+        if names.contains(t.name) {
+            problems.push(format!(
+                "topic '{}' has a function's name: help(\"{}\") would show the function",
+                t.name, t.name
+            ));
+        }
+        for f in t.functions {
+            if !names.contains(*f) {
+                problems.push(format!("topic '{}' names '{f}', which is no promot function", t.name));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "help topics:\n{}", problems.join("\n"));
+}
+
+#[test]
+fn help_lists_topics_then_a_topics_functions_then_one_function() {
+    let engine = full_engine(&std::env::temp_dir(), false);
+    let overview = help::help_text(&engine, None);
+    for t in help::TOPICS {
+        assert!(
+            overview
+                .lines()
+                .any(|l| l.trim_start().starts_with(t.name) && l.contains(t.about)),
+            "help() lacks the topic {}:\n{overview}",
+            t.name
+        );
+    }
+    assert!(
+        !overview.contains("zeros(shape: Array) -> Tensor"),
+        "help() lists functions again:\n{overview}"
+    );
+    let tensors = help::help_text(&engine, Some("tensors"));
+    assert!(tensors.contains("zeros(shape: Array) -> Tensor"), "{tensors}");
+    assert!(!tensors.contains("load_model("), "{tensors}");
+    let training = help::help_text(&engine, Some("Training"));
+    assert!(
+        training.lines().any(|l| l.trim_start().starts_with("train(")),
+        "{training}"
+    );
+    // A function's name still shows that function in full, options included.
+    let train = help::help_text(&engine, Some("train"));
+    assert!(train.starts_with("train("), "{train}");
+    assert!(train.contains("steps"), "{train}");
+    let all = help::help_text(&engine, Some("all"));
+    assert!(
+        all.contains("zeros(shape: Array) -> Tensor") && all.contains("load_model("),
+        "{all}"
+    );
+    assert!(help::help_text(&engine, Some("no_such_thing")).contains("help() lists the topics"));
+}
+
+#[test]
+fn every_file_the_readme_names_is_there() {
+    // Paths in links and in `code`, under the folders a reader is sent to.
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let folders = [
+        "scripts/",
+        "benches/",
+        "docs/",
+        "stdlib/",
+        "tests/",
+        "examples/",
+        "data/",
+        ".ci/",
+    ];
+    let mut missing = Vec::new();
+    for piece in readme.split(['`', '(', ')', ' ']) {
+        let path = piece
+            .trim_matches(['"', '\''])
+            .trim_end_matches([',', '.', ':', ';', '\'', '"']);
+        if folders.iter().any(|f| path.starts_with(f)) && !path.contains('*') && !root().join(path).exists() {
+            missing.push(path.to_string());
+        }
+    }
+    assert!(missing.is_empty(), "README names files that are not there: {missing:?}");
+}

@@ -1,11 +1,12 @@
-//! Line plots: well-formed SVG, nice ticks, errors on bad input, the PNG
-//! rendering of the same drawing, and the `plot_lines` script function.
+//! Line plots drawn by plotters: well-formed SVG with a line, a legend entry
+//! and a colour per series, nice ticks, gaps at missing points, the right
+//! axis, bands, errors on bad input, the PNG of the same drawing with its
+//! text, and the `plot_lines` script function.
 
 use promot::plot::{
-    nice_step, nice_ticks, save, save_svg, to_png, to_svg, Plot, SecondaryAxis, Series, HEIGHT, PNG_SCALE, WIDTH,
+    nice_step, save, save_svg, tick_label, to_png, to_svg, Plot, SecondaryAxis, Series, HEIGHT, PNG_SCALE, WIDTH,
 };
 use promot::script::new_engine;
-use resvg::tiny_skia::Pixmap;
 use rhai::Dynamic;
 
 /// Fig. 3-like data: cosine similarity per parameter group, falling with steps.
@@ -80,24 +81,45 @@ fn count_tag(svg: &str, name: &str) -> usize {
     tags(svg).iter().filter(|(n, k)| n == name && *k != 'c').count()
 }
 
+/// The texts drawn, in order, trimmed.
+fn texts(svg: &str) -> Vec<String> {
+    svg.split("<text")
+        .skip(1)
+        .filter_map(|t| Some(t[t.find('>')? + 1..t.find("</text>")?].trim().to_string()))
+        .collect()
+}
+
+fn has_text(svg: &str, text: &str) -> bool {
+    texts(svg).iter().any(|t| t == text)
+}
+
+/// The `<polyline>` elements drawn in `colour` (lines and legend samples).
+fn polylines_in(svg: &str, colour: &str) -> usize {
+    svg.split('<')
+        .filter(|t| t.starts_with("polyline") && t.contains(&format!("stroke=\"{colour}\"")))
+        .count()
+}
+
+const BLUE: &str = "#0072B2";
+const ORANGE: &str = "#E69F00";
+
 #[test]
-fn svg_is_well_formed_with_a_path_and_legend_entry_per_series() {
+fn svg_is_well_formed_with_a_line_and_legend_entry_per_series() {
     let svg = to_svg(&fig3()).unwrap();
-    assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
-    assert!(svg.contains("width=\"720\" height=\"420\""));
+    assert!(svg.starts_with("<svg"), "{}", &svg[..80.min(svg.len())]);
+    assert!(svg.contains("width=\"720\"") && svg.contains("height=\"420\""));
     assert_balanced(&svg);
-    let all = tags(&svg);
-    assert_eq!(all.first().map(|t| t.0.as_str()), Some("svg"));
-    assert_eq!(count_tag(&svg, "path"), 4, "one line per series");
+    assert_eq!(tags(&svg).first().map(|t| t.0.as_str()), Some("svg"));
     for name in ["MLP", "Query", "Key", "Value"] {
-        assert!(svg.contains(&format!(">{name}</text>")), "legend entry for {name}");
+        assert!(has_text(&svg, name), "legend entry for {name}");
     }
-    // Title, escaped, both as the document title and as visible text.
+    // Title, escaped.
     assert!(svg.contains("Gradient alignment &lt;g, g_format&gt; &amp; friends"));
     assert!(!svg.contains("<g, g_format>"));
-    assert!(svg.contains(">fine-tuning step</text>"));
-    assert!(svg.contains(">cosine similarity</text>"));
-    // 9 points per series, each with a marker.
+    assert!(has_text(&svg, "fine-tuning step"));
+    assert!(has_text(&svg, "cosine similarity"));
+    // Each series: its line and its legend sample; 9 points each, with markers.
+    assert_eq!(polylines_in(&svg, BLUE), 2);
     let markers = count_tag(&svg, "circle") + count_tag(&svg, "polygon") + count_tag(&svg, "rect");
     assert!(markers >= 36, "markers on points: {markers}");
 }
@@ -105,16 +127,16 @@ fn svg_is_well_formed_with_a_path_and_legend_entry_per_series() {
 #[test]
 fn series_get_distinct_colours() {
     let svg = to_svg(&fig3()).unwrap();
-    let colours: Vec<&str> = svg
-        .lines()
-        .filter(|l| l.starts_with("<path "))
-        .filter_map(|l| l.split("stroke=\"").nth(1)?.split('"').next())
+    let mut colours: Vec<&str> = svg
+        .split('<')
+        .filter(|t| t.starts_with("polyline"))
+        .filter_map(|t| t.split("stroke=\"").nth(1)?.split('"').next())
         .collect();
-    assert_eq!(colours.len(), 4);
-    let mut unique = colours.clone();
-    unique.sort();
-    unique.dedup();
-    assert_eq!(unique.len(), 4, "{colours:?}");
+    colours.sort();
+    colours.dedup();
+    for c in ["#0072B2", "#E69F00", "#009E73", "#D55E00"] {
+        assert!(colours.contains(&c), "{c} missing from {colours:?}");
+    }
 }
 
 #[test]
@@ -129,44 +151,42 @@ fn ticks_are_nice_numbers() {
         (0.0, 1234567.0),
         (-1.0, -0.2),
     ] {
-        let ticks = nice_ticks(lo, hi, 5);
         let step = nice_step(lo, hi, 5).unwrap();
-        assert!((3..=11).contains(&ticks.len()), "{lo}..{hi}: {ticks:?}");
         let exponent = step.log10().floor();
         let mantissa = step / 10f64.powf(exponent);
         assert!(
             [1.0, 2.0, 5.0].iter().any(|m| (mantissa - m).abs() < 1e-9),
             "step {step} for {lo}..{hi}"
         );
-        for t in &ticks {
-            let k = t / step;
-            assert!((k - k.round()).abs() < 1e-6, "tick {t} is not a multiple of {step}");
-            assert!(
-                *t >= lo - step * 1e-6 && *t <= hi + step * 1e-6,
-                "tick {t} outside {lo}..{hi}"
-            );
-        }
+        let parts = (hi - lo) / step;
+        assert!((2.0..=11.0).contains(&parts), "{lo}..{hi} in {parts} steps of {step}");
     }
-    assert_eq!(nice_ticks(0.0, 1.0, 5), vec![0.0, 0.2, 0.4, 0.6, 0.8, 1.0]);
-    assert_eq!(nice_ticks(0.0, 500.0, 5), vec![0.0, 100.0, 200.0, 300.0, 400.0, 500.0]);
-    assert!(nice_ticks(1.0, 1.0, 5).is_empty());
-    assert!(nice_ticks(f64::NAN, 1.0, 5).is_empty());
-    assert!(nice_ticks(-f64::MAX, f64::MAX, 5).is_empty());
+    assert_eq!(nice_step(0.0, 1.0, 5), Some(0.2));
+    assert_eq!(nice_step(0.0, 500.0, 5), Some(100.0));
+    assert_eq!(nice_step(1.0, 1.0, 5), None);
+    assert_eq!(nice_step(f64::NAN, 1.0, 5), None);
+    assert_eq!(nice_step(-f64::MAX, f64::MAX, 5), None);
 }
 
 #[test]
 fn tick_labels_are_short() {
+    assert_eq!(tick_label(0.30000000000000004, 0.1), "0.3");
+    assert_eq!(tick_label(0.25, 0.05), "0.25");
+    assert_eq!(tick_label(300.0, 100.0), "300");
+    assert_eq!(tick_label(-0.0, 0.2), "0.0");
+    assert_eq!(tick_label(2e-6, 1e-6), "0.000002");
     let plot = Plot {
         series: vec![Series::new("acc", vec![0.0, 100.0, 300.0], vec![0.1, 0.3, 0.9])],
         ..Plot::new("t", "x", "y")
     };
     let svg = to_svg(&plot).unwrap();
-    for label in [
-        ">0.0<", ">0.2<", ">0.4<", ">0.6<", ">0.8<", ">1.0<", ">0<", ">100<", ">300<",
-    ] {
-        assert!(svg.contains(label), "missing tick label {label}");
+    for label in ["0.0", "0.2", "0.4", "0.6", "0.8", "1.0", "0", "100", "300"] {
+        assert!(has_text(&svg, label), "missing tick label {label}: {:?}", texts(&svg));
     }
-    assert!(!svg.contains("0000000"), "rounding noise in a label");
+    assert!(
+        texts(&svg).iter().all(|t| !t.contains("0000000")),
+        "rounding noise in a label"
+    );
 }
 
 #[test]
@@ -183,9 +203,13 @@ fn nan_points_are_skipped_and_break_the_line() {
     .unwrap();
     assert_balanced(&svg);
     assert!(!svg.contains("NaN") && !svg.contains("inf"));
-    let path = svg.lines().find(|l| l.starts_with("<path ")).unwrap();
-    assert_eq!(path.matches('M').count(), 2, "gap at the NaN: {path}");
-    assert_eq!(path.matches('L').count(), 1, "{path}");
+    // Two pieces of line (0-1 and the lone 3) and the legend sample.
+    assert_eq!(polylines_in(&svg, BLUE), 3, "gap at the NaN");
+    assert_eq!(
+        count_tag(&svg, "circle"),
+        3 + 1,
+        "a marker per finite point and the legend's"
+    );
 }
 
 #[test]
@@ -196,7 +220,7 @@ fn single_point_and_constant_series_still_plot() {
     };
     let svg = to_svg(&one).unwrap();
     assert_balanced(&svg);
-    assert_eq!(count_tag(&svg, "path"), 1);
+    assert!(has_text(&svg, "one"));
     let flat = Plot {
         series: vec![Series::new("flat", vec![0.0, 1.0, 2.0], vec![0.0, 0.0, 0.0])],
         ..Plot::new("t", "x", "y")
@@ -204,10 +228,9 @@ fn single_point_and_constant_series_still_plot() {
     assert_balanced(&to_svg(&flat).unwrap());
 }
 
-#[test]
-fn secondary_axis_series_are_drawn_dashed_with_their_label() {
+fn fig2() -> Plot {
     let steps: Vec<f64> = (0..6).map(|i| i as f64 * 100.0).collect();
-    let plot = Plot {
+    Plot {
         series: vec![Series::new(
             "RTE accuracy",
             steps.clone(),
@@ -220,13 +243,59 @@ fn secondary_axis_series_are_drawn_dashed_with_their_label() {
             y_range: Some((0.0, 1.0)),
         }),
         ..Plot::new("Fig. 2", "step", "accuracy")
-    };
-    let svg = to_svg(&plot).unwrap();
+    }
+}
+
+#[test]
+fn secondary_axis_series_are_drawn_dashed_with_their_label() {
+    let svg = to_svg(&fig2()).unwrap();
     assert_balanced(&svg);
-    assert_eq!(count_tag(&svg, "path"), 2);
-    assert!(svg.contains(">ratio of True/False</text>"));
-    assert!(svg.contains(">True/False (right)</text>"));
-    assert!(svg.contains("stroke-dasharray"));
+    assert!(has_text(&svg, "ratio of True/False"));
+    assert!(has_text(&svg, "True/False (right)"));
+    assert_eq!(polylines_in(&svg, BLUE), 2, "the left series: solid, one line");
+    // The right series is dashed: many short pieces.
+    let dashes = svg.matches(&format!("stroke=\"{ORANGE}\"")).count();
+    assert!(dashes > 10, "{dashes} dash pieces");
+    // Both axes carry their ticks (0.0 to 1.0, twice).
+    assert_eq!(texts(&svg).iter().filter(|t| *t == "1.0").count(), 2);
+}
+
+#[test]
+fn a_band_is_shaded_around_its_line() {
+    let xs: Vec<f64> = (0..5).map(f64::from).collect();
+    let ys = vec![0.5, 0.6, 0.7, f64::NAN, 0.8];
+    let plain = Plot {
+        series: vec![Series::new("acc", xs.clone(), ys.clone())],
+        ..Plot::new("t", "x", "y")
+    };
+    let banded = Plot {
+        series: vec![Series::new("acc", xs, ys)
+            .with_band(vec![0.4, 0.5, 0.6, f64::NAN, 0.7], vec![0.6, 0.7, 0.8, f64::NAN, 0.95])],
+        ..Plot::new("t", "x", "y")
+    };
+    let (plain, banded) = (to_svg(&plain).unwrap(), to_svg(&banded).unwrap());
+    // Two filled pieces (the band breaks where its edges are missing), in the line's colour.
+    let bands = |svg: &str| {
+        svg.split('<')
+            .filter(|t| {
+                t.starts_with("polygon") && t.contains(&format!("fill=\"{BLUE}\"")) && t.contains("opacity=\"0.2")
+            })
+            .count()
+    };
+    assert_eq!(bands(&plain), 0);
+    assert_eq!(bands(&banded), 2, "{banded}");
+    // The band's upper edge widens the fitted axis.
+    assert!(
+        has_text(&banded, "1.0") && !has_text(&plain, "1.0"),
+        "{:?}",
+        texts(&plain)
+    );
+    let bad = Plot {
+        series: vec![Series::new("acc", vec![0.0, 1.0], vec![0.0, 1.0]).with_band(vec![0.0], vec![1.0, 2.0])],
+        ..Plot::new("t", "x", "y")
+    };
+    let err = to_svg(&bad).unwrap_err().to_string();
+    assert!(err.contains("band") && err.contains("'acc'"), "{err}");
 }
 
 #[test]
@@ -288,7 +357,8 @@ fn plot_lines_from_a_script() {
     let script = format!(
         r#"plot_lines("{}", #{{
             title: "Fig. 2", x_label: "step", y_label: "accuracy", y_min: 0, y_max: 1.0,
-            series: [#{{ name: "acc", xs: [0, 100, 200], ys: [0.5, (), 0.8] }}, #{{ name: "no xs", ys: [0.1, 0.2] }}],
+            series: [#{{ name: "acc", xs: [0, 100, 200], ys: [0.5, (), 0.8], lower: [0.4, (), 0.7], upper: [0.6, (), 0.9] }},
+                     #{{ name: "no xs", ys: [0.1, 0.2] }}],
             secondary: #{{ y_label: "True/False", series: [#{{ name: "ratio", xs: [0, 100, 200], ys: [0.0, 0.5, 0.9] }}] }},
         }})"#,
         path.display()
@@ -298,10 +368,10 @@ fn plot_lines_from_a_script() {
     assert_eq!(out.into_string().unwrap(), path.display().to_string());
     let svg = std::fs::read_to_string(&path).unwrap();
     assert_balanced(&svg);
-    assert_eq!(count_tag(&svg, "path"), 3);
-    assert!(svg.contains(">ratio (right)</text>"));
+    assert!(has_text(&svg, "acc") && has_text(&svg, "no xs"));
+    assert!(has_text(&svg, "ratio (right)"));
     let png = decode_png(&dir.join("fig2.png"));
-    assert!(non_white(&png, 0..png.height()) > 0);
+    assert!(non_white(&png, 0..png.height) > 0);
     let _ = std::fs::remove_dir_all(&dir);
 
     let err = |src: &str| engine.eval::<Dynamic>(src).unwrap_err().to_string();
@@ -319,59 +389,91 @@ fn plot_lines_from_a_script() {
         r#"plot_lines("{p}", #{{ series: [#{{ ys: [1] }}], y_min: 0 }})"#
     ))
     .contains("both y_min and y_max"));
+    assert!(err(&format!(
+        r#"plot_lines("{p}", #{{ series: [#{{ ys: [1], lower: [0] }}] }})"#
+    ))
+    .contains("both 'lower' and 'upper'"));
     assert!(err(&format!(r#"plot_lines("{p}", #{{ title: "t" }})"#)).contains("needs 'series'"));
     assert!(err(&format!(r#"plot_lines("{p}", #{{ series: [] }})"#)).contains("no series"));
     assert!(!dir.join("bad.svg").exists());
     assert!(!dir.join("bad.png").exists());
 }
 
+/// A decoded PNG: width, height and RGB(A) rows.
+struct Image {
+    width: u32,
+    height: u32,
+    channels: usize,
+    data: Vec<u8>,
+}
+
+impl Image {
+    fn rgb(&self, x: u32, y: u32) -> (u8, u8, u8) {
+        let i = (y as usize * self.width as usize + x as usize) * self.channels;
+        (self.data[i], self.data[i + 1], self.data[i + 2])
+    }
+}
+
+fn decode(bytes: &[u8]) -> Image {
+    let decoder = png::Decoder::new(std::io::Cursor::new(bytes));
+    let mut reader = decoder.read_info().unwrap_or_else(|e| panic!("not a PNG: {e}"));
+    let mut data = vec![0; reader.output_buffer_size().expect("a PNG of sane size")];
+    let info = reader.next_frame(&mut data).unwrap();
+    assert_eq!(info.bit_depth, png::BitDepth::Eight);
+    Image {
+        width: info.width,
+        height: info.height,
+        channels: info.color_type.samples(),
+        data,
+    }
+}
+
 /// Decode a PNG file; panics (failing the test) when it is not one.
-fn decode_png(path: &std::path::Path) -> Pixmap {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    Pixmap::decode_png(&bytes).unwrap_or_else(|e| panic!("{}: not a PNG: {e}", path.display()))
+fn decode_png(path: &std::path::Path) -> Image {
+    decode(&std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
 }
 
 /// Pixels in the given rows that are not (near) white.
-fn non_white(p: &Pixmap, rows: std::ops::Range<u32>) -> usize {
-    let w = p.width() as usize;
-    p.pixels()[rows.start as usize * w..rows.end as usize * w]
-        .iter()
-        .filter(|c| c.red() < 200 || c.green() < 200 || c.blue() < 200)
+fn non_white(p: &Image, rows: std::ops::Range<u32>) -> usize {
+    rows.flat_map(|y| (0..p.width).map(move |x| (x, y)))
+        .filter(|&(x, y)| {
+            let (r, g, b) = p.rgb(x, y);
+            r < 200 || g < 200 || b < 200
+        })
         .count()
 }
 
 #[test]
-fn png_is_the_svg_rendered_with_its_text() {
-    let png = Pixmap::decode_png(&to_png(&fig3()).unwrap()).unwrap();
-    assert_eq!(png.width(), (WIDTH as f32 * PNG_SCALE) as u32);
-    assert_eq!(png.height(), (HEIGHT as f32 * PNG_SCALE) as u32);
-    assert_eq!((png.width(), png.height()), (1440, 840));
-    // The background is white and opaque; the lines, frame and text are not white.
-    let corner = png.pixel(0, 0).unwrap();
-    assert_eq!(
-        (corner.red(), corner.green(), corner.blue(), corner.alpha()),
-        (255, 255, 255, 255)
-    );
-    let all = non_white(&png, 0..png.height());
+fn png_is_the_same_drawing_with_its_text() {
+    let png = decode(&to_png(&fig3()).unwrap());
+    assert_eq!((png.width, png.height), (WIDTH * PNG_SCALE, HEIGHT * PNG_SCALE));
+    assert_eq!((png.width, png.height), (1440, 840));
+    // The background is white; the lines, frame and text are not.
+    assert_eq!(png.rgb(0, 0), (255, 255, 255));
+    let all = non_white(&png, 0..png.height);
     assert!(all > 10_000, "only {all} drawn pixels");
-    // The title is the only drawing above the legend (SVG y < 30, its baseline at 24):
-    // dark pixels there are glyphs, so the embedded font was found and used.
-    let title_rows = 0..(30.0 * PNG_SCALE) as u32;
-    let title = non_white(&png, title_rows.clone());
-    assert!(title > 300, "{title} dark pixels in the title area: no text rendered");
-    let untitled = Pixmap::decode_png(
+    // Text is drawn with the compiled-in font: the title alone adds hundreds of
+    // dark pixels at the top (the legend moves up in its place without one).
+    let top = 0..(40 * PNG_SCALE);
+    let untitled = decode(
         &to_png(&Plot {
             title: String::new(),
             ..fig3()
         })
         .unwrap(),
-    )
-    .unwrap();
-    assert_eq!(
-        non_white(&untitled, title_rows),
-        0,
-        "something other than the title drawn there"
     );
+    let (with, without) = (non_white(&png, top), non_white(&untitled, 0..(8 * PNG_SCALE)));
+    assert!(with > 1000, "{with} dark pixels in the title area: no text rendered");
+    assert_eq!(without, 0, "nothing drawn above the legend without a title");
+    // The twin-axis figure renders too, with its right axis' label.
+    let fig2 = decode(&to_png(&fig2()).unwrap());
+    let right_edge = |img: &Image| {
+        (0..img.height)
+            .flat_map(|y| ((img.width - 30 * PNG_SCALE)..img.width).map(move |x| (x, y)))
+            .filter(|&(x, y)| img.rgb(x, y).0 < 200)
+            .count()
+    };
+    assert!(right_edge(&fig2) > 200, "the right axis' label is drawn");
 }
 
 #[test]
@@ -380,11 +482,11 @@ fn save_writes_svg_and_png_or_png_only_by_extension() {
     let written = save(&fig3(), dir.join("fig3.svg")).unwrap();
     assert_eq!(written, vec![dir.join("fig3.svg"), dir.join("fig3.png")]);
     assert_eq!(std::fs::read_to_string(&written[0]).unwrap(), to_svg(&fig3()).unwrap());
-    assert_eq!(decode_png(&written[1]).width(), 1440);
+    assert_eq!(decode_png(&written[1]).width, 1440);
 
     let written = save(&fig3(), dir.join("only.png")).unwrap();
     assert_eq!(written, vec![dir.join("only.png")]);
-    assert_eq!(decode_png(&written[0]).height(), 840);
+    assert_eq!(decode_png(&written[0]).height, 840);
     assert!(!dir.join("only.svg").exists());
 
     let err = save(&fig3(), dir.join("fig3.pdf")).unwrap_err().to_string();

@@ -1,6 +1,6 @@
 //! The REPL's session logic, driven line by line without a terminal.
 
-use promot::script::repl::{full_engine, is_incomplete, Outcome, Repl};
+use promot::script::repl::{complete, full_engine, is_incomplete, Outcome, Repl};
 
 fn session() -> Repl {
     Repl::new(full_engine(&std::env::temp_dir(), false))
@@ -107,7 +107,7 @@ fn commands_and_exit() {
     let vars = output(&r.handle_input("vars")).to_string();
     assert!(vars.contains("w = 3") && vars.contains("fn f(x)"), "{vars}");
     let help = output(&r.handle_input("help")).to_string();
-    assert!(help.contains("zeros(shape: Array) -> Tensor"), "{help}");
+    assert!(help.contains("tensors") && help.contains("training"), "{help}");
     assert_eq!(r.handle_input("exit"), Outcome::Exit);
     assert_eq!(r.handle_input("exit()"), Outcome::Exit);
     assert_eq!(r.handle_input("if w == 3 { exit(2) }"), Outcome::Exit);
@@ -121,6 +121,29 @@ fn completion_knows_functions_and_variables() {
     for w in ["zeros", "softmax", "my_tensor", "my_fn", "print", "let"] {
         assert!(words.iter().any(|x| x == w), "{w} missing");
     }
+}
+
+#[test]
+fn completion_offers_help_topics_inside_help() {
+    let r = session();
+    let words = r.completion_words();
+    let line = "help(\"tr";
+    let (start, found) = complete(&words, line, line.len());
+    assert_eq!(start, "help(\"".len());
+    assert_eq!(found.first().map(String::as_str), Some("training"), "{found:?}");
+    assert!(found.iter().any(|w| w == "train"), "{found:?}");
+    let line = "help(\"";
+    let (_, found) = complete(&words, line, line.len());
+    assert!(
+        found.iter().any(|w| w == "tensors") && !found.iter().any(|w| w == "zeros"),
+        "{found:?}"
+    );
+    // Elsewhere topics are not words: `tr` completes to functions only.
+    let (_, found) = complete(&words, "let x = tr", 10);
+    assert!(
+        !found.iter().any(|w| w == "training") && found.iter().any(|w| w == "train"),
+        "{found:?}"
+    );
 }
 
 #[test]

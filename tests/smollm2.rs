@@ -4,7 +4,9 @@
 //! the tokenizer from GGUF metadata and greedy continuations; then ProMoT's two
 //! stages at the library level keep what they freeze bit-identical.
 //!
-//! Skipped, with a message, when the model is not fetched (scripts/get-smollm2.sh).
+//! Ignored unless asked for (`cargo test --test smollm2 -- --ignored`), since
+//! the model is fetched, not shipped: run `bash scripts/get-smollm2.sh` first
+//! (CI does). Run without the model, they fail and say so.
 
 use std::path::Path;
 
@@ -14,16 +16,12 @@ use promot::prompt::{Init, SoftPrompt};
 use promot::tokenizer::Tokenizer;
 use promot::train::{self, Example, Hooks, TaskData, TrainOptions};
 
-/// The model and its tokenizer, or None (after saying why) when it is not fetched.
-fn smollm2() -> Option<(Model, Tokenizer)> {
-    if let Err(e) = loading::resolve("smollm2") {
-        eprintln!("SKIPPED: {e}");
-        return None;
-    }
+/// The model and its tokenizer; a missing model fails the test with the fetch command.
+fn smollm2() -> (Model, Tokenizer) {
+    let target = loading::resolve("smollm2").unwrap_or_else(|e| panic!("{e}"));
     let (m, dir) = loading::load("smollm2", &Device::Cpu, DType::F32, 0).unwrap();
-    let target = loading::resolve("smollm2").unwrap();
     let tok = loading::load_tokenizer(if target.is_file() { &target } else { &dir }, m.as_ref()).unwrap();
-    Some((m, tok))
+    (m, tok)
 }
 
 fn reference() -> serde_json::Value {
@@ -44,8 +42,9 @@ fn f64s(v: &serde_json::Value) -> Vec<f64> {
 }
 
 #[test]
+#[ignore = "needs SmolLM2: run bash scripts/get-smollm2.sh"]
 fn smollm2_matches_transformers_weights_logits_tokens_and_greedy_text() {
-    let Some((m, tok)) = smollm2() else { return };
+    let (m, tok) = smollm2();
     let r = reference();
     assert_eq!((m.arch(), m.eos_id(), m.pad_id()), ("llama", 2, 2));
     assert_eq!(tok.eos_id(), Some(r["eos_id"].as_u64().unwrap() as u32));
@@ -148,8 +147,9 @@ fn never() -> bool {
 }
 
 #[test]
+#[ignore = "needs SmolLM2: run bash scripts/get-smollm2.sh"]
 fn promot_stages_on_smollm2_keep_what_they_freeze_bit_identical() {
-    let Some((m, tok)) = smollm2() else { return };
+    let (m, tok) = smollm2();
     let pairs = [
         ("Is the sky blue?", "yes"),
         ("Is fire cold?", "no"),

@@ -5,6 +5,7 @@
 
 pub mod cache;
 mod forms;
+pub mod record;
 pub mod table;
 
 use crate::data::fewshot::{build_prompt, fit_to_budget, sample_demos, DEFAULT_SEPARATOR};
@@ -373,6 +374,7 @@ pub fn evaluate_cell(
         n,
         label_share: share,
         samples,
+        provenance: None,
     })
 }
 

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt::Write;
+use std::sync::Arc;
 
 use serde_json::{json, Value};
 
@@ -18,6 +19,9 @@ pub struct Cell {
     pub label_share: Option<f64>,
     /// A few (prompt, prediction, reference) triples to look at.
     pub samples: Vec<(String, String, String)>,
+    /// What made it (`super::record`); `None` for cells loaded from files
+    /// written before records existed.
+    pub provenance: Option<Arc<super::record::Provenance>>,
 }
 
 impl Cell {
@@ -48,6 +52,7 @@ impl Cell {
                     ))
                 })
                 .collect(),
+            provenance: None,
         })
     }
 }
@@ -199,14 +204,14 @@ impl ResultTable {
         render(&header, &rows, markdown)
     }
 
+    /// The saved form: the cells with the records of what made them (`super::record`).
     pub fn to_json(&self) -> Value {
-        Value::Array(self.cells.iter().map(Cell::to_json).collect())
+        super::record::to_json(self)
     }
 
+    /// A table from its saved form (or the bare array of cells older files hold).
     pub fn from_json(v: &Value) -> Option<Self> {
-        Some(Self {
-            cells: v.as_array()?.iter().filter_map(Cell::from_json).collect(),
-        })
+        super::record::from_json(v, "results").ok()
     }
 }
 

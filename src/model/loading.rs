@@ -97,9 +97,12 @@ pub fn find_smollm2() -> Result<PathBuf> {
 }
 
 /// Turn a spec into a local directory or GGUF file: "path/to/dir", a `.gguf`
-/// file, a built-in name ("toy", "smollm2"), or "org/name" (a hub id). Hub ids are served from the
-/// local HF cache (HF_HOME / HF_HUB_CACHE) and downloaded only when the
-/// network allows.
+/// file, a built-in name ("toy", "smollm2"), "org/name" (a hub id) or "org/name/FILE.gguf" (one file of
+/// a GGUF repository; "org/name" alone takes its only .gguf). Hub ids are
+/// served from the local HF cache (`$HF_HOME/hub`, default
+/// ~/.cache/huggingface/hub) and downloaded from `$HF_ENDPOINT` (default
+/// huggingface.co, with the token in `HF_TOKEN` or `$HF_HOME/token`) unless
+/// `HF_HUB_OFFLINE` is set.
 pub fn resolve(spec: &str) -> Result<PathBuf> {
     let path = Path::new(spec);
     if spec == "toy" && !path.exists() {
@@ -120,48 +123,128 @@ pub fn resolve(spec: &str) -> Result<PathBuf> {
             "expected a model directory (with config.json) or a .gguf file, found another file",
         ));
     }
-    let looks_like_id =
-        spec.split('/').count() <= 2 && !spec.starts_with('.') && !spec.contains('\\') && !spec.is_empty();
+    // "org/name", or "org/name/FILE.gguf" for one file of a GGUF repository.
+    let parts = spec.split('/').count();
+    let looks_like_id = (parts <= 2 || parts == 3 && spec.to_ascii_lowercase().ends_with(".gguf"))
+        && !spec.starts_with('.')
+        && !spec.contains('\\')
+        && !spec.is_empty();
     if !looks_like_id {
         return Err(Error::file(path, "no such model directory"));
     }
-    if let Some(dir) = from_cache(spec) {
-        return Ok(dir);
+    if let Some(found) = from_cache(spec) {
+        return Ok(found);
+    }
+    let cache = hf_hub::Cache::from_env();
+    if hub_offline() {
+        return Err(Error::msg(format!(
+            "model '{spec}' is not a local directory and not in the local Hugging Face cache ({}), and \
+             HF_HUB_OFFLINE is set: nothing is downloaded",
+            cache.path().display()
+        )));
     }
     download(spec).map_err(|e| {
         Error::msg(format!(
             "model '{spec}' is not a local directory and not in the local Hugging Face cache ({}); downloading failed: {e}",
-            hf_hub::Cache::from_env().path().display()
+            cache.path().display()
         ))
     })
 }
 
-fn from_cache(id: &str) -> Option<PathBuf> {
-    let repo = hf_hub::Cache::from_env().model(id.to_string());
-    let config = repo.get("config.json")?;
-    let dir = config.parent()?.to_path_buf();
-    WEIGHT_FILES.iter().any(|f| repo.get(f).is_some()).then_some(dir)
+/// `HF_HUB_OFFLINE` set to a true value (1, true, yes, on), as huggingface_hub reads it.
+fn hub_offline() -> bool {
+    std::env::var("HF_HUB_OFFLINE")
+        .is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
 }
 
-fn download(id: &str) -> std::result::Result<PathBuf, String> {
-    let api = hf_hub::api::sync::ApiBuilder::from_env()
-        .build()
-        .map_err(|e| e.to_string())?;
+/// "org/name" -> ("org/name", None); "org/name/FILE.gguf" -> ("org/name", Some("FILE.gguf")).
+fn split_id(spec: &str) -> (&str, Option<&str>) {
+    match spec.rsplit_once('/') {
+        Some((repo, file)) if repo.contains('/') => (repo, Some(file)),
+        _ => (spec, None),
+    }
+}
+
+/// A cached model: an HF directory (config.json and weights), or a GGUF file.
+fn from_cache(spec: &str) -> Option<PathBuf> {
+    let (id, file) = split_id(spec);
+    let repo = hf_hub::Cache::from_env().model(id.to_string());
+    if let Some(file) = file {
+        return repo.get(file);
+    }
+    if let Some(config) = repo.get("config.json") {
+        let dir = config.parent()?.to_path_buf();
+        return WEIGHT_FILES.iter().any(|f| repo.get(f).is_some()).then_some(dir);
+    }
+    // A GGUF repository: the one .gguf file of the cached snapshot.
+    let hub_repo = hf_hub::Repo::model(id.to_string());
+    let root = hf_hub::Cache::from_env().path().join(hub_repo.folder_name());
+    let commit = std::fs::read_to_string(root.join("refs").join(hub_repo.revision())).ok()?;
+    let snapshot = root.join("snapshots").join(commit.trim());
+    snapshot.is_dir().then(|| gguf_in(&snapshot)).flatten()
+}
+
+/// A failed Hub request in one line: what the status means for the user.
+fn hub_error(id: &str, e: hf_hub::api::sync::ApiError) -> String {
+    use hf_hub::api::sync::ApiError;
+    let ApiError::RequestError(req) = &e else {
+        return e.to_string();
+    };
+    match req.as_ref() {
+        ureq::Error::Status(404, r) => format!("no repository or file '{id}' on the Hub (404 at {})", r.get_url()),
+        ureq::Error::Status(code @ (401 | 403), r) => format!(
+            "the Hub refused access ({code} at {}): the repository is gated or private (or does not exist); \
+             accept its terms on the Hub and put a token in HF_TOKEN (or $HF_HOME/token)",
+            r.get_url()
+        ),
+        ureq::Error::Status(code, r) => format!("the Hub answered {code} at {}", r.get_url()),
+        ureq::Error::Transport(t) => format!("could not reach the Hub: {t}"),
+    }
+}
+
+fn is_not_found(e: &hf_hub::api::sync::ApiError) -> bool {
+    matches!(e, hf_hub::api::sync::ApiError::RequestError(r) if matches!(r.as_ref(), ureq::Error::Status(404, _)))
+}
+
+fn download(spec: &str) -> std::result::Result<PathBuf, String> {
+    let (id, file) = split_id(spec);
+    // hf-hub reads a token only from $HF_HOME/token; HF_TOKEN is the usual way to pass one.
+    let token = std::env::var("HF_TOKEN").ok().filter(|t| !t.trim().is_empty());
+    let mut builder = hf_hub::api::sync::ApiBuilder::from_env();
+    if token.is_some() {
+        builder = builder.with_token(token);
+    }
+    let api = builder.build().map_err(|e| e.to_string())?;
     let repo = api.model(id.to_string());
-    let config = repo.get("config.json").map_err(|e| e.to_string())?;
+    if let Some(file) = file {
+        return repo.get(file).map_err(|e| hub_error(spec, e));
+    }
+    let config = match repo.get("config.json") {
+        Ok(config) => config,
+        Err(e) if is_not_found(&e) => return download_gguf(&repo, id),
+        Err(e) => return Err(hub_error(id, e)),
+    };
     for f in TOKENIZER_FILES {
-        let _ = repo.get(f); // optional
+        // Optional: a repository may lack any of them, but a failed transfer is an error.
+        match repo.get(f) {
+            Err(e) if !is_not_found(&e) => return Err(hub_error(id, e)),
+            _ => {}
+        }
     }
     let mut got_weights = false;
     for f in WEIGHT_FILES {
-        if let Ok(p) = repo.get(f) {
-            if f.ends_with(".index.json") {
-                for shard in shard_files(&p).map_err(|e| e.to_string())? {
-                    repo.get(&shard).map_err(|e| e.to_string())?;
+        match repo.get(f) {
+            Ok(p) => {
+                if f.ends_with(".index.json") {
+                    for shard in shard_files(&p).map_err(|e| e.to_string())? {
+                        repo.get(&shard).map_err(|e| hub_error(id, e))?;
+                    }
                 }
+                got_weights = true;
+                break;
             }
-            got_weights = true;
-            break;
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(hub_error(id, e)),
         }
     }
     if !got_weights {
@@ -171,6 +254,27 @@ fn download(id: &str) -> std::result::Result<PathBuf, String> {
         .parent()
         .map(Path::to_path_buf)
         .ok_or_else(|| "bad cache path".to_string())
+}
+
+/// A repository without config.json: its one GGUF file.
+fn download_gguf(repo: &hf_hub::api::sync::ApiRepo, id: &str) -> std::result::Result<PathBuf, String> {
+    let info = repo.info().map_err(|e| hub_error(id, e))?;
+    let ggufs: Vec<&str> = info
+        .siblings
+        .iter()
+        .map(|s| s.rfilename.as_str())
+        .filter(|f| f.to_ascii_lowercase().ends_with(".gguf"))
+        .collect();
+    match ggufs.as_slice() {
+        [] => Err("the repository has no config.json and no .gguf file".into()),
+        [one] => repo.get(one).map_err(|e| hub_error(id, e)),
+        many => Err(format!(
+            "the repository holds {} GGUF files ({}): name one, as in load_model(\"{id}/{}\")",
+            many.len(),
+            many.join(", "),
+            many[0]
+        )),
+    }
 }
 
 fn shard_files(index: &Path) -> Result<Vec<String>> {

@@ -526,7 +526,7 @@ pub fn register(engine: &mut Engine) {
         engine,
         "compare",
         &["results: Array", "names: Array", "String"],
-        "Several models' results side by side (the paper's Table 2 layout).",
+        "Several models' results (Results, or paths of saved results .json files) side by side (the paper's Table 2 layout).",
         |rs: Array, names: Array| -> RResult<String> { compare(rs, names, false) },
     );
     reg(
@@ -574,14 +574,7 @@ fn compare(rs: Array, names: Array, markdown: bool) -> RResult<String> {
     let tables = rs
         .iter()
         .zip(names.iter())
-        .map(|(r, n)| {
-            Ok((
-                n.to_string(),
-                r.read_lock::<ResultTable>()
-                    .map(|t| t.clone())
-                    .ok_or_else(|| to_rhai("compare: expected Results from evaluate"))?,
-            ))
-        })
+        .map(|(r, n)| Ok((n.to_string(), super::record::results_arg("compare", r)?)))
         .collect::<RResult<Vec<_>>>()?;
     Ok(table::compare(&tables, markdown))
 }

@@ -1,6 +1,9 @@
-//! `help()` and `help("name")`: signatures and docs of the registered
-//! functions, read from the engine's own metadata, so every function
-//! registered with `FuncRegistration::with_comments` documents itself.
+//! `help()`, `help("topic")` and `help("name")`: the topics, each with its
+//! functions, and the signatures and docs of the registered functions, read
+//! from the engine's own metadata, so every function registered with
+//! `FuncRegistration::with_comments` documents itself. Which topic a function
+//! belongs to is declared once, in [`TOPICS`]; a test checks that every
+//! function is in exactly one.
 
 use rhai::{Engine, FuncRegistration, NativeCallContext};
 use serde_json::Value;
@@ -122,7 +125,285 @@ pub fn completion_names(engine: &Engine) -> Vec<String> {
     names
 }
 
-/// The text `help()` (topic None) or `help("topic")` prints.
+/// A topic of `help()`: its name, one line about it, and the names of its
+/// functions (every overload of a name belongs to that name's topic).
+pub struct Topic {
+    pub name: &'static str,
+    pub about: &'static str,
+    pub functions: &'static [&'static str],
+}
+
+/// Every topic, in the order `help()` lists them. Each registered function
+/// (Rust or stdlib/*.rhai) is named in exactly one (tests/docs.rs checks it).
+pub const TOPICS: &[Topic] = &[
+    Topic {
+        name: "tensors",
+        about: "make, combine and inspect tensors; elementwise maths and reductions",
+        functions: &[
+            "abs",
+            "arange",
+            "argmax",
+            "argmin",
+            "cat",
+            "cos",
+            "cosine",
+            "device",
+            "dtype",
+            "exp",
+            "flatten",
+            "full",
+            "gelu",
+            "get",
+            "item",
+            "len",
+            "log",
+            "log_softmax",
+            "matmul",
+            "max",
+            "mean",
+            "min",
+            "narrow",
+            "neg",
+            "norm",
+            "numel",
+            "ones",
+            "permute",
+            "powf",
+            "rand",
+            "randn",
+            "rank",
+            "relu",
+            "reshape",
+            "select",
+            "shape",
+            "sigmoid",
+            "sin",
+            "softmax",
+            "sqr",
+            "sqrt",
+            "squeeze",
+            "stack",
+            "sum",
+            "t",
+            "tanh",
+            "tensor",
+            "to_array",
+            "to_device",
+            "to_dtype",
+            "transpose",
+            "unsqueeze",
+            "zeros",
+        ],
+    },
+    Topic {
+        name: "models",
+        about: "load, run and save models: generation, logits, loss, gradients, tokenizers",
+        functions: &[
+            "detokenize",
+            "dtype_of",
+            "embed",
+            "generate",
+            "generate_scored",
+            "grad",
+            "load_model",
+            "logits",
+            "loss",
+            "tokenize",
+            "tokenize_target",
+        ],
+    },
+    Topic {
+        name: "prompts",
+        about: "soft prompts, parameters and freezing",
+        functions: &[
+            "export_peft",
+            "freeze",
+            "is_trainable",
+            "last_layer_groups",
+            "load_prompt",
+            "num_params",
+            "param",
+            "params",
+            "prompt",
+            "snapshot",
+            "soft_prompt",
+            "trainable_count",
+            "unfreeze",
+            "values",
+        ],
+    },
+    Topic {
+        name: "training",
+        about: "train a model or prompt, its options, checkpoints and gradient probes",
+        functions: &[
+            "clear_checkpoints",
+            "grad_cosine",
+            "gradients",
+            "keep_best",
+            "paper_defaults",
+            "shuffle_labels",
+            "stage_opts",
+            "train",
+            "train_opts",
+            "train_option_names",
+            "with_dir",
+        ],
+    },
+    Topic {
+        name: "evaluation",
+        about: "k-shot evaluation, metrics, post-processing and result tables",
+        functions: &[
+            "accuracy",
+            "bleu",
+            "cells",
+            "compare",
+            "compare_markdown",
+            "curve_recorder",
+            "cut_at_second_prefix",
+            "evaluate",
+            "exact_match",
+            "extract_sentinel",
+            "first_word",
+            "label_share",
+            "load_results",
+            "markdown",
+            "matched_points",
+            "merge",
+            "normalize_answer",
+            "postprocess",
+            "provenance",
+            "rename_task",
+            "rouge2",
+            "score",
+            "share",
+            "shares",
+            "table",
+        ],
+    },
+    Topic {
+        name: "data",
+        about: "the paper's tasks and data, templates, label words and few-shot prompts",
+        functions: &[
+            "cb",
+            "classification",
+            "classification_items",
+            "eval_tasks",
+            "few_shot_prompt",
+            "fill",
+            "label_word",
+            "label_words",
+            "language_name",
+            "reset_template",
+            "rte",
+            "rte_train",
+            "set_template",
+            "task",
+            "template",
+            "translation",
+            "translation_items",
+            "triviaqa",
+            "triviaqa_question",
+            "web_questions",
+            "webq_items",
+            "wic",
+            "wikilingua",
+            "wmt14_en_fr",
+            "wmt14_en_fr_train",
+            "wmt16_en_de",
+            "wmt16_en_ro",
+            "xsum",
+            "xsum_items",
+        ],
+    },
+    Topic {
+        name: "toy",
+        about: "the toy world: the built-in model's synthetic tasks, episodes and pretraining data",
+        functions: &[
+            "new_toy_model",
+            "toy_episodes",
+            "toy_eval_tasks",
+            "toy_examples",
+            "toy_pretrain_data",
+            "toy_task",
+            "toy_tasks",
+        ],
+    },
+    Topic {
+        name: "methods",
+        about: "the paper's methods (stdlib/methods.rhai): ProMoT and every baseline, and their inference rule",
+        functions: &[
+            "clear_method_checkpoints",
+            "evaluate_method",
+            "fine_tuning",
+            "fine_tuning_fixed_random_prompt",
+            "fine_tuning_one_shot",
+            "joint_tuning",
+            "multitask_promot",
+            "new_prompt",
+            "prompt_for",
+            "prompt_tuning",
+            "promot",
+            "promot_one_shot",
+            "random_prompt_tuning",
+            "result",
+            "sequential_promot",
+        ],
+    },
+    Topic {
+        name: "plotting",
+        about: "figures as SVG and PNG",
+        functions: &["plot_lines", "plot_tradeoff"],
+    },
+    Topic {
+        name: "files",
+        about: "read and write files: JSON, JSON lines, text, parallel text; save results",
+        functions: &[
+            "data_path",
+            "file_exists",
+            "read_json",
+            "read_jsonl",
+            "read_lines",
+            "read_parallel",
+            "save",
+            "write_json",
+            "write_text",
+        ],
+    },
+    Topic {
+        name: "session",
+        about: "help, printing values, progress of long scripts, leaving",
+        functions: &[
+            "exit",
+            "help",
+            "progress_advance",
+            "progress_begin",
+            "progress_end",
+            "progress_skip",
+            "to_debug",
+            "to_string",
+        ],
+    },
+];
+
+/// The topics that name `function`.
+pub fn topics_of(function: &str) -> Vec<&'static Topic> {
+    TOPICS.iter().filter(|t| t.functions.contains(&function)).collect()
+}
+
+/// The topic called `name` (case and surrounding spaces ignored).
+pub fn topic(name: &str) -> Option<&'static Topic> {
+    let name = name.trim().to_lowercase();
+    TOPICS.iter().find(|t| t.name == name)
+}
+
+/// The topic names, for completion.
+pub fn topic_names() -> Vec<String> {
+    TOPICS.iter().map(|t| t.name.to_string()).collect()
+}
+
+/// The text `help()` (topic None), `help("topic")` or `help("name")` prints.
+/// A promot function's name wins over a topic's, a topic's over a function of
+/// Rhai's own; "all" lists every promot function.
 pub fn help_text(engine: &Engine, topic: Option<&str>) -> String {
     let own = functions(engine, false);
     let Some(topic) = topic.map(str::trim).filter(|t| !t.is_empty()) else {
@@ -134,8 +415,12 @@ pub fn help_text(engine: &Engine, topic: Option<&str>) -> String {
             .cloned()
             .collect()
     };
+    // promot's functions first, then the topics, then Rhai's own functions (it has an `all`).
     let mut found = exact(&own);
     if found.is_empty() {
+        if let Some(text) = topic_text(&own, topic) {
+            return text;
+        }
         found = exact(&functions(engine, true));
     }
     if !found.is_empty() {
@@ -161,18 +446,56 @@ pub fn help_text(engine: &Engine, topic: Option<&str>) -> String {
         .collect();
     related.dedup();
     if related.is_empty() {
-        format!("no function named '{topic}'; help() lists them all")
+        format!("no function or topic named '{topic}'; help() lists the topics")
     } else {
-        format!("no function named '{topic}'; related: {}", related.join(", "))
+        format!("no function or topic named '{topic}'; related: {}", related.join(", "))
     }
 }
 
-fn overview(own: &[FnDoc]) -> String {
-    let plain: Vec<&FnDoc> = own.iter().filter(|f| f.is_plain_function()).collect();
-    let width = plain.iter().map(|f| f.signature.len()).max().unwrap_or(0).min(56);
-    let mut out = String::from("promot functions (help(\"name\") shows one in full):\n");
-    for f in &plain {
+/// The listing of topic `name` ("all": every function), if there is one.
+fn topic_text(own: &[FnDoc], name: &str) -> Option<String> {
+    if name.eq_ignore_ascii_case("all") {
+        let plain: Vec<&FnDoc> = own.iter().filter(|f| f.is_plain_function()).collect();
+        return Some(listing(
+            "every promot function (help(\"name\") shows one in full):",
+            &plain,
+        ));
+    }
+    let t = topic(name)?;
+    let inside: Vec<&FnDoc> = own
+        .iter()
+        .filter(|f| f.is_plain_function() && t.functions.contains(&f.name.as_str()))
+        .collect();
+    Some(listing(
+        &format!("{}: {} (help(\"name\") shows one in full):", t.name, t.about),
+        &inside,
+    ))
+}
+
+/// `title`, then one line per function: its signature and the first line of its doc.
+fn listing(title: &str, fns: &[&FnDoc]) -> String {
+    let width = fns.iter().map(|f| f.signature.len()).max().unwrap_or(0).min(56);
+    let mut out = format!("{title}\n");
+    for f in fns {
         out.push_str(&format!("  {:<width$}  {}\n", f.signature, f.summary()));
+    }
+    out.trim_end().to_string()
+}
+
+fn overview(own: &[FnDoc]) -> String {
+    let width = TOPICS.iter().map(|t| t.name.len()).max().unwrap_or(0);
+    let mut out = String::from(
+        "promot's functions by topic: help(\"topic\") lists a topic's functions, help(\"name\") shows one in full, \
+         help(\"all\") lists them all.\n",
+    );
+    for t in TOPICS {
+        let n = own
+            .iter()
+            .filter(|f| f.is_plain_function() && t.functions.contains(&f.name.as_str()))
+            .map(|f| f.name.as_str())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
+        out.push_str(&format!("  {:<width$}  {} ({n})\n", t.name, t.about));
     }
     let mut props: Vec<&str> = own.iter().filter_map(|f| f.name.strip_prefix("get$")).collect();
     props.dedup();
@@ -199,14 +522,16 @@ fn overview(own: &[FnDoc]) -> String {
 pub fn register(engine: &mut Engine) {
     FuncRegistration::new("help")
         .in_global_namespace()
-        .with_comments(["/// List promot's functions with one line each."])
+        .with_comments(["/// List the topics of promot's functions with one line each."])
         .register_into_engine(engine, |ctx: NativeCallContext| {
             println!("{}", help_text(ctx.engine(), None))
         });
     FuncRegistration::new("help")
         .in_global_namespace()
         .with_params_info(["topic: &str"])
-        .with_comments(["/// Show the signatures and docs of one function, e.g. help(\"zeros\")."])
+        .with_comments([
+            "/// List a topic's functions, e.g. help(\"training\"), or show one function in full, e.g. help(\"zeros\").",
+        ])
         .register_into_engine(engine, |ctx: NativeCallContext, topic: &str| {
             println!("{}", help_text(ctx.engine(), Some(topic)))
         });

@@ -12,6 +12,8 @@ pub mod model;
 pub mod options;
 pub mod paths;
 pub mod plot;
+pub mod progress;
+pub mod record;
 pub mod repl;
 pub mod tensor;
 pub mod toy;
@@ -42,6 +44,8 @@ pub fn new_engine() -> Engine {
     toy::register(&mut engine);
     eval::register(&mut engine);
     plot::register(&mut engine);
+    progress::register(&mut engine);
+    record::register(&mut engine);
     help::register(&mut engine);
     if let Err(e) = load_stdlib(&mut engine) {
         eprintln!("warning: promot's stdlib did not load: {e}");

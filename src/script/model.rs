@@ -1,7 +1,6 @@
 //! Models in scripts: load, tokenize, generate, compute a loss, take
 //! gradients by parameter name, freeze and unfreeze, save.
 
-use std::sync::Mutex;
 
 use candle_core::{Device, Tensor};
 use rhai::{Array, Dynamic, Engine, Map, INT};
@@ -16,19 +15,9 @@ use crate::prompt::SoftPrompt;
 /// tokenizer, separator and prompts); the functions here convert and forward.
 pub type ScriptModel = Session;
 
-static DEFAULT_DEVICE: Mutex<Option<String>> = Mutex::new(None);
-
-/// The device `load_model` and tensor constructors use unless told ("cpu").
-pub fn default_device_name() -> String {
-    DEFAULT_DEVICE
-        .lock()
-        .ok()
-        .and_then(|d| d.clone())
-        .unwrap_or_else(|| "cpu".into())
-}
-
+/// Where models and script tensors go (`promot --device`, `device(NAME)`).
 pub fn default_device() -> RResult<Device> {
-    crate::device::device(&default_device_name()).map_err(to_rhai)
+    crate::device::default_device().map_err(to_rhai)
 }
 
 /// Strings from a Rhai value that is a string or an array of strings.
@@ -101,10 +90,7 @@ pub fn usize_arg(what: &str, v: i64) -> RResult<usize> {
 }
 
 pub fn load(spec: &str, opts: &Map) -> RResult<ScriptModel> {
-    let mut o: LoadOptions = super::options::parse("load_model", opts, &[])?;
-    if o.device.is_none() {
-        o.device = Some(default_device_name());
-    }
+    let o: LoadOptions = super::options::parse("load_model", opts, &[])?;
     Ok(Session::load(spec, &o)?)
 }
 
@@ -255,12 +241,9 @@ pub fn register(engine: &mut Engine) {
         engine,
         "device",
         &["name: &str", "String"],
-        "Set the default device for models loaded next: \"cpu\", \"cuda\" or \"metal\".",
+        "Set the default device for models loaded and tensors made next: \"cpu\", \"cuda\" or \"metal\".",
         |name: &str| -> RResult<String> {
-            crate::device::device(name).map_err(to_rhai)?;
-            if let Ok(mut d) = DEFAULT_DEVICE.lock() {
-                *d = Some(name.to_string());
-            }
+            crate::device::set_default(name).map_err(to_rhai)?;
             Ok(name.to_string())
         },
     );

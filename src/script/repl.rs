@@ -439,21 +439,44 @@ impl Completer for ReplHelper {
     type Candidate = String;
 
     fn complete(&self, line: &str, pos: usize, _ctx: &Context<'_>) -> rustyline::Result<(usize, Vec<String>)> {
-        let head = line.get(..pos).unwrap_or("");
-        let start = head
-            .char_indices()
-            .rev()
-            .take_while(|(_, c)| c.is_alphanumeric() || *c == '_')
-            .last()
-            .map_or(pos, |(i, _)| i);
-        let word = &head[start..];
-        if word.is_empty() {
-            return Ok((pos, Vec::new()));
-        }
         let words = self.words.lock().map(|w| w.clone()).unwrap_or_default();
-        let found = words.into_iter().filter(|w| w.starts_with(word) && w != word).collect();
-        Ok((start, found))
+        Ok(complete(&words, line, pos))
     }
+}
+
+/// Completions of the word ending at `pos` in `line`: where it starts, and
+/// the `words` it could become. Inside `help("`, help's topics are offered too.
+pub fn complete(words: &[String], line: &str, pos: usize) -> (usize, Vec<String>) {
+    let head = line.get(..pos).unwrap_or("");
+    let start = head
+        .char_indices()
+        .rev()
+        .take_while(|(_, c)| c.is_alphanumeric() || *c == '_')
+        .last()
+        .map_or(pos, |(i, _)| i);
+    let word = &head[start..];
+    let in_help = ["help(\"", "help('", "help(`"]
+        .iter()
+        .any(|open| head[..start].trim_end().ends_with(open));
+    if word.is_empty() && !in_help {
+        return (pos, Vec::new());
+    }
+    let mut pool: Vec<String> = if in_help { help::topic_names() } else { Vec::new() };
+    pool.extend(words.iter().cloned());
+    let mut found: Vec<String> = pool.into_iter().filter(|w| w.starts_with(word) && w != word).collect();
+    if in_help {
+        // Topics first, in help()'s order; then the functions.
+        let topics = help::topic_names();
+        let (mut first, rest): (Vec<String>, Vec<String>) = found.into_iter().partition(|w| topics.contains(w));
+        if word.is_empty() {
+            found = first;
+        } else {
+            first.extend(rest);
+            found = first;
+        }
+        found.dedup();
+    }
+    (start, found)
 }
 
 impl Hinter for ReplHelper {
@@ -501,7 +524,8 @@ pub fn run_terminal(mut repl: Repl) -> crate::Result<()> {
     let _ = rl.load_history(&history);
 
     println!(
-        "promot {} — Rhai REPL. help() lists functions, help(\"name\") explains one; Ctrl-D quits.",
+        "promot {} — Rhai REPL. help() lists the topics, help(\"topic\") their functions, help(\"name\") explains one; \
+         Ctrl-D quits.",
         env!("CARGO_PKG_VERSION")
     );
     loop {

@@ -63,6 +63,8 @@ pub struct TrainConfig {
     /// "best" restores the best-evaluated state at the end; "last" keeps the last.
     pub keep: Keep,
     pub checkpoint_dir: Option<PathBuf>,
+    /// Where `metrics.jsonl` (one line per step) goes; none: `checkpoint_dir`.
+    pub run_dir: Option<PathBuf>,
     /// Save a checkpoint every this many steps (0: at evaluations and the end).
     pub save_every: usize,
     /// Continue from the latest checkpoint in `checkpoint_dir`.
@@ -115,6 +117,7 @@ impl Default for TrainConfig {
             eval_every: 0,
             keep: Keep::Last,
             checkpoint_dir: None,
+            run_dir: None,
             save_every: 0,
             resume: true,
             seed: 0,
@@ -209,6 +212,7 @@ impl TrainConfig {
             eval_every: self.eval_every,
             keep: self.keep.clone(),
             checkpoint_dir: self.checkpoint_dir.clone(),
+            run_dir: self.run_dir.clone(),
             save_every: self.save_every,
             resume: self.resume,
             dtype: self.dtype,

@@ -1,6 +1,6 @@
 //! Gradient probes for the paper's Fig. 3: the gradient of one batch as named
-//! tensors, and the cosine similarity between two such gradient sets, per
-//! parameter or per group of parameters.
+//! tensors, and the cosine similarity between two such gradient sets over a
+//! group of parameters.
 
 use std::collections::BTreeMap;
 
@@ -59,15 +59,6 @@ pub fn group_cosine(a: &BTreeMap<String, Tensor>, b: &BTreeMap<String, Tensor>, 
         nb += gb.sqr()?.sum_all()?.to_scalar::<f64>()?;
     }
     Ok(dot / (na.sqrt() * nb.sqrt()).max(1e-30))
-}
-
-/// Cosine per named parameter.
-pub fn per_param_cosine(a: &BTreeMap<String, Tensor>, b: &BTreeMap<String, Tensor>) -> Result<BTreeMap<String, f64>> {
-    let mut out = BTreeMap::new();
-    for n in a.keys().filter(|n| b.contains_key(*n)) {
-        out.insert(n.clone(), group_cosine(a, b, std::slice::from_ref(n))?);
-    }
-    Ok(out)
 }
 
 /// "Format only" data: the same inputs with targets shuffled across examples,

@@ -12,6 +12,7 @@ pub mod batch;
 pub mod checkpoint;
 pub mod config;
 pub mod gradients;
+pub mod metrics_log;
 pub mod progress;
 
 use std::collections::BTreeMap;
@@ -29,6 +30,7 @@ use crate::prompt::{embed_inputs, SoftPrompt};
 use crate::tokenizer::Tokenizer;
 pub use batch::{Batch, BatchOptions, Batcher, Example, TaskData};
 pub use config::TrainConfig;
+use metrics_log::MetricsLog;
 use progress::Progress;
 
 /// Which state a run ends with.
@@ -56,6 +58,8 @@ pub struct TrainOptions {
     pub eval_every: usize,
     pub keep: Keep,
     pub checkpoint_dir: Option<PathBuf>,
+    /// Where `metrics.jsonl` goes (else `checkpoint_dir`; neither: no log).
+    pub run_dir: Option<PathBuf>,
     /// Save a checkpoint every this many steps (0: only at evaluations and the end).
     pub save_every: usize,
     pub resume: bool,
@@ -235,7 +239,7 @@ fn save(
     Ok(())
 }
 
-/// One optimiser step on `batch`; returns its loss. The loss and the
+/// One optimiser step on `batch`; returns its loss and gradient norm (before clipping). The loss and the
 /// gradient norm are checked *before* the update: a non-finite one stops the
 /// run with the weights untouched (no copy of them is kept).
 fn step(
@@ -244,7 +248,7 @@ fn step(
     groups: &mut [ParamGroup],
     opts: &TrainOptions,
     step: usize,
-) -> Result<f64> {
+) -> Result<(f64, f64)> {
     let loss = batch_loss(model, batch, opts, true)?;
     let loss_value = loss.to_dtype(DType::F32)?.to_scalar::<f32>()? as f64;
     let params = trainable(groups);
@@ -276,7 +280,7 @@ fn step(
         g.optimizer.set_learning_rate(g.schedule.lr_at(g.lr, step as u64));
         g.optimizer.step(&g.params, &grads)?;
     }
-    Ok(loss_value)
+    Ok((loss_value, norm))
 }
 
 /// Copies of parameter values (keep-best holds one, taken only when an
@@ -323,6 +327,12 @@ pub fn train(
     let params = trainable(&groups);
     let mut best_values: Option<Vec<Tensor>> = None;
     let progress = Progress::new(&opts.label, start, opts.steps, opts.quiet);
+    let mut metrics = MetricsLog::for_run(
+        opts.run_dir.as_deref(),
+        opts.checkpoint_dir.as_deref(),
+        start,
+        &opts.label,
+    )?;
 
     let mut k = start;
     while k < opts.steps {
@@ -338,16 +348,23 @@ pub fn train(
             break;
         }
         let batch = batcher.batch(k, tok, model)?;
-        let loss = precision::scope(opts.dtype)
+        let (loss, norm) = precision::scope(opts.dtype)
             .and_then(|_dtype| step(model, &batch, &mut groups, opts, k))
             .inspect_err(|_| progress.finish())?;
         k += 1;
         history.losses.push(loss);
+        metrics.step(
+            k,
+            loss,
+            norm,
+            groups.iter().map(|g| (g.name.to_string(), g.optimizer.learning_rate())),
+        );
         let mut extra = String::new();
         let eval_due = opts.eval_every > 0 && (k % opts.eval_every == 0 || k == opts.steps);
         if let (true, Some(eval)) = (eval_due, evaluate.as_deref_mut()) {
             let score = eval(k)?;
             history.evals.push((k, score));
+            metrics.eval(score);
             extra = format!(" | eval {score:.3}");
             if history.best.is_none_or(|(_, b)| score > b) {
                 history.best = Some((k, score));
@@ -364,6 +381,7 @@ pub fn train(
         } else if opts.save_every > 0 && k % opts.save_every == 0 {
             save(model, &groups, opts, &history, k)?;
         }
+        metrics.write()?;
         progress.update(k, loss, &extra);
     }
     // (A run resumed already finished has nothing new to save.)

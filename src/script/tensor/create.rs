@@ -151,7 +151,7 @@ pub(super) fn register(engine: &mut Engine) {
 
 fn filled(op: &str, shape: &[Dynamic], value: f64, dtype: DType) -> RResult<Tensor> {
     let dims = shape_arg(op, shape)?;
-    let dev = &Device::Cpu;
+    let dev = &default_device()?;
     if value == 0.0 {
         check(op, &[], Tensor::zeros(dims, dtype, dev))
     } else if value == 1.0 {
@@ -162,8 +162,13 @@ fn filled(op: &str, shape: &[Dynamic], value: f64, dtype: DType) -> RResult<Tens
     }
 }
 
+/// Where a script's new tensors live (`promot --device`, `device(NAME)`).
+fn default_device() -> RResult<Device> {
+    crate::device::default_device().map_err(to_rhai)
+}
+
 fn scalar(v: f64) -> RResult<Tensor> {
-    check("tensor", &[], Tensor::new(v as f32, &Device::Cpu))
+    check("tensor", &[], Tensor::new(v as f32, &default_device()?))
 }
 
 /// Random values from ChaCha8 (seeded or from the OS), normals by Box-Muller,
@@ -188,7 +193,7 @@ fn random(op: &str, shape: &Array, seed: Option<u64>, normal: bool) -> RResult<T
     } else {
         values.extend((0..n).map(|_| rng.random::<f32>()));
     }
-    check(op, &[], Tensor::from_vec(values, dims, &Device::Cpu))
+    check(op, &[], Tensor::from_vec(values, dims, &default_device()?))
 }
 
 fn arange(start: f64, end: f64, step: f64) -> RResult<Tensor> {
@@ -206,7 +211,7 @@ fn arange(start: f64, end: f64, step: f64) -> RResult<Tensor> {
     }
     let n = if count > 0.0 { count as usize } else { 0 };
     let values: Vec<f32> = (0..n).map(|i| (start + i as f64 * step) as f32).collect();
-    check("arange", &[], Tensor::from_vec(values, n, &Device::Cpu))
+    check("arange", &[], Tensor::from_vec(values, n, &default_device()?))
 }
 
 /// Build a tensor from nested arrays: every array at one depth must have the
@@ -217,7 +222,7 @@ fn from_nested(v: &Array) -> RResult<Tensor> {
     check_count("tensor", &dims)?;
     let mut values = Vec::new();
     collect(v, &dims, 0, &mut String::new(), &mut values)?;
-    check("tensor", &[], Tensor::from_vec(values, dims, &Device::Cpu))
+    check("tensor", &[], Tensor::from_vec(values, dims, &default_device()?))
 }
 
 /// The shape implied by the first element at each depth.
