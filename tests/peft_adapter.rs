@@ -7,23 +7,15 @@
 //! `PROMOT_PEFT_EXPORT_DIR=DIR cargo test --test peft_adapter` also leaves an
 //! export of the fixture prompt in DIR, for tests/fixtures/check_peft_export.py.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
-use promot::model::{loading, Model};
+use common::fixtures::{fixtures, rel_err};
+use promot::model::Model;
 use promot::prompt::SoftPrompt;
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-fn model() -> Model {
-    let dir = fixtures().join("tiny-mt5");
-    loading::load(dir.to_str().unwrap(), &Device::Cpu, DType::F32, 0)
-        .unwrap()
-        .0
-}
 
 fn reference() -> HashMap<String, Tensor> {
     candle_core::safetensors::load(fixtures().join("peft-prompt-ref.safetensors"), &Device::Cpu).unwrap()
@@ -33,31 +25,6 @@ fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-/// max |a - b| / max |b|.
-fn rel_err(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims(), "shape mismatch");
-    let diff = (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
-    let scale = b
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-        .max(1e-12);
-    diff / scale
-}
 
 fn values(t: &Tensor) -> Vec<f32> {
     t.to_dtype(DType::F32)

@@ -1,19 +1,12 @@
 //! Our tokenizer against transformers' T5Tokenizer on the committed fixtures
 //! (tests/fixtures/make_t5_fixtures.py records HF's ids and decodes).
 
-use std::path::{Path, PathBuf};
+mod common;
 
+use std::path::PathBuf;
+
+use common::fixtures::{fixtures, reference_json as reference};
 use promot::tokenizer::Tokenizer;
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-fn reference(model: &str) -> serde_json::Value {
-    let path = fixtures().join(format!("{model}-ref.json"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap()
-}
 
 fn ids_of(v: &serde_json::Value) -> Vec<u32> {
     v.as_array()

@@ -17,9 +17,15 @@ pub struct Reference {
     pub tensors: HashMap<String, Tensor>,
 }
 
+/// A fixture's recorded JSON (`{name}-ref.json`).
+pub fn reference_json(name: &str) -> serde_json::Value {
+    let path = fixtures().join(format!("{name}-ref.json"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
 pub fn reference(name: &str) -> Reference {
-    let json =
-        serde_json::from_str(&std::fs::read_to_string(fixtures().join(format!("{name}-ref.json"))).unwrap()).unwrap();
+    let json = reference_json(name);
     let tensors =
         candle_core::safetensors::load(fixtures().join(format!("{name}-ref.safetensors")), &Device::Cpu).unwrap();
     Reference { json, tensors }
