@@ -19,7 +19,7 @@
 #   scripts/gpu-check.sh --cpu-dry-run OUT_DIR    # here: every part with cpu in place of cuda, tiny sizes
 #
 # On the GPU machine. Build here with `bash scripts/build-cuda.sh` (it packs .promot-cache/gpu/promot-cuda.tar.xz,
-# about 20-30 MB), then, with the device tool: run(command="bash scripts/gpu-check.sh $OUT",
+# 11.7 MB for both binaries), then, with the device tool: run(command="bash scripts/gpu-check.sh $OUT",
 # carry=[".promot-cache/gpu"], timeout_s=540). The binaries are unpacked to .promot-cache/gpu/bin. They were
 # linked against stubs (build-cuda.sh): the real libraries are found through LD_LIBRARY_PATH, which this
 # script sets to the CUDA library folders of the Python environment's `nvidia` package (PyTorch's cu130
