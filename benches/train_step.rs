@@ -56,8 +56,8 @@ use serde_json::Value;
 
 use ops::{env_usize, ms};
 use promot::error::{Error, Result};
-use promot::kernels::precision::{self, MatmulDtype};
 use promot::kernels::blas;
+use promot::kernels::precision::{self, MatmulDtype};
 use promot::model::{LanguageModel, Llama, T5};
 use promot::optim::{self, Optimizer};
 use promot::params::Param;

@@ -69,7 +69,9 @@ fn points<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<Vec<f64
         .enumerate()
         .map(|(i, v)| match v {
             Value::Null => Ok(f64::NAN),
-            Value::Number(n) => n.as_f64().ok_or_else(|| D::Error::custom(format!("point {i} is not a number"))),
+            Value::Number(n) => n
+                .as_f64()
+                .ok_or_else(|| D::Error::custom(format!("point {i} is not a number"))),
             other => Err(D::Error::custom(format!("point {i} is {other}, not a number"))),
         })
         .collect::<std::result::Result<Vec<_>, _>>()
@@ -90,11 +92,12 @@ fn series(list: &[SeriesSpec]) -> Result<Vec<Series>> {
         .enumerate()
         .map(|(i, s)| {
             let name = s.name.clone().unwrap_or_else(|| format!("series {}", i + 1));
-            let ys = s
-                .ys
-                .clone()
-                .ok_or_else(|| Error::msg(format!("series '{name}' needs 'ys'")))?;
-            let xs = s.xs.clone().unwrap_or_else(|| (0..ys.len()).map(|i| i as f64).collect());
+            let ys =
+                s.ys.clone()
+                    .ok_or_else(|| Error::msg(format!("series '{name}' needs 'ys'")))?;
+            let xs =
+                s.xs.clone()
+                    .unwrap_or_else(|| (0..ys.len()).map(|i| i as f64).collect());
             let band = match (&s.lower, &s.upper) {
                 (None, None) => None,
                 (Some(lower), Some(upper)) => Some(Band {

@@ -20,13 +20,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::fewshot;
 use crate::error::{Error, Result};
+use crate::eval::cache;
 use crate::eval::record::Provenance;
 use crate::eval::{self, EvalOptions, EvalTask, ResultTable};
 use crate::model::{loading, GenerateOptions, Generation, LanguageModel, Model};
 use crate::prompt::SoftPrompt;
-use crate::tokenizer::Tokenizer;
-use crate::eval::cache;
 use crate::provenance::{self, Build};
+use crate::tokenizer::Tokenizer;
 use crate::train::{metrics_log, TaskData, TrainConfig, TrainOptions};
 use serde_json::{json, Value};
 
@@ -117,7 +117,12 @@ impl Session {
     }
 
     /// Embeddings and mask of texts, with an optional prompt in front.
-    pub fn embed_texts(&self, texts: &[String], prompt: Option<&SoftPrompt>, max_len: usize) -> Result<(Tensor, Tensor)> {
+    pub fn embed_texts(
+        &self,
+        texts: &[String],
+        prompt: Option<&SoftPrompt>,
+        max_len: usize,
+    ) -> Result<(Tensor, Tensor)> {
         let ids = self.encode_inputs(texts, max_len)?;
         crate::prompt::embed_inputs(self.lm(), &ids, &vec![prompt; ids.len()])
     }

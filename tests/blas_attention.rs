@@ -139,13 +139,7 @@ fn mismatched_attention_shapes_are_an_error_not_a_crash() {
 /// The composed reference of `kernels::attend`: split heads, repeat each
 /// key/value head for its query heads, weights, dropout on the weights,
 /// weighted values, heads merged.
-fn composed_attend(
-    q: &Tensor,
-    kv: &Tensor,
-    bias: &Tensor,
-    heads: Heads,
-    drop: &Dropout,
-) -> Tensor {
+fn composed_attend(q: &Tensor, kv: &Tensor, bias: &Tensor, heads: Heads, drop: &Dropout) -> Tensor {
     let (b, n, hk) = q.dims3().unwrap();
     let m = kv.dim(1).unwrap();
     let (h, g) = (heads.query, heads.kv);
@@ -194,8 +188,7 @@ fn fused_attention_matches_the_composed_ops_with_and_without_dropout() {
                     let drop = Dropout::new(p, 7);
                     kernels::attend(&x[0], &x[1], &x[2], heads, &drop, true).unwrap()
                 };
-                let composed =
-                    |x: &[Tensor]| composed_attend(&x[0], &x[1], &x[2], heads, &Dropout::new(p, 7));
+                let composed = |x: &[Tensor]| composed_attend(&x[0], &x[1], &x[2], heads, &Dropout::new(p, 7));
                 let (y1, g1) = value_and_grads(&inputs, 4, fused);
                 let (y2, g2) = value_and_grads(&inputs, 4, composed);
                 let at = format!("{heads:?}, p {p}, bias {bias_shape:?}");

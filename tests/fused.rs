@@ -142,9 +142,7 @@ proptest! {
 fn cross_entropy_rejects_an_out_of_range_target() {
     let logits = random(&[2, 5], 1.0, 0);
     let targets = Tensor::from_vec(vec![1u32, 5], 2, &Device::Cpu).unwrap();
-    let err = kernels::cross_entropy(&logits, &targets, 0.1)
-        .unwrap_err()
-        .to_string();
+    let err = kernels::cross_entropy(&logits, &targets, 0.1).unwrap_err().to_string();
     assert!(err.contains("target id 5 at row 1"), "{err}");
 }
 

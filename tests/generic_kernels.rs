@@ -21,7 +21,11 @@ fn generic() {
 }
 
 fn no_fast_path_ran() {
-    assert_eq!(kernels::fast_paths_taken(), 0, "a fast CPU kernel ran with the generic path forced");
+    assert_eq!(
+        kernels::fast_paths_taken(),
+        0,
+        "a fast CPU kernel ran with the generic path forced"
+    );
 }
 
 #[test]

@@ -10,8 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor};
 use promot::optim::{
-    self, clip_grad_norm, grad_norm, AdafactorConfig, GroupSettings, Optimizer, OptimizerConfig, Schedule,
-    SgdConfig,
+    self, clip_grad_norm, grad_norm, AdafactorConfig, GroupSettings, Optimizer, OptimizerConfig, Schedule, SgdConfig,
 };
 use promot::params::Param;
 
@@ -646,7 +645,9 @@ fn t5x_presets_and_options_by_name() {
         assert!(adafactor.with("min_dim_size_to_factor", bad.clone()).is_err(), "{bad}");
     }
     let zero = adafactor.with("min_dim_size_to_factor", 0.into()).unwrap();
-    let OptimizerConfig::Adafactor(zero) = zero else { panic!() };
+    let OptimizerConfig::Adafactor(zero) = zero else {
+        panic!()
+    };
     assert_eq!(zero.min_dim_size_to_factor, Some(0));
     assert!(OptimizerConfig::Adafactor(AdafactorConfig::t5x(0.1)).build().is_ok());
     for other in ["adamw", "sgd"] {
@@ -657,8 +658,13 @@ fn t5x_presets_and_options_by_name() {
             .to_string();
         assert!(err.contains("no option 'min_dim_size_to_factor'"), "{other}: {err}");
         let literal = serde_json::json!({ "optimizer": other, "min_dim_size_to_factor": 128 });
-        let err = serde_json::from_value::<GroupSettings>(literal).unwrap_err().to_string();
-        assert!(err.contains("min_dim_size_to_factor") && err.contains("expected one of"), "{other}: {err}");
+        let err = serde_json::from_value::<GroupSettings>(literal)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("min_dim_size_to_factor") && err.contains("expected one of"),
+            "{other}: {err}"
+        );
     }
 }
 

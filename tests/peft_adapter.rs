@@ -25,7 +25,6 @@ fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-
 fn values(t: &Tensor) -> Vec<f32> {
     t.to_dtype(DType::F32)
         .unwrap()

@@ -59,10 +59,16 @@ fn the_library_alone_evaluates_as_a_script_does() {
         .collect();
 
     assert_eq!(ours.len(), 2);
-    assert_eq!(ours, theirs, "a Rust caller and a script built other prompts or got other scores");
+    assert_eq!(
+        ours, theirs,
+        "a Rust caller and a script built other prompts or got other scores"
+    );
     for cell in &ours {
         let prompt = cell["samples"][0]["prompt"].as_str().unwrap();
-        assert!(prompt.contains(DEMO_SEPARATOR), "not joined with the model's separator: {prompt}");
+        assert!(
+            prompt.contains(DEMO_SEPARATOR),
+            "not joined with the model's separator: {prompt}"
+        );
     }
 }
 

@@ -239,17 +239,26 @@ fn paper_defaults_use_t5x_adafactor_for_weights_and_unscaled_for_prompts() {
     }))
     .unwrap();
     let o = opts.build().unwrap();
-    let OptimizerConfig::Adafactor(w) = &o.weights.optimizer else { panic!("{:?}", o.weights) };
+    let OptimizerConfig::Adafactor(w) = &o.weights.optimizer else {
+        panic!("{:?}", o.weights)
+    };
     assert!(w.multiply_by_parameter_scale);
     assert_eq!(w.min_dim_size_to_factor, Some(128));
-    let OptimizerConfig::Adafactor(p) = &o.prompts.optimizer else { panic!("{:?}", o.prompts) };
+    let OptimizerConfig::Adafactor(p) = &o.prompts.optimizer else {
+        panic!("{:?}", o.prompts)
+    };
     assert!(!p.multiply_by_parameter_scale);
     // paper_defaults() writes each group as one literal.
     let d = eval("paper_defaults()").cast::<Map>();
     let weights: GroupSettings = rhai::serde::from_dynamic(&d["weights_optimizer"]).unwrap();
-    assert_eq!(weights.optimizer, OptimizerConfig::Adafactor(AdafactorConfig::t5x(1e-3)));
+    assert_eq!(
+        weights.optimizer,
+        OptimizerConfig::Adafactor(AdafactorConfig::t5x(1e-3))
+    );
     let prompts: GroupSettings = rhai::serde::from_dynamic(&d["prompt_optimizer"]).unwrap();
-    let OptimizerConfig::Adafactor(p) = prompts.optimizer else { panic!("{prompts:?}") };
+    let OptimizerConfig::Adafactor(p) = prompts.optimizer else {
+        panic!("{prompts:?}")
+    };
     assert!(!p.multiply_by_parameter_scale && !p.factored && p.lr == 0.2);
 }
 

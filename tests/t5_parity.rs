@@ -9,8 +9,8 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Var};
 use common::fixtures::{model, reference, rel_err};
-use promot::model::{loading, loss::cross_entropy};
 use common::t5_checks::{check_forward_and_grads, check_generation, targets};
+use promot::model::{loading, loss::cross_entropy};
 
 #[test]
 fn mt5_forward_loss_and_gradients_match_transformers() {

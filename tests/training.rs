@@ -396,26 +396,50 @@ fn each_parameter_group_follows_its_own_optimiser() {
         ..AdafactorConfig::default()
     }));
     let weight = m.params().get("shared.weight").unwrap().clone();
-    let (w0, p0) = (weight.var().as_tensor().copy().unwrap(), prompt.param().var().as_tensor().copy().unwrap());
+    let (w0, p0) = (
+        weight.var().as_tensor().copy().unwrap(),
+        prompt.param().var().as_tensor().copy().unwrap(),
+    );
     // The gradients of the step's loss, taken here on the batch the trainer draws first.
     let batcher = train::Batcher::new(data(), o.batch.clone()).unwrap();
     let batch = batcher.batch(0, &tok, m.as_ref()).unwrap();
-    let grads = train::batch_loss(m.as_ref(), &batch, &o, true).unwrap().backward().unwrap();
+    let grads = train::batch_loss(m.as_ref(), &batch, &o, true)
+        .unwrap()
+        .backward()
+        .unwrap();
     let gw = grads.get(weight.var().as_tensor()).unwrap().clone();
     let gp = grads.get(prompt.param().var().as_tensor()).unwrap().clone();
     run(&m, &tok, &o);
 
     let max_rel = |a: &candle_core::Tensor, b: &candle_core::Tensor| -> f32 {
-        let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let diff = (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         let scale = b.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
         diff / scale.max(1e-12)
     };
     let want_w = (&w0 - (&gw * 0.05).unwrap()).unwrap();
     let got_w = weight.var().as_tensor();
-    assert!(max_rel(&(got_w - &w0).unwrap(), &(&want_w - &w0).unwrap()) < 1e-4, "weights did not take SGD's step");
+    assert!(
+        max_rel(&(got_w - &w0).unwrap(), &(&want_w - &w0).unwrap()) < 1e-4,
+        "weights did not take SGD's step"
+    );
     let v = (gp.sqr().unwrap() + 1e-30).unwrap();
     let u = (&gp / v.sqrt().unwrap()).unwrap();
-    let rms = u.sqr().unwrap().mean_all().unwrap().sqrt().unwrap().to_scalar::<f32>().unwrap() as f64;
+    let rms = u
+        .sqr()
+        .unwrap()
+        .mean_all()
+        .unwrap()
+        .sqrt()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap() as f64;
     let want_p = (&p0 - (u * (0.3 / rms.max(1.0))).unwrap()).unwrap();
     let got_p = prompt.param().var().as_tensor();
     assert!(

@@ -7,9 +7,9 @@ use candle_core::{DType, Device, Tensor, D};
 
 use promot::error::Result;
 use promot::kernels::blas;
+use promot::kernels::precision::{self, MatmulDtype};
 use promot::kernels::{linear, Dropout};
 use promot::model::layers::rms_norm;
-use promot::kernels::precision::{self, MatmulDtype};
 use promot::params::Param;
 
 const BATCH: usize = 8;

@@ -134,9 +134,11 @@ impl EvalTask {
     pub fn check(&self) -> Result<()> {
         let lists = [("examples", &self.examples), ("pool", &self.pool)];
         let episodes = self.episodes.iter().map(|(k, v)| (k, v));
-        for (list, items) in lists.into_iter().map(|(n, v)| (n.to_string(), v)).chain(
-            episodes.map(|(k, v)| (format!("episodes.{k}"), v)),
-        ) {
+        for (list, items) in lists
+            .into_iter()
+            .map(|(n, v)| (n.to_string(), v))
+            .chain(episodes.map(|(k, v)| (format!("episodes.{k}"), v)))
+        {
             for (i, e) in items.iter().enumerate() {
                 if e.input.is_empty() && e.fields.is_none() {
                     return Err(Error::msg(format!(

@@ -33,8 +33,8 @@ use candle_core::{CpuStorage, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::blas::{self, Shared};
-use super::fused::{storage_values, values};
 use super::dropout::{Dropout, Masked};
+use super::fused::{storage_values, values};
 use crate::error::Result;
 
 /// softmax(q kᵀ + bias) over the last dimension, f32 on the CPU with BLAS

@@ -85,14 +85,7 @@ fn split_heads(x: &Tensor, heads: usize) -> Result<Tensor> {
 /// heads of each key/value head as rows, scores in the inputs' dtype, the
 /// bias added and the softmax taken in f32, dropout on the weights, the
 /// weighted values, the heads merged back.
-pub fn attend(
-    q: &Tensor,
-    kv: &Tensor,
-    bias: &Tensor,
-    heads: Heads,
-    drop: &Dropout,
-    train: bool,
-) -> Result<Tensor> {
+pub fn attend(q: &Tensor, kv: &Tensor, bias: &Tensor, heads: Heads, drop: &Dropout, train: bool) -> Result<Tensor> {
     let (b, n, hk) = q.dims3()?;
     let (_, m, width) = kv.dims3()?;
     let Heads { query: h, kv: g, scale } = heads;

@@ -30,7 +30,6 @@ use rayon::prelude::*;
 
 use crate::error::Result;
 
-
 /// Elements per rayon task at the least: below this, splitting costs more
 /// than it saves (and on a busy machine waits for a descheduled worker).
 pub(super) const MIN_WORK: usize = 1 << 15;
@@ -171,10 +170,7 @@ impl candle_core::CustomOp2 for SoftmaxGrad {
 /// x (..., d) · r · w (d), r = 1 / sqrt(mean(x²) + eps) per row; x and w
 /// contiguous f32 on the CPU (`kernels::rms_norm` checks).
 pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
-    Ok(x.apply_op2_arc(
-        w,
-        std::sync::Arc::new(Box::new(RmsNorm { eps: eps as f32 })),
-    )?)
+    Ok(x.apply_op2_arc(w, std::sync::Arc::new(Box::new(RmsNorm { eps: eps as f32 })))?)
 }
 
 struct RmsNorm {

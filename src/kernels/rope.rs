@@ -123,4 +123,3 @@ impl candle_core::CustomOp1 for Rotate {
         Ok(Some(Tensor::from_vec(dx, g.shape(), g.device())?))
     }
 }
-

@@ -20,8 +20,9 @@ pub fn cross_entropy(logits: &Tensor, targets: &Tensor, mask: &Tensor, label_smo
             mask.dims()
         )));
     }
-    let per_token = crate::kernels::cross_entropy(&logits.reshape((b * t, v))?, &targets.flatten_all()?, label_smoothing)?
-        .reshape((b, t))?;
+    let per_token =
+        crate::kernels::cross_entropy(&logits.reshape((b * t, v))?, &targets.flatten_all()?, label_smoothing)?
+            .reshape((b, t))?;
     let mask = mask.to_dtype(DType::F32)?;
     let count = mask.sum_all()?;
     let total = (per_token * &mask)?.sum_all()?;

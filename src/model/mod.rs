@@ -19,8 +19,8 @@ use std::sync::Arc;
 use candle_core::{DType, Tensor};
 
 use crate::error::{Error, Result};
-use crate::params::ParamStore;
 pub use crate::kernels::Dropout;
+use crate::params::ParamStore;
 pub use generate::{GenerateOptions, Generation};
 pub use llama::{Llama, LlamaConfig};
 pub use t5::{T5Config, T5};

@@ -1,15 +1,14 @@
 //! Models in scripts: load, tokenize, generate, compute a loss, take
 //! gradients by parameter name, freeze and unfreeze, save.
 
-
 use candle_core::{Device, Tensor};
 use rhai::{Array, Dynamic, Engine, Map, INT};
 
 use super::tensor::reg;
 use super::{to_rhai, RResult};
 use crate::model::{loading, pad_batch, GenerateOptions};
-use crate::session::{LoadOptions, Session};
 use crate::prompt::SoftPrompt;
+use crate::session::{LoadOptions, Session};
 
 /// A model as scripts see it: the library's [`Session`] (the network, its
 /// tokenizer, separator and prompts); the functions here convert and forward.

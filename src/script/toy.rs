@@ -8,7 +8,6 @@
 //! with the toy separator, so `evaluate` uses them verbatim instead of
 //! building prompts with the paper's joiner.
 
-
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rhai::{Array, Dynamic, Engine, Map, INT};
@@ -18,8 +17,8 @@ use super::tensor::reg;
 use super::{to_rhai, RResult};
 use crate::model::toy_config::ToyModelConfig;
 use crate::tokenizer::Tokenizer;
-use crate::toy::mixture::{Mixture, MixtureOptions};
 use crate::toy::evaluation::DEFAULT_SHOTS;
+use crate::toy::mixture::{Mixture, MixtureOptions};
 use crate::toy::{build_tokenizer, Example, TaskKind, World};
 
 /// Most examples one call may ask for: far more than any toy run needs, and

@@ -19,8 +19,8 @@
 //! `demo_1 SEP demo_2 SEP ... demo_k SEP query`, `demo = input + " " + target`.
 //! Demonstrations always come from the train split.
 
-mod fresh_rule;
 pub mod evaluation;
+mod fresh_rule;
 pub mod mixture;
 pub mod tasks;
 pub mod vocab;

@@ -153,7 +153,10 @@ impl TrainConfig {
     /// The two groups' settings: the literals with the shorthand keys given on top.
     pub fn groups(&self) -> Result<(GroupSettings, GroupSettings)> {
         let (mut weights, mut prompts) = (self.weights_optimizer.clone(), self.prompt_optimizer.clone());
-        let groups = [(&mut weights, self.lr, "weights"), (&mut prompts, self.prompt_lr, "prompts")];
+        let groups = [
+            (&mut weights, self.lr, "weights"),
+            (&mut prompts, self.prompt_lr, "prompts"),
+        ];
         for (group, lr, name) in groups {
             if let Some(optimizer) = &self.optimizer {
                 group.switch_to(optimizer)?;
@@ -167,7 +170,11 @@ impl TrainConfig {
             if let Some(warmup) = self.warmup {
                 group.warmup = warmup;
             }
-            let momentum = if group.optimizer.name() == "sgd" { "momentum" } else { "beta1" };
+            let momentum = if group.optimizer.name() == "sgd" {
+                "momentum"
+            } else {
+                "beta1"
+            };
             let scale = match name {
                 "weights" => self.multiply_by_parameter_scale,
                 _ => self.prompt_multiply_by_parameter_scale,
@@ -175,7 +182,10 @@ impl TrainConfig {
             let knobs = [
                 ("weight_decay", self.weight_decay.map(serde_json::Value::from)),
                 (momentum, self.momentum.map(serde_json::Value::from)),
-                ("min_dim_size_to_factor", self.min_dim_size_to_factor.map(serde_json::Value::from)),
+                (
+                    "min_dim_size_to_factor",
+                    self.min_dim_size_to_factor.map(serde_json::Value::from),
+                ),
                 ("multiply_by_parameter_scale", scale.map(serde_json::Value::from)),
             ];
             for (key, value) in knobs {

@@ -105,4 +105,3 @@ pub fn check_generation(name: &str) {
         }
     }
 }
-

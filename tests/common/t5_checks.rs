@@ -126,4 +126,3 @@ pub fn check_generation(name: &str) {
         }
     }
 }
-
