@@ -17,6 +17,11 @@ use common::fixtures::{fixtures, rel_err};
 use promot::model::Model;
 use promot::prompt::SoftPrompt;
 
+/// The tiny mT5 fixture the adapter was made for.
+fn model() -> Model {
+    common::fixtures::model("tiny-mt5")
+}
+
 fn reference() -> HashMap<String, Tensor> {
     candle_core::safetensors::load(fixtures().join("peft-prompt-ref.safetensors"), &Device::Cpu).unwrap()
 }
