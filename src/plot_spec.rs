@@ -30,7 +30,7 @@ pub struct PlotSpec {
     pub y_min: Option<f64>,
     #[serde(deserialize_with = "opt_number")]
     pub y_max: Option<f64>,
-    pub series: Vec<SeriesSpec>,
+    pub series: Option<Vec<SeriesSpec>>,
     /// A right-hand axis with series of its own (drawn dashed).
     pub secondary: Option<AxisSpec>,
 }
@@ -43,7 +43,7 @@ pub struct AxisSpec {
     pub y_min: Option<f64>,
     #[serde(deserialize_with = "opt_number")]
     pub y_max: Option<f64>,
-    pub series: Vec<SeriesSpec>,
+    pub series: Option<Vec<SeriesSpec>>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -87,7 +87,10 @@ fn range(what: &str, lo: Option<f64>, hi: Option<f64>) -> Result<Option<(f64, f6
     }
 }
 
-fn series(list: &[SeriesSpec]) -> Result<Vec<Series>> {
+fn series(what: &str, list: &Option<Vec<SeriesSpec>>) -> Result<Vec<Series>> {
+    let list = list
+        .as_ref()
+        .ok_or_else(|| Error::msg(format!("{what} needs 'series': [#{{name, xs, ys}}, ...]")))?;
     list.iter()
         .enumerate()
         .map(|(i, s)| {
@@ -123,7 +126,7 @@ impl PlotSpec {
             None => None,
             Some(axis) => Some(SecondaryAxis {
                 label: axis.y_label.clone(),
-                series: series(&axis.series)?,
+                series: series("secondary", &axis.series)?,
                 y_range: range("secondary", axis.y_min, axis.y_max)?,
             }),
         };
@@ -131,7 +134,7 @@ impl PlotSpec {
             title: self.title.clone(),
             x_label: self.x_label.clone(),
             y_label: self.y_label.clone(),
-            series: series(&self.series)?,
+            series: series("the plot", &self.series)?,
             y_range: range("plot", self.y_min, self.y_max)?,
             secondary,
         })

@@ -400,7 +400,9 @@ fn each_parameter_group_follows_its_own_optimiser() {
         weight.var().as_tensor().copy().unwrap(),
         prompt.param().var().as_tensor().copy().unwrap(),
     );
-    // The gradients of the step's loss, taken here on the batch the trainer draws first.
+    // The gradients of the step's loss, taken here on the batch the trainer draws first
+    // (dropout off, as the run sets it).
+    m.dropout().set_p(0.0);
     let batcher = train::Batcher::new(data(), o.batch.clone()).unwrap();
     let batch = batcher.batch(0, &tok, m.as_ref()).unwrap();
     let grads = train::batch_loss(m.as_ref(), &batch, &o, true)
