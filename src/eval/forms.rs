@@ -32,12 +32,6 @@ impl<'de> Deserialize<'de> for Metric {
     }
 }
 
-impl Default for Metric {
-    fn default() -> Self {
-        Metric::Accuracy
-    }
-}
-
 /// `kind`: "classification" or "generation".
 pub mod kind {
     use super::*;

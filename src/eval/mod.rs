@@ -21,8 +21,9 @@ use crate::train::progress::Progress;
 use serde::{Deserialize, Serialize};
 pub use table::{Cell, ResultTable};
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Default)]
 pub enum Metric {
+    #[default]
     Accuracy,
     ExactMatch,
     Bleu,
@@ -133,7 +134,7 @@ impl EvalTask {
     /// Every example given as `input` or as `fields` (with a template to fill).
     pub fn check(&self) -> Result<()> {
         let lists = [("examples", &self.examples), ("pool", &self.pool)];
-        let episodes = self.episodes.iter().map(|(k, v)| (k, v));
+        let episodes = self.episodes.iter();
         for (list, items) in lists
             .into_iter()
             .map(|(n, v)| (n.to_string(), v))
