@@ -2,6 +2,8 @@
 //! bit-identical, runs are deterministic and resume exactly, and loss goes
 //! down on a memorisation task.
 
+mod common;
+
 use std::cell::Cell;
 use std::path::Path;
 
@@ -413,18 +415,7 @@ fn each_parameter_group_follows_its_own_optimiser() {
     let gp = grads.get(prompt.param().var().as_tensor()).unwrap().clone();
     run(&m, &tok, &o);
 
-    let max_rel = |a: &candle_core::Tensor, b: &candle_core::Tensor| -> f32 {
-        let diff = (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        let scale = b.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-        diff / scale.max(1e-12)
-    };
+    let max_rel = common::fixtures::rel_err;
     let want_w = (&w0 - (&gw * 0.05).unwrap()).unwrap();
     let got_w = weight.var().as_tensor();
     assert!(
