@@ -41,8 +41,9 @@ impl OptimizerConfig {
 
     /// The optimiser called `name` with `knobs` (its config's fields) over its defaults.
     fn from_knobs(name: &str, knobs: Map<String, Value>) -> Result<Self> {
+        let keys: Vec<String> = knobs.keys().cloned().collect();
         let value = Value::Object(knobs);
-        let bad = |e: serde_json::Error| Error::msg(format!("optimizer '{name}': {e}"));
+        let bad = |e: serde_json::Error| Self::knob_error(name, &keys, e);
         Ok(match name {
             "adafactor" => Self::Adafactor(serde_json::from_value(value).map_err(bad)?),
             "adamw" => Self::AdamW(serde_json::from_value(value).map_err(bad)?),
@@ -53,6 +54,28 @@ impl OptimizerConfig {
                 )))
             }
         })
+    }
+
+    /// A literal's key the optimiser does not have is named with the ones it
+    /// has (not as serde's "unknown field", which the script layer would read
+    /// as an unknown option of `train` itself); other errors say which optimiser.
+    fn knob_error(name: &str, keys: &[String], e: serde_json::Error) -> Error {
+        let known = match name {
+            "adafactor" => serde_json::to_value(AdafactorConfig::default()),
+            "adamw" => serde_json::to_value(AdamWConfig::default()),
+            _ => serde_json::to_value(SgdConfig::default()),
+        };
+        let known: Vec<String> = match known {
+            Ok(Value::Object(m)) => m.keys().cloned().collect(),
+            _ => Vec::new(),
+        };
+        match keys.iter().find(|k| !known.contains(k)) {
+            Some(key) => Error::msg(format!(
+                "optimizer '{name}' has no option '{key}' (it has {})",
+                known.join(", ")
+            )),
+            None => Error::msg(format!("optimizer '{name}': {e}")),
+        }
     }
 
     pub fn name(&self) -> &'static str {
