@@ -662,7 +662,7 @@ fn t5x_presets_and_options_by_name() {
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("min_dim_size_to_factor") && err.contains("expected one of"),
+            err.contains("no option 'min_dim_size_to_factor'") && err.contains("beta1"),
             "{other}: {err}"
         );
     }
