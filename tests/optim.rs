@@ -662,7 +662,7 @@ fn t5x_presets_and_options_by_name() {
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("no option 'min_dim_size_to_factor'") && err.contains("beta1"),
+            err.contains("no option 'min_dim_size_to_factor'") && err.contains("weight_decay"),
             "{other}: {err}"
         );
     }
