@@ -86,7 +86,8 @@ pub fn cell_key(model_hash: &str, task: &EvalTask, shots: usize, opts: &EvalOpti
 
 pub fn get(key: &str) -> Option<Cell> {
     let v = fsio::read_json(cache_dir().join(format!("{key}.json"))).ok()?;
-    Cell::from_json(&v)
+    // A cell cached before examples' statistics were kept cannot be resampled: evaluate it again.
+    Cell::from_json(&v).filter(|c| c.resamplable() > 0)
 }
 
 /// Best effort: a cache that cannot be written only costs time later.

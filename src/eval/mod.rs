@@ -4,8 +4,11 @@
 //! models' tables in the layout of the paper's Table 2.
 
 pub mod cache;
+pub mod comparison;
 mod forms;
+pub mod interval;
 pub mod record;
+pub mod statistics;
 pub mod table;
 
 use crate::data::fewshot::{build_prompt, fit_to_budget, sample_demos, DEFAULT_SEPARATOR};
@@ -355,12 +358,21 @@ pub fn evaluate_cell(
     let preds: Vec<String> = raw.iter().map(|r| postprocess(r, task.kind)).collect();
     let refs: Vec<Vec<String>> = examples.iter().take(n).map(|e| e.references.clone()).collect();
     let value = score(&task.metric, &preds, &refs)?;
-    let share = match &opts.probe {
+    let example_stats = preds
+        .iter()
+        .zip(&refs)
+        .map(|(p, r)| statistics::example(&task.metric, p, r))
+        .collect::<Result<Vec<_>>>()?;
+    let (share, probe_hits) = match &opts.probe {
         Some(labels) => {
             let firsts: Vec<String> = raw.iter().map(|r| postprocess(r, OutputKind::Classification)).collect();
-            Some(metrics::label_share(&firsts, labels))
+            let hits = firsts
+                .iter()
+                .map(|f| metrics::label_share(std::slice::from_ref(f), labels))
+                .collect();
+            (Some(metrics::label_share(&firsts, labels)), hits)
         }
-        None => None,
+        None => (None, Vec::new()),
     };
     let samples = prompts
         .iter()
@@ -377,6 +389,8 @@ pub fn evaluate_cell(
         n,
         label_share: share,
         samples,
+        example_stats,
+        probe_hits,
         provenance: None,
     })
 }

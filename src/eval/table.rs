@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
+use crate::error::Result;
+
 #[derive(Clone, Debug)]
 pub struct Cell {
     pub task: String,
@@ -19,6 +21,13 @@ pub struct Cell {
     pub label_share: Option<f64>,
     /// A few (prompt, prediction, reference) triples to look at.
     pub samples: Vec<(String, String, String)>,
+    /// Each example's sufficient statistics of the metric
+    /// (`super::statistics`), what a bootstrap over examples resamples;
+    /// empty for cells saved before they were kept.
+    pub example_stats: Vec<Vec<f64>>,
+    /// Each example's probe hit (1 when its output is in the probe's label
+    /// set), when evaluated with a probe.
+    pub probe_hits: Vec<f64>,
     /// What made it (`super::record`); `None` for cells loaded from files
     /// written before records existed.
     pub provenance: Option<Arc<super::record::Provenance>>,
@@ -30,6 +39,7 @@ impl Cell {
             "task": self.task, "shots": self.shots, "metric": self.metric, "value": self.value, "n": self.n,
             "label_share": self.label_share,
             "samples": self.samples.iter().map(|(p, o, r)| json!({"prompt": p, "prediction": o, "reference": r})).collect::<Vec<_>>(),
+            "example_stats": self.example_stats, "probe_hits": self.probe_hits,
         })
     }
     pub fn from_json(v: &Value) -> Option<Self> {
@@ -52,10 +62,42 @@ impl Cell {
                     ))
                 })
                 .collect(),
+            example_stats: v
+                .get("example_stats")
+                .and_then(|rows| serde_json::from_value(rows.clone()).ok())
+                .unwrap_or_default(),
+            probe_hits: v
+                .get("probe_hits")
+                .and_then(|hits| serde_json::from_value(hits.clone()).ok())
+                .unwrap_or_default(),
             provenance: None,
         })
     }
+
+    /// The cell's value on the examples `picked` (indices, repeats allowed),
+    /// from the kept per-example statistics: what a bootstrap over examples
+    /// draws. A share cell (`ResultTable::shares`) resamples its probe hits.
+    pub fn resampled(&self, picked: impl IntoIterator<Item = usize>) -> Result<f64> {
+        if self.metric == SHARE {
+            let rows: Vec<Vec<f64>> = self.probe_hits.iter().map(|&h| vec![h]).collect();
+            return Ok(super::statistics::score(&super::Metric::Accuracy, &rows, picked)? / 100.0);
+        }
+        let metric = super::Metric::from_name(&self.metric)?;
+        super::statistics::score(&metric, &self.example_stats, picked)
+    }
+
+    /// How many examples `resampled` can draw from (0: none were kept).
+    pub fn resamplable(&self) -> usize {
+        if self.metric == SHARE {
+            self.probe_hits.len()
+        } else {
+            self.example_stats.len()
+        }
+    }
 }
+
+/// The metric name of a probe's share cells (values 0-1).
+pub const SHARE: &str = "share";
 
 #[derive(Clone, Debug, Default)]
 pub struct ResultTable {
@@ -144,7 +186,7 @@ impl ResultTable {
             .iter()
             .filter_map(|c| {
                 c.label_share.map(|s| Cell {
-                    metric: "share".into(),
+                    metric: SHARE.into(),
                     value: s,
                     ..c.clone()
                 })

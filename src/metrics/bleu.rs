@@ -78,6 +78,48 @@ fn bleu_from_segments(hyps: &[String], refs: &[Vec<String>], effective_order: bo
     Ok(compute_bleu(&stats, effective_order))
 }
 
+/// How many numbers `segment_statistics` gives: the hypothesis and reference
+/// lengths, then the matching and the total n-gram counts for n = 1..4.
+pub const STATISTICS: usize = 2 + 2 * MAX_ORDER;
+
+/// One segment's sufficient statistics as numbers (see `STATISTICS`): summed
+/// over any set of segments, `bleu_from_statistics` gives that set's corpus
+/// BLEU, exactly as `corpus_bleu` would (what a bootstrap over examples needs).
+pub fn segment_statistics(hyp: &str, refs: &[String]) -> Result<[f64; STATISTICS]> {
+    if refs.is_empty() {
+        return Err(Error::msg("bleu: a hypothesis has no reference"));
+    }
+    let s = segment_stats(hyp, refs);
+    let mut out = [0.0; STATISTICS];
+    out[0] = s.sys_len as f64;
+    out[1] = s.ref_len as f64;
+    for n in 0..MAX_ORDER {
+        out[2 + n] = s.correct[n] as f64;
+        out[2 + MAX_ORDER + n] = s.total[n] as f64;
+    }
+    Ok(out)
+}
+
+/// Corpus BLEU (0..100) from summed `segment_statistics`.
+pub fn bleu_from_statistics(summed: &[f64]) -> Result<f64> {
+    if summed.len() != STATISTICS || summed.iter().any(|v| !v.is_finite() || *v < 0.0) {
+        return Err(Error::msg(format!(
+            "bleu: statistics must be {STATISTICS} non-negative counts, got {summed:?}"
+        )));
+    }
+    let count = |v: f64| v.round() as usize;
+    let mut s = SegmentStats {
+        sys_len: count(summed[0]),
+        ref_len: count(summed[1]),
+        ..SegmentStats::default()
+    };
+    for n in 0..MAX_ORDER {
+        s.correct[n] = count(summed[2 + n]);
+        s.total[n] = count(summed[2 + MAX_ORDER + n]);
+    }
+    Ok(compute_bleu(&s, false).score)
+}
+
 /// The sufficient statistics of one segment (or, summed, of a corpus).
 #[derive(Debug, Default, Clone)]
 struct SegmentStats {

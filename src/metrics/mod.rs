@@ -12,7 +12,7 @@ pub mod classify;
 pub mod exact_match;
 pub mod rouge;
 
-pub use bleu::{corpus_bleu, sentence_bleu, tokenize_13a, BleuScore};
+pub use bleu::{bleu_from_statistics, corpus_bleu, segment_statistics, sentence_bleu, tokenize_13a, BleuScore};
 pub use classify::{accuracy, first_word, label_share};
 pub use exact_match::{exact_match, exact_match_score, normalize_answer};
 pub use rouge::{mean_rouge2_f, rouge2, rouge_tokenize, RougeScore};

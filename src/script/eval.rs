@@ -13,6 +13,8 @@ use super::options;
 use super::tensor::reg;
 use super::{to_rhai, RResult};
 use crate::data::{fewshot, postprocess as post, readers, template};
+use crate::eval::comparison::Comparison;
+use crate::eval::interval::{Bootstrap, Estimate};
 use crate::eval::{table, EvalOptions, EvalTask, ResultTable};
 use crate::metrics;
 use crate::prompt::SoftPrompt;
@@ -536,6 +538,7 @@ pub fn register(engine: &mut Engine) {
         "Like compare, as markdown.",
         |rs: Array, names: Array| -> RResult<String> { compare(rs, names, true) },
     );
+    register_comparison(engine);
     reg(
         engine,
         "table",
@@ -577,4 +580,93 @@ fn compare(rs: Array, names: Array, markdown: bool) -> RResult<String> {
         .map(|(r, n)| Ok((n.to_string(), super::record::results_arg("compare", r)?)))
         .collect::<RResult<Vec<_>>>()?;
     Ok(table::compare(&tables, markdown))
+}
+
+/// Several methods under several seeds (`compare_seeds`), and the means and
+/// differences a claim is made of, each with its bootstrap interval.
+fn register_comparison(engine: &mut Engine) {
+    engine.register_type_with_name::<Comparison>("Comparison");
+    reg(
+        engine,
+        "compare_seeds",
+        &["results: Array", "names: Array", "Comparison"],
+        "Methods side by side over seeds: `results[i]` is method i's array of Results (or saved results paths), one per seed, \
+         the same seeds in the same order for every method. Each cell prints as `mean [lo, hi]`: the mean over seeds and a 95% \
+         percentile bootstrap interval over seeds and then each seed's examples, paired across methods.",
+        |rs: Array, names: Array| -> RResult<Comparison> {
+            if rs.len() != names.len() {
+                return Err(to_rhai(format!("compare_seeds: {} methods' results but {} names", rs.len(), names.len())));
+            }
+            let methods = rs
+                .iter()
+                .zip(names.iter())
+                .map(|(r, n)| {
+                    let seeds = r.read_lock::<Array>().ok_or_else(|| {
+                        to_rhai(format!("compare_seeds: method '{n}' needs an array of Results (one per seed), got {}", r.type_name()))
+                    })?;
+                    let tables = seeds
+                        .iter()
+                        .map(|t| super::record::results_arg("compare_seeds", t))
+                        .collect::<RResult<Vec<_>>>()?;
+                    Ok((n.to_string(), tables))
+                })
+                .collect::<RResult<Vec<_>>>()?;
+            Ok(Comparison::new(methods, Bootstrap::default())?)
+        },
+    );
+    for name in ["to_string", "to_debug"] {
+        reg(
+            engine,
+            name,
+            &["c: Comparison", "String"],
+            "The comparison as text: each cell `mean [lo, hi]` over the seeds.",
+            |c: &mut Comparison| -> RResult<String> { Ok(c.render(false)?) },
+        );
+    }
+    reg(
+        engine,
+        "markdown",
+        &["c: Comparison", "String"],
+        "The comparison as a markdown table.",
+        |c: &mut Comparison| -> RResult<String> { Ok(c.render(true)?) },
+    );
+    reg(
+        engine,
+        "mean_over",
+        &["c: Comparison", "method: &str", "tasks: Array", "Map"],
+        "A method's mean over every cell (all shot counts) of `tasks`, e.g. its in-context mean: #{mean, lo, hi}.",
+        |c: &mut Comparison, method: &str, tasks: Array| -> RResult<Map> {
+            Ok(estimate_map(
+                c.mean(method, &strings("mean_over", &Dynamic::from(tasks))?)?,
+            ))
+        },
+    );
+    reg(
+        engine,
+        "difference",
+        &["c: Comparison", "a: &str", "b: &str", "tasks: Array", "Map"],
+        "Method a's mean over the cells of `tasks` minus method b's, paired by seed and example: #{mean, lo, hi}.",
+        |c: &mut Comparison, a: &str, b: &str, tasks: Array| -> RResult<Map> {
+            Ok(estimate_map(c.difference(
+                a,
+                b,
+                &strings("difference", &Dynamic::from(tasks))?,
+            )?))
+        },
+    );
+    reg(
+        engine,
+        "to_json",
+        &["c: Comparison", "Map"],
+        "Every cell of every method as data (mean, lo, hi, the per-seed values), with how the intervals were made; for write_json.",
+        |c: &mut Comparison| -> RResult<Dynamic> { Ok(json_to_dynamic(&c.to_json()?)) },
+    );
+}
+
+fn estimate_map(e: Estimate) -> Map {
+    let mut m = Map::new();
+    m.insert("mean".into(), e.mean.into());
+    m.insert("lo".into(), e.lo.into());
+    m.insert("hi".into(), e.hi.into());
+    m
 }
