@@ -157,9 +157,22 @@ pub fn register(engine: &mut Engine) {
         engine,
         "toy_tasks",
         &["Array"],
-        "The toy world's task names.",
+        "The toy world's task names: the suite the toy model was pretrained on, evaluated in context.",
         || -> Array {
             TaskKind::all()
+                .iter()
+                .map(|t| Dynamic::from(t.name().to_string()))
+                .collect()
+        },
+    );
+    reg(
+        engine,
+        "toy_targets",
+        &["Array"],
+        "Toy tasks the pretraining never showed, made as fine-tuning targets with headroom: fr_en (toy French to English; \
+         the pretrained model copies the French at 0, 1 and 4 shots). toy_examples and toy_task take them too.",
+        || -> Array {
+            TaskKind::targets()
                 .iter()
                 .map(|t| Dynamic::from(t.name().to_string()))
                 .collect()

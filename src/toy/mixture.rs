@@ -164,7 +164,7 @@ pub fn alternate_target(task: TaskKind, target: &str) -> Result<Option<String>> 
             };
             Some(format!("{entity} works as a {job} in {city}."))
         }
-        TaskKind::EnFr | TaskKind::EnDe | TaskKind::EnRo | TaskKind::FreshRule => None,
+        TaskKind::EnFr | TaskKind::EnDe | TaskKind::EnRo | TaskKind::FreshRule | TaskKind::FrEn => None,
     })
 }
 

@@ -212,6 +212,31 @@ impl World {
         Ok(example)
     }
 
+    /// The way back: a toy-French sentence to English. Pretraining only ever
+    /// translated out of English, so this is new to the toy model, and its
+    /// answers (English sentences of the translation grammar) are a format no
+    /// in-context task asks for: a fine-tuning target with headroom.
+    fn back_translation<R: Rng + ?Sized>(&self, rng: &mut R, language: usize) -> Result<Example> {
+        let forward = self.translation(rng, language)?;
+        let lang = &self.languages[language];
+        let english = forward
+            .input
+            .rsplit_once(": ")
+            .map(|(_, sentence)| sentence.to_string())
+            .ok_or_else(|| {
+                Error::msg(format!(
+                    "toy world: a translation input without its sentence: {}",
+                    forward.input
+                ))
+            })?;
+        let fields = [
+            ("source_language", lang.name),
+            ("target_language", "English"),
+            ("source", forward.target.as_str()),
+        ];
+        Ok(Example::new(template::fill_named("translation", &fields)?, english))
+    }
+
     fn translation<R: Rng + ?Sized>(&self, rng: &mut R, language: usize) -> Result<Example> {
         let lang = self
             .languages
@@ -298,6 +323,7 @@ impl World {
             TaskKind::EnFr => self.translation(rng, 0),
             TaskKind::EnDe => self.translation(rng, 1),
             TaskKind::EnRo => self.translation(rng, 2),
+            TaskKind::FrEn => self.back_translation(rng, 0),
             TaskKind::Xsum => self.xsum(rng),
             TaskKind::FreshRule => FreshRule::draw(self, rng)?.example(self, rng),
         }
