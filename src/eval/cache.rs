@@ -69,7 +69,7 @@ pub fn cell_key(model_hash: &str, task: &EvalTask, shots: usize, opts: &EvalOpti
     let g = opts.generate_options(0);
     h.update(
         format!(
-            "k={shots}|limit={:?}|beams={}|lp={}|es={}|seed={}|max_in={}|probe={:?}|sep={:?}",
+            "k={shots}|limit={:?}|beams={}|lp={}|es={}|seed={}|max_in={}|probe={:?}{}|sep={:?}",
             opts.limit,
             g.num_beams,
             g.length_penalty,
@@ -77,6 +77,7 @@ pub fn cell_key(model_hash: &str, task: &EvalTask, shots: usize, opts: &EvalOpti
             opts.seed,
             opts.max_input_len,
             opts.probe,
+            if opts.probe_every_word { " every word" } else { "" },
             opts.separator
         )
         .as_bytes(),

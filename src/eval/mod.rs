@@ -5,8 +5,10 @@
 
 pub mod cache;
 pub mod comparison;
+pub mod format;
 mod forms;
 pub mod interval;
+pub mod preconditions;
 pub mod record;
 pub mod statistics;
 pub mod table;
@@ -187,6 +189,9 @@ pub struct EvalOptions {
     /// Labels whose share among outputs is reported (the paper's Fig. 2 probe).
     #[serde(deserialize_with = "opt_one_or_many")]
     pub probe: Option<Vec<String>>,
+    /// Read the probe as a generative format: an output counts when every one
+    /// of its words is a probe word (`format::Format`), not only its first.
+    pub probe_every_word: bool,
     /// Between demonstrations and the query; none: the model's own
     /// (`data::fewshot::model_separator`), the one its training used.
     pub separator: Option<String>,
@@ -210,6 +215,7 @@ impl Default for EvalOptions {
             seed: 0,
             max_input_len: 1024,
             probe: None,
+            probe_every_word: false,
             separator: None,
             quiet: false,
             use_cache: true,
@@ -364,13 +370,13 @@ pub fn evaluate_cell(
         .map(|(p, r)| statistics::example(&task.metric, p, r))
         .collect::<Result<Vec<_>>>()?;
     let (share, probe_hits) = match &opts.probe {
-        Some(labels) => {
-            let firsts: Vec<String> = raw.iter().map(|r| postprocess(r, OutputKind::Classification)).collect();
-            let hits = firsts
-                .iter()
-                .map(|f| metrics::label_share(std::slice::from_ref(f), labels))
-                .collect();
-            (Some(metrics::label_share(&firsts, labels)), hits)
+        Some(words) => {
+            let format = format::Format {
+                words: words.iter().cloned().collect(),
+                every_word: opts.probe_every_word,
+            };
+            let hits: Vec<f64> = raw.iter().map(|r| if format.holds(r) { 1.0 } else { 0.0 }).collect();
+            (Some(format.share(&raw)), hits)
         }
         None => (None, Vec::new()),
     };

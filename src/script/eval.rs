@@ -15,6 +15,7 @@ use super::{to_rhai, RResult};
 use crate::data::{fewshot, postprocess as post, readers, template};
 use crate::eval::comparison::Comparison;
 use crate::eval::interval::{Bootstrap, Estimate};
+use crate::eval::preconditions;
 use crate::eval::{table, EvalOptions, EvalTask, ResultTable};
 use crate::metrics;
 use crate::prompt::SoftPrompt;
@@ -56,6 +57,8 @@ pub fn dynamic_to_json(d: &Dynamic) -> Value {
         Value::Array(a.iter().map(dynamic_to_json).collect())
     } else if let Some(m) = d.read_lock::<Map>() {
         Value::Object(m.iter().map(|(k, v)| (k.to_string(), dynamic_to_json(v))).collect())
+    } else if let Some(t) = d.read_lock::<ResultTable>() {
+        t.to_json()
     } else {
         Value::String(d.to_string())
     }
@@ -539,6 +542,7 @@ pub fn register(engine: &mut Engine) {
         |rs: Array, names: Array| -> RResult<String> { compare(rs, names, true) },
     );
     register_comparison(engine);
+    register_preconditions(engine);
     reg(
         engine,
         "table",
@@ -632,6 +636,18 @@ fn register_comparison(engine: &mut Engine) {
     );
     reg(
         engine,
+        "estimate",
+        &["c: Comparison", "method: &str", "task: &str", "shots: i64", "Map"],
+        "One cell of the comparison: #{mean, lo, hi} over the seeds, or () where the method has no such cell.",
+        |c: &mut Comparison, method: &str, task: &str, shots: INT| -> RResult<Dynamic> {
+            let k =
+                usize::try_from(shots).map_err(|_| to_rhai(format!("estimate: shots must be >= 0, got {shots}")))?;
+            Ok(c.cell(method, task, k)?
+                .map_or(Dynamic::UNIT, |e| estimate_map(e).into()))
+        },
+    );
+    reg(
+        engine,
         "mean_over",
         &["c: Comparison", "method: &str", "tasks: Array", "Map"],
         "A method's mean over every cell (all shot counts) of `tasks`, e.g. its in-context mean: #{mean, lo, hi}.",
@@ -660,6 +676,90 @@ fn register_comparison(engine: &mut Engine) {
         &["c: Comparison", "Map"],
         "Every cell of every method as data (mean, lo, hi, the per-seed values), with how the intervals were made; for write_json.",
         |c: &mut Comparison| -> RResult<Dynamic> { Ok(json_to_dynamic(&c.to_json()?)) },
+    );
+}
+
+/// The preconditions of a comparison (`eval::preconditions`), and the answer
+/// formats they and the format probes read.
+fn register_preconditions(engine: &mut Engine) {
+    reg(
+        engine,
+        "answer_format",
+        &["task: Map", "Map"],
+        "A task's answer format as evaluate options #{probe, probe_every_word}: its label words (read off the first word) for a \
+         classification task, the vocabulary of its answers (every word must be in it) for a generative one. Evaluating other \
+         tasks with it measures how far the task's format has spread to them.",
+        |t: Map| -> RResult<Map> {
+            let f = preconditions::format_of(&eval_task(&Dynamic::from(t))?)?;
+            let mut m = Map::new();
+            m.insert("probe".into(), f.words.into_iter().map(Dynamic::from).collect::<Array>().into());
+            m.insert("probe_every_word".into(), f.every_word.into());
+            Ok(m)
+        },
+    );
+    reg(
+        engine,
+        "format_share",
+        &["format: Map", "texts: Array", "f64"],
+        "The share (0-1) of texts in a format (as answer_format gives it), e.g. of another task's references.",
+        |f: Map, texts: Array| -> RResult<f64> {
+            let words = f
+                .get("probe")
+                .ok_or_else(|| to_rhai("format_share: the format has no probe words"))?;
+            let every_word = f
+                .get("probe_every_word")
+                .and_then(|b| b.as_bool().ok())
+                .unwrap_or(false);
+            let format = crate::eval::format::Format {
+                words: strings("format_share", words)?.into_iter().collect(),
+                every_word,
+            };
+            Ok(format.share(&strings("format_share", &Dynamic::from(texts))?))
+        },
+    );
+    reg(
+        engine,
+        "preconditions",
+        &["scores: Comparison", "shares: Comparison", "o: Map", "Map"],
+        "What must hold before methods are compared, measured: the model learns every in-context task above a constant answer, \
+         the target is new to it (pretrained at most 30 at every shot count) and fine-tuning learns it (80), the target's format \
+         is no in-context task's, and prompt tuning put the format on 95% of target outputs. `o`: #{ target (its row name), \
+         target_task (task map), tasks (the in-context task maps), pretrained, fine_tuned, prompt_tuned (method names) }; \
+         `shares`: the same runs' probe shares (Results.shares()), the target evaluated with answer_format(target_task). \
+         Returns #{ checks: [#{name, requirement, measured, holds}], all_hold, text, markdown }.",
+        |scores: &mut Comparison, shares: Comparison, o: Map| -> RResult<Map> {
+            let get = |k: &str| -> RResult<String> {
+                o.get(k)
+                    .and_then(|v| v.clone().into_string().ok())
+                    .ok_or_else(|| to_rhai(format!("preconditions: option {k} must be a string")))
+            };
+            let target = get("target")?;
+            let target_task = eval_task(o.get("target_task").ok_or_else(|| to_rhai("preconditions: no target_task"))?)?;
+            let tasks = o
+                .get("tasks")
+                .and_then(|v| v.read_lock::<Array>().map(|a| a.clone()))
+                .ok_or_else(|| to_rhai("preconditions: tasks must be an array of task maps"))?
+                .iter()
+                .map(eval_task)
+                .collect::<RResult<Vec<_>>>()?;
+            let mut checks = vec![preconditions::learns_in_context(scores, &get("pretrained")?, &tasks)?];
+            checks.extend(preconditions::headroom(scores, &target, &get("pretrained")?, &get("fine_tuned")?)?);
+            checks.push(preconditions::format_is_its_own(&preconditions::format_of(&target_task)?, &target, &tasks)?);
+            checks.push(preconditions::prompt_took_format(&shares, &target, &get("prompt_tuned")?)?);
+            let mut m = Map::new();
+            m.insert("all_hold".into(), checks.iter().all(|c| c.holds).into());
+            m.insert("text".into(), preconditions::render_checks(&checks, false).into());
+            m.insert("markdown".into(), preconditions::render_checks(&checks, true).into());
+            m.insert(
+                "checks".into(),
+                checks
+                    .iter()
+                    .map(|c| json_to_dynamic(&serde_json::to_value(c).unwrap_or_default()))
+                    .collect::<Array>()
+                    .into(),
+            );
+            Ok(m)
+        },
     );
 }
 
