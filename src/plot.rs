@@ -9,9 +9,10 @@
 //! instead of a panic or a blank figure), fits the axes' ranges, picks
 //! colours, and breaks a line at a missing point (NaN or infinite x or y), so
 //! a missing evaluation shows as a gap instead of a false segment. A series
-//! on the right axis is dashed; a [Band] (an interval over seeds, say) is
-//! shaded in its series' colour on either axis. The legend goes in the
-//! plotting area's corner with the fewest points.
+//! on the left axis is solid with circles, one on the right dashed with
+//! triangles; a [Band] (an interval over seeds, say) is shaded in its
+//! series' colour on either axis. The legend goes in the plotting area's
+//! corner with the fewest points.
 //!
 //! Text is drawn with DejaVu Sans compiled into the binary (registered with
 //! plotters' `ab_glyph` font table, which has no system fonts), so a machine
@@ -55,6 +56,12 @@ const PALETTE: [RGBColor; 8] = [
 const MAX_MARKED_POINTS: usize = 100;
 /// How many tick labels an axis has at most.
 const TICKS: usize = 6;
+/// A tick label: as many decimals as it needs (`0.2`, `100`), `1e-6` for tiny ones.
+const TICK_LABEL: FloatPrettyPrinter = FloatPrettyPrinter {
+    allow_scientific: true,
+    min_decimal: 0,
+    max_decimal: 5,
+};
 const GRID: RGBColor = RGBColor(0xE6, 0xE6, 0xE6);
 const INK: RGBColor = RGBColor(0x33, 0x33, 0x33);
 
@@ -62,6 +69,7 @@ const INK: RGBColor = RGBColor(0x33, 0x33, 0x33);
 /// and licence in `assets/fonts/`).
 const FONT: &[u8] = include_bytes!("../assets/fonts/DejaVuSans.ttf");
 const FONT_FAMILY: &str = "sans-serif";
+
 /// One line: named points (x, y), and optionally a shaded band around it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Series {
@@ -139,12 +147,8 @@ impl Plot {
 pub fn to_svg(plot: &Plot) -> Result<String> {
     let axes = Axes::fit(plot)?;
     let mut svg = String::new();
-    draw(
-        SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area(),
-        plot,
-        &axes,
-        1,
-    )?;
+    let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
+    draw(root, plot, &axes, 1)?;
     Ok(svg)
 }
 
@@ -153,12 +157,8 @@ pub fn to_png(plot: &Plot) -> Result<Vec<u8>> {
     let axes = Axes::fit(plot)?;
     let (w, h) = (WIDTH * PNG_SCALE, HEIGHT * PNG_SCALE);
     let mut rgb = vec![0u8; (w * h * 3) as usize];
-    draw(
-        BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area(),
-        plot,
-        &axes,
-        PNG_SCALE,
-    )?;
+    let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
+    draw(root, plot, &axes, PNG_SCALE)?;
     let mut out = Vec::new();
     let mut encoder = png::Encoder::new(&mut out, w, h);
     encoder.set_color(png::ColorType::Rgb);
@@ -356,14 +356,7 @@ fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, plot: &Plot, axes: &Ax
         .map_err(err)?
         .set_secondary_coord(axes.x.clone(), axes.right.clone().unwrap_or(0.0..1.0));
 
-    let number = |v: &f64| {
-        let p = FloatPrettyPrinter {
-            allow_scientific: true,
-            min_decimal: 0,
-            max_decimal: 5,
-        };
-        p.print(*v)
-    };
+    let number = |v: &f64| TICK_LABEL.print(*v);
     chart
         .configure_mesh()
         .x_labels(TICKS)
