@@ -56,11 +56,12 @@ const PALETTE: [RGBColor; 8] = [
 const MAX_MARKED_POINTS: usize = 100;
 /// How many tick labels an axis has at most.
 const TICKS: usize = 6;
-/// A tick label: as many decimals as it needs (`0.2`, `100`), `1e-6` for tiny ones.
+/// A tick label: as many decimals as it needs (`0.2`, `100`), or scientific
+/// where that is shorter (`1.2e-5`, `1e6`).
 const TICK_LABEL: FloatPrettyPrinter = FloatPrettyPrinter {
     allow_scientific: true,
     min_decimal: 0,
-    max_decimal: 5,
+    max_decimal: 9,
 };
 const GRID: RGBColor = RGBColor(0xE6, 0xE6, 0xE6);
 const INK: RGBColor = RGBColor(0x33, 0x33, 0x33);
@@ -249,13 +250,28 @@ impl Axes {
             }
             _ => None,
         };
+        let (mut left, mut right) = (left, right);
         let unit = |(px, py): (f64, f64), y: &Range<f64>| {
             ((px - x.start) / (x.end - x.start), (py - y.start) / (y.end - y.start))
         };
         let on_left = plot.series.iter().flat_map(finite_points).map(|p| unit(p, &left));
         let on_right =
             (right.iter()).flat_map(|y| plot.right_series().iter().flat_map(finite_points).map(|p| unit(p, y)));
-        let legend = emptiest_corner(&on_left.chain(on_right).collect::<Vec<_>>());
+        let points: Vec<_> = on_left.chain(on_right).collect();
+        // The legend's height as a share of the plotting area's: a row per series.
+        let height = (0.06 * (plot.series.len() + plot.right_series().len()) as f64 + 0.06).min(0.6);
+        let fitted = plot.y_range.is_none() && plot.secondary.as_ref().is_none_or(|s| s.y_range.is_none());
+        let legend = match emptiest_corner(&points, height) {
+            Some(corner) => corner,
+            // Data in every corner: raise the fitted y axes' tops to make room above it.
+            None if fitted => {
+                let raise = |r: &mut Range<f64>| r.end = r.start + (r.end - r.start) / (1.0 - height);
+                raise(&mut left);
+                right.as_mut().map(raise);
+                SeriesLabelPosition::UpperRight
+            }
+            None => SeriesLabelPosition::UpperRight,
+        };
         Ok(Axes { x, left, right, legend })
     }
 }
@@ -316,10 +332,10 @@ fn fit(name: &str, values: impl Iterator<Item = f64>, fixed: Option<(f64, f64)>)
     Ok(lo..hi)
 }
 
-/// The corner of the plotting area with the fewest of `points` (in units of
-/// the axes, 0 to 1) near it, where the legend covers the least data; ties
-/// go to the upper right.
-fn emptiest_corner(points: &[(f64, f64)]) -> SeriesLabelPosition {
+/// The corner of the plotting area (upper right, upper left, lower right,
+/// lower left) with none of `points` (in units of the axes, 0 to 1) where a
+/// legend `height` high would cover it.
+fn emptiest_corner(points: &[(f64, f64)], height: f64) -> Option<SeriesLabelPosition> {
     use SeriesLabelPosition::*;
     let corners = [
         (UpperRight, 1.0, 1.0),
@@ -327,11 +343,11 @@ fn emptiest_corner(points: &[(f64, f64)]) -> SeriesLabelPosition {
         (LowerRight, 1.0, 0.0),
         (LowerLeft, 0.0, 0.0),
     ];
-    let near = |&(_, cx, cy): &(_, f64, f64)| {
-        let close = |&&(x, y): &&(f64, f64)| (x - cx).abs() < 0.45 && (y - cy).abs() < 0.4;
-        points.iter().filter(close).count()
+    let free = |(_, cx, cy): &(_, f64, f64)| {
+        let under = |&(x, y): &(f64, f64)| (x - cx).abs() < 0.45 && (y - cy).abs() < height + 0.05;
+        !points.iter().any(under)
     };
-    corners.into_iter().min_by_key(near).map_or(UpperRight, |c| c.0)
+    corners.into_iter().find(free).map(|c| c.0)
 }
 
 /// The whole figure on `root`, every size in pixels multiplied by `scale`.

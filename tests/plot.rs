@@ -148,13 +148,15 @@ fn tick_labels_are_short_round_numbers() {
     for label in ["0.2", "0.4", "0.6", "0.8", "0", "100", "200", "300"] {
         assert!(has_text(&svg, label), "missing tick label {label}: {:?}", texts(&svg));
     }
-    // On ranges of any size and sign: a few distinct labels, each short, with no
-    // rounding noise (0.30000000000000004, -1.3e-17). The same values on both
-    // axes make every label appear twice.
+    // On ranges of any size and sign: a few short labels, with no rounding
+    // noise (0.30000000000000004, -1.3e-17), that read as evenly spaced values
+    // (not 1e-5 then 0.00001 for 1.2e-5). The same values on both axes make
+    // every label appear twice.
     for (lo, hi) in [
         (-1.0, 0.2),
         (-0.35, 0.35),
         (1e-6, 7e-6),
+        (1e-6, 1.3e-5),
         (95.0, 105.0),
         (0.0, 1234567.0),
     ] {
@@ -173,6 +175,16 @@ fn tick_labels_are_short_round_numbers() {
             assert_eq!(labels.iter().filter(|m| *m == l).count(), 2, "{lo}..{hi}: {labels:?}");
         }
         assert!((6..=14).contains(&labels.len()), "{lo}..{hi}: {labels:?}");
+        let mut values: Vec<f64> = labels.iter().map(|l| l.parse().unwrap()).collect();
+        values.sort_by(f64::total_cmp);
+        values.dedup();
+        let step = values[1] - values[0];
+        for w in values.windows(2) {
+            assert!(
+                ((w[1] - w[0]) / step - 1.0).abs() < 1e-6,
+                "{lo}..{hi}: uneven {labels:?}"
+            );
+        }
     }
 }
 
@@ -315,46 +327,58 @@ fn a_band_on_the_right_axis_is_drawn_in_its_coordinates() {
 
 #[test]
 fn the_legend_goes_where_the_data_is_not() {
-    // The legend's background is the only translucent white rectangle.
-    let legend_at = |ys: Vec<f64>| {
-        let svg = to_svg(&Plot {
-            series: vec![Series::new("s", (0..ys.len()).map(|i| i as f64).collect(), ys)],
-            ..Plot::new("t", "x", "y")
-        })
-        .unwrap();
-        let rect = svg
-            .split('<')
-            .find(|t| t.starts_with("rect") && t.contains("opacity=\"0.85\""))
-            .expect("a legend")
-            .to_string();
-        let attr = |name: &str| -> u32 {
-            rect.split(&format!(" {name}=\""))
-                .nth(1)
-                .unwrap()
-                .split('"')
-                .next()
-                .unwrap()
-                .parse()
-                .unwrap()
-        };
-        (attr("x") < WIDTH / 2, attr("y") < HEIGHT / 2)
-    };
     let (left, top) = (true, true);
-    assert_eq!(
-        legend_at(vec![1.0, 2.0, 3.0, 4.0, 5.0]),
-        (left, top),
-        "rising: upper left"
-    );
-    assert_eq!(
-        legend_at(vec![5.0, 4.0, 3.0, 2.0, 1.0]),
-        (!left, top),
-        "falling: upper right"
-    );
-    assert_eq!(
-        legend_at(vec![1.0, 5.0, 5.0, 5.0, 5.0]),
-        (!left, !top),
-        "high: lower right"
-    );
+    let at = |ys: Vec<f64>| {
+        let (x, y, _, _) = legend_rect(&to_svg(&one_series(ys)).unwrap());
+        (x < WIDTH / 2, y < HEIGHT / 2)
+    };
+    assert_eq!(at(vec![1.0, 2.0, 3.0, 4.0, 5.0]), (left, top), "rising: upper left");
+    assert_eq!(at(vec![5.0, 4.0, 3.0, 2.0, 1.0]), (!left, top), "falling: upper right");
+    assert_eq!(at(vec![1.0, 5.0, 5.0, 5.0, 5.0]), (!left, !top), "high: lower right");
+    // Data in every corner: the fitted y axis grows above it to make room.
+    let crowded = vec![5.0, 1.0, 5.0, 1.0, 5.0, 1.0, 5.0];
+    let svg = to_svg(&one_series(crowded.clone())).unwrap();
+    let (_, y, _, h) = legend_rect(&svg);
+    let data_markers: Vec<u32> = svg
+        .split("<circle")
+        .skip(1)
+        .filter_map(|c| c.split("cy=\"").nth(1)?.split('"').next()?.parse().ok())
+        .filter(|&cy| cy > y + h)
+        .collect();
+    assert_eq!(data_markers.len(), crowded.len(), "every marker below the legend");
+    // With a fixed range there is no room to make: the legend still goes in (over the data).
+    let fixed = Plot {
+        y_range: Some((1.0, 5.0)),
+        ..one_series(crowded)
+    };
+    let (_, y, _, h) = legend_rect(&to_svg(&fixed).unwrap());
+    assert!(y + h < HEIGHT / 2, "upper right");
+}
+
+fn one_series(ys: Vec<f64>) -> Plot {
+    Plot {
+        series: vec![Series::new("s", (0..ys.len()).map(|i| i as f64).collect(), ys)],
+        ..Plot::new("t", "x", "y")
+    }
+}
+
+/// The legend's box (x, y, width, height): the only translucent white rectangle.
+fn legend_rect(svg: &str) -> (u32, u32, u32, u32) {
+    let rect = svg
+        .split('<')
+        .find(|t| t.starts_with("rect") && t.contains("opacity=\"0.85\""))
+        .expect("a legend");
+    let attr = |name: &str| {
+        let v = rect
+            .split(&format!(" {name}=\""))
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        v.parse().unwrap()
+    };
+    (attr("x"), attr("y"), attr("width"), attr("height"))
 }
 
 #[test]
