@@ -243,35 +243,14 @@ impl Axes {
         }
         let xs = plot.series.iter().chain(right).flat_map(finite_points).map(|(x, _)| x);
         let x = fit("x", xs, None)?;
-        let left = fit("y", plot.series.iter().flat_map(ys_shown), plot.y_range)?;
-        let right = match &plot.secondary {
+        let mut left = fit("y", plot.series.iter().flat_map(ys_shown), plot.y_range)?;
+        let mut right = match &plot.secondary {
             Some(sec) if !sec.series.is_empty() => {
                 Some(fit("right y", sec.series.iter().flat_map(ys_shown), sec.y_range)?)
             }
             _ => None,
         };
-        let (mut left, mut right) = (left, right);
-        let unit = |(px, py): (f64, f64), y: &Range<f64>| {
-            ((px - x.start) / (x.end - x.start), (py - y.start) / (y.end - y.start))
-        };
-        let on_left = plot.series.iter().flat_map(finite_points).map(|p| unit(p, &left));
-        let on_right =
-            (right.iter()).flat_map(|y| plot.right_series().iter().flat_map(finite_points).map(|p| unit(p, y)));
-        let points: Vec<_> = on_left.chain(on_right).collect();
-        // The legend's height as a share of the plotting area's: a row per series.
-        let height = (0.06 * (plot.series.len() + plot.right_series().len()) as f64 + 0.06).min(0.6);
-        let fitted = plot.y_range.is_none() && plot.secondary.as_ref().is_none_or(|s| s.y_range.is_none());
-        let legend = match emptiest_corner(&points, height) {
-            Some(corner) => corner,
-            // Data in every corner: raise the fitted y axes' tops to make room above it.
-            None if fitted => {
-                let raise = |r: &mut Range<f64>| r.end = r.start + (r.end - r.start) / (1.0 - height);
-                raise(&mut left);
-                right.as_mut().map(raise);
-                SeriesLabelPosition::UpperRight
-            }
-            None => SeriesLabelPosition::UpperRight,
-        };
+        let legend = place_legend(plot, &x, &mut left, right.as_mut());
         Ok(Axes { x, left, right, legend })
     }
 }
@@ -330,6 +309,39 @@ fn fit(name: &str, values: impl Iterator<Item = f64>, fixed: Option<(f64, f64)>)
         return Err(Error::msg(msg));
     }
     Ok(lo..hi)
+}
+
+/// Where the legend goes: the first corner of the plotting area where it
+/// covers no point; with data in every corner and the y ranges fitted, the
+/// upper right, the y axes' tops raised to make room above the data.
+fn place_legend(
+    plot: &Plot,
+    x: &Range<f64>,
+    left: &mut Range<f64>,
+    right: Option<&mut Range<f64>>,
+) -> SeriesLabelPosition {
+    let unit =
+        |(px, py): (f64, f64), y: &Range<f64>| ((px - x.start) / (x.end - x.start), (py - y.start) / (y.end - y.start));
+    let on_left = plot.series.iter().flat_map(finite_points).map(|p| unit(p, left));
+    let on_right = right.as_deref().into_iter().flat_map(|y| {
+        let points = plot.right_series().iter().flat_map(finite_points);
+        points.map(move |p| unit(p, y))
+    });
+    let points: Vec<_> = on_left.chain(on_right).collect();
+    // The legend's height as a share of the plotting area's: a row per series.
+    let height = (0.06 * (plot.series.len() + plot.right_series().len()) as f64 + 0.06).min(0.6);
+    let fitted = plot.y_range.is_none() && plot.secondary.as_ref().is_none_or(|s| s.y_range.is_none());
+    if let Some(corner) = emptiest_corner(&points, height) {
+        return corner;
+    }
+    if fitted {
+        let raise = |r: &mut Range<f64>| r.end = r.start + (r.end - r.start) / (1.0 - height);
+        raise(left);
+        if let Some(right) = right {
+            raise(right);
+        }
+    }
+    SeriesLabelPosition::UpperRight
 }
 
 /// The corner of the plotting area (upper right, upper left, lower right,
