@@ -122,7 +122,7 @@ pub struct Plot {
     pub y_label: String,
     pub series: Vec<Series>,
     /// Fixed (min, max) for the left axis; `None` fits the data.
-    /// Points outside a fixed range are clipped at the plot's edge.
+    /// Points outside a fixed range are drawn on the plot's edge (plotters clamps them).
     pub y_range: Option<(f64, f64)>,
     pub secondary: Option<SecondaryAxis>,
 }
