@@ -1,11 +1,10 @@
 //! Line plots drawn by plotters: well-formed SVG with a line, a legend entry
-//! and a colour per series, nice ticks, gaps at missing points, the right
-//! axis, bands, errors on bad input, the PNG of the same drawing with its
-//! text, and the `plot_lines` script function.
+//! and a colour per series, readable ticks, gaps at missing points, the right
+//! axis, bands on either axis, a legend off the data, errors on bad input,
+//! the PNG of the same drawing with its text, and the `plot_lines` script
+//! function.
 
-use promot::plot::{
-    nice_step, save, save_svg, tick_label, to_png, to_svg, Plot, SecondaryAxis, Series, HEIGHT, PNG_SCALE, WIDTH,
-};
+use promot::plot::{save, save_svg, to_png, to_svg, Plot, SecondaryAxis, Series, HEIGHT, PNG_SCALE, WIDTH};
 use promot::script::new_engine;
 use rhai::Dynamic;
 
@@ -140,53 +139,53 @@ fn series_get_distinct_colours() {
 }
 
 #[test]
-fn ticks_are_nice_numbers() {
-    for (lo, hi) in [
-        (0.0, 1.0),
-        (0.0, 500.0),
-        (0.13, 0.87),
-        (-3.7, 12.2),
-        (1e-6, 7e-6),
-        (95.0, 105.0),
-        (0.0, 1234567.0),
-        (-1.0, -0.2),
-    ] {
-        let step = nice_step(lo, hi, 5).unwrap();
-        let exponent = step.log10().floor();
-        let mantissa = step / 10f64.powf(exponent);
-        assert!(
-            [1.0, 2.0, 5.0].iter().any(|m| (mantissa - m).abs() < 1e-9),
-            "step {step} for {lo}..{hi}"
-        );
-        let parts = (hi - lo) / step;
-        assert!((2.0..=11.0).contains(&parts), "{lo}..{hi} in {parts} steps of {step}");
-    }
-    assert_eq!(nice_step(0.0, 1.0, 5), Some(0.2));
-    assert_eq!(nice_step(0.0, 500.0, 5), Some(100.0));
-    assert_eq!(nice_step(1.0, 1.0, 5), None);
-    assert_eq!(nice_step(f64::NAN, 1.0, 5), None);
-    assert_eq!(nice_step(-f64::MAX, f64::MAX, 5), None);
-}
-
-#[test]
-fn tick_labels_are_short() {
-    assert_eq!(tick_label(0.30000000000000004, 0.1), "0.3");
-    assert_eq!(tick_label(0.25, 0.05), "0.25");
-    assert_eq!(tick_label(300.0, 100.0), "300");
-    assert_eq!(tick_label(-0.0, 0.2), "0.0");
-    assert_eq!(tick_label(2e-6, 1e-6), "0.000002");
+fn tick_labels_are_short_round_numbers() {
     let plot = Plot {
         series: vec![Series::new("acc", vec![0.0, 100.0, 300.0], vec![0.1, 0.3, 0.9])],
         ..Plot::new("t", "x", "y")
     };
     let svg = to_svg(&plot).unwrap();
-    for label in ["0.0", "0.2", "0.4", "0.6", "0.8", "1.0", "0", "100", "300"] {
+    for label in ["0.2", "0.4", "0.6", "0.8", "0", "100", "200", "300"] {
         assert!(has_text(&svg, label), "missing tick label {label}: {:?}", texts(&svg));
     }
-    assert!(
-        texts(&svg).iter().all(|t| !t.contains("0000000")),
-        "rounding noise in a label"
-    );
+    // On ranges of any size and sign: a few short labels, with no rounding
+    // noise (0.30000000000000004, -1.3e-17), that read as evenly spaced values
+    // (not 1e-5 then 0.00001 for 1.2e-5). The same values on both axes make
+    // every label appear twice.
+    for (lo, hi) in [
+        (-1.0, 0.2),
+        (-0.35, 0.35),
+        (1e-6, 7e-6),
+        (1e-6, 1.3e-5),
+        (95.0, 105.0),
+        (0.0, 1234567.0),
+    ] {
+        let vs = vec![lo, (lo + hi) / 2.0, hi];
+        let svg = to_svg(&Plot {
+            series: vec![Series::new("s", vs.clone(), vs)],
+            ..Plot::new("t", "x", "y")
+        })
+        .unwrap();
+        let labels: Vec<String> = texts(&svg).into_iter().filter(|t| t.parse::<f64>().is_ok()).collect();
+        for l in &labels {
+            assert!(
+                l.len() <= 8 && !l.contains("0000") && !l.contains("999"),
+                "{lo}..{hi}: {labels:?}"
+            );
+            assert_eq!(labels.iter().filter(|m| *m == l).count(), 2, "{lo}..{hi}: {labels:?}");
+        }
+        assert!((6..=14).contains(&labels.len()), "{lo}..{hi}: {labels:?}");
+        let mut values: Vec<f64> = labels.iter().map(|l| l.parse().unwrap()).collect();
+        values.sort_by(f64::total_cmp);
+        values.dedup();
+        let step = values[1] - values[0];
+        for w in values.windows(2) {
+            assert!(
+                ((w[1] - w[0]) / step - 1.0).abs() < 1e-6,
+                "{lo}..{hi}: uneven {labels:?}"
+            );
+        }
+    }
 }
 
 #[test]
@@ -256,8 +255,130 @@ fn secondary_axis_series_are_drawn_dashed_with_their_label() {
     // The right series is dashed: many short pieces.
     let dashes = svg.matches(&format!("stroke=\"{ORANGE}\"")).count();
     assert!(dashes > 10, "{dashes} dash pieces");
-    // Both axes carry their ticks (0.0 to 1.0, twice).
-    assert_eq!(texts(&svg).iter().filter(|t| *t == "1.0").count(), 2);
+    // Its markers are triangles (filled polygons): one per point and the legend's.
+    let triangles = svg
+        .split('<')
+        .filter(|t| t.starts_with("polygon") && t.contains(&format!("fill=\"{ORANGE}\"")))
+        .count();
+    assert_eq!(triangles, 6 + 1);
+    // Both axes carry their ticks (0 to 1, twice).
+    assert_eq!(texts(&svg).iter().filter(|t| *t == "1").count(), 2);
+    assert_eq!(texts(&svg).iter().filter(|t| *t == "0.4").count(), 2);
+}
+
+/// The outlines of the shaded polygons (bands) drawn in `colour`.
+fn band_outlines(svg: &str, colour: &str) -> Vec<Vec<(i32, i32)>> {
+    svg.split('<')
+        .filter(|t| {
+            t.starts_with("polygon") && t.contains(&format!("fill=\"{colour}\"")) && t.contains("opacity=\"0.2")
+        })
+        .map(|t| {
+            let points = t.split("points=\"").nth(1).unwrap().split('"').next().unwrap();
+            let point = |p: &str| {
+                let (x, y) = p.split_once(',').unwrap();
+                (x.parse().unwrap(), y.parse().unwrap())
+            };
+            points.split_whitespace().map(point).collect()
+        })
+        .collect()
+}
+
+#[test]
+fn a_band_on_the_right_axis_is_drawn_in_its_coordinates() {
+    // The same interval relative to each axis (0.4-0.6 of 0-1, 40-60 of 0-100)
+    // must cover the same pixels; drawn in the left axis' coordinates, the
+    // right band would be clamped to the top edge.
+    let xs = vec![0.0, 1.0, 2.0];
+    let plot = Plot {
+        series: vec![Series::new("left", xs.clone(), vec![0.5; 3]).with_band(vec![0.4; 3], vec![0.6; 3])],
+        y_range: Some((0.0, 1.0)),
+        secondary: Some(SecondaryAxis {
+            label: "percent".into(),
+            series: vec![Series::new("right", xs, vec![50.0; 3]).with_band(vec![40.0; 3], vec![60.0; 3])],
+            y_range: Some((0.0, 100.0)),
+        }),
+        ..Plot::new("t", "x", "y")
+    };
+    let svg = to_svg(&plot).unwrap();
+    let (left, right) = (band_outlines(&svg, BLUE), band_outlines(&svg, ORANGE));
+    assert_eq!((left.len(), right.len()), (1, 1), "{svg}");
+    // Equal up to a pixel of rounding (plotters maps each axis on its own).
+    assert_eq!(left[0].len(), right[0].len());
+    for (l, r) in left[0].iter().zip(&right[0]) {
+        assert!(
+            (l.0 - r.0).abs() <= 1 && (l.1 - r.1).abs() <= 1,
+            "{left:?} vs {right:?}"
+        );
+    }
+    let ys: Vec<i32> = left[0].iter().map(|p| p.1).collect();
+    let (top, bottom) = (*ys.iter().min().unwrap(), *ys.iter().max().unwrap());
+    assert!(bottom - top > 40, "the band has height: {ys:?}");
+    // PNG too: the right band's tint is there.
+    let png = decode(&to_png(&plot).unwrap());
+    let tinted = (0..png.height)
+        .flat_map(|y| (0..png.width).map(move |x| (x, y)))
+        .filter(|&(x, y)| {
+            let (r, g, b) = png.rgb(x, y);
+            r > 230 && (200..240).contains(&g) && b < 220
+        })
+        .count();
+    assert!(tinted > 1000, "{tinted} pixels of the orange band");
+}
+
+#[test]
+fn the_legend_goes_where_the_data_is_not() {
+    let (left, top) = (true, true);
+    let at = |ys: Vec<f64>| {
+        let (x, y, _, _) = legend_rect(&to_svg(&one_series(ys)).unwrap());
+        (x < WIDTH / 2, y < HEIGHT / 2)
+    };
+    assert_eq!(at(vec![1.0, 2.0, 3.0, 4.0, 5.0]), (left, top), "rising: upper left");
+    assert_eq!(at(vec![5.0, 4.0, 3.0, 2.0, 1.0]), (!left, top), "falling: upper right");
+    assert_eq!(at(vec![1.0, 5.0, 5.0, 5.0, 5.0]), (!left, !top), "high: lower right");
+    // Data in every corner: the fitted y axis grows above it to make room.
+    let crowded = vec![5.0, 1.0, 5.0, 1.0, 5.0, 1.0, 5.0];
+    let svg = to_svg(&one_series(crowded.clone())).unwrap();
+    let (_, y, _, h) = legend_rect(&svg);
+    let data_markers: Vec<u32> = svg
+        .split("<circle")
+        .skip(1)
+        .filter_map(|c| c.split("cy=\"").nth(1)?.split('"').next()?.parse().ok())
+        .filter(|&cy| cy > y + h)
+        .collect();
+    assert_eq!(data_markers.len(), crowded.len(), "every marker below the legend");
+    // With a fixed range there is no room to make: the legend still goes in (over the data).
+    let fixed = Plot {
+        y_range: Some((1.0, 5.0)),
+        ..one_series(crowded)
+    };
+    let (_, y, _, h) = legend_rect(&to_svg(&fixed).unwrap());
+    assert!(y + h < HEIGHT / 2, "upper right");
+}
+
+fn one_series(ys: Vec<f64>) -> Plot {
+    Plot {
+        series: vec![Series::new("s", (0..ys.len()).map(|i| i as f64).collect(), ys)],
+        ..Plot::new("t", "x", "y")
+    }
+}
+
+/// The legend's box (x, y, width, height): the only translucent white rectangle.
+fn legend_rect(svg: &str) -> (u32, u32, u32, u32) {
+    let rect = svg
+        .split('<')
+        .find(|t| t.starts_with("rect") && t.contains("opacity=\"0.85\""))
+        .expect("a legend");
+    let attr = |name: &str| {
+        let v = rect
+            .split(&format!(" {name}=\""))
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        v.parse().unwrap()
+    };
+    (attr("x"), attr("y"), attr("width"), attr("height"))
 }
 
 #[test]
@@ -284,12 +405,14 @@ fn a_band_is_shaded_around_its_line() {
     };
     assert_eq!(bands(&plain), 0);
     assert_eq!(bands(&banded), 2, "{banded}");
-    // The band's upper edge widens the fitted axis.
-    assert!(
-        has_text(&banded, "1.0") && !has_text(&plain, "1.0"),
-        "{:?}",
-        texts(&plain)
-    );
+    // The band's edges widen the fitted axis (0.5-0.8 to 0.4-0.95).
+    for label in ["0.4", "0.9"] {
+        assert!(
+            has_text(&banded, label) && !has_text(&plain, label),
+            "{label}: {:?}",
+            texts(&plain)
+        );
+    }
     let bad = Plot {
         series: vec![Series::new("acc", vec![0.0, 1.0], vec![0.0, 1.0]).with_band(vec![0.0], vec![1.0, 2.0])],
         ..Plot::new("t", "x", "y")
@@ -453,7 +576,7 @@ fn png_is_the_same_drawing_with_its_text() {
     let all = non_white(&png, 0..png.height);
     assert!(all > 10_000, "only {all} drawn pixels");
     // Text is drawn with the compiled-in font: the title alone adds hundreds of
-    // dark pixels at the top (the legend moves up in its place without one).
+    // dark pixels at the top (without one, the frame moves up to the margin).
     let top = 0..(40 * PNG_SCALE);
     let untitled = decode(
         &to_png(&Plot {
@@ -464,7 +587,7 @@ fn png_is_the_same_drawing_with_its_text() {
     );
     let (with, without) = (non_white(&png, top), non_white(&untitled, 0..(8 * PNG_SCALE)));
     assert!(with > 1000, "{with} dark pixels in the title area: no text rendered");
-    assert_eq!(without, 0, "nothing drawn above the legend without a title");
+    assert_eq!(without, 0, "nothing drawn in the margin without a title");
     // The twin-axis figure renders too, with its right axis' label.
     let fig2 = decode(&to_png(&fig2()).unwrap());
     let right_edge = |img: &Image| {
