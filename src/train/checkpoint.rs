@@ -16,6 +16,7 @@ use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::folder_lock::FolderLock;
 use crate::fsio;
 use crate::params::Param;
 
@@ -124,10 +125,13 @@ fn write_dir(dir: &Path, name: &str, tensors: &HashMap<String, Tensor>, meta: &M
 }
 
 /// Remove every checkpoint under `dir` (a fresh start); other files stay.
+/// Fails, removing nothing, while a run holds the folder (`FolderLock`).
 pub fn clear(dir: &Path) -> Result<()> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
+    if !dir.is_dir() {
         return Ok(());
-    };
+    }
+    let _lock = FolderLock::acquire(dir, "clearing its checkpoints")?;
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::file(dir, e))?;
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().to_string();
         if name.starts_with("step-") || name.starts_with(".step-") || name == BEST || name == ".best.partial" {

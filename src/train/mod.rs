@@ -22,6 +22,7 @@ use candle_core::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::folder_lock::FolderLock;
 use crate::kernels::precision::{self, MatmulDtype};
 use crate::model::{pad_batch, LanguageModel};
 use crate::optim::{clip_grad_norm, grad_norm, GroupSettings, Optimizer, Schedule};
@@ -296,6 +297,16 @@ fn restore(params: &[Param], values: &[Tensor]) -> Result<()> {
     params.iter().zip(values).try_for_each(|(p, v)| p.assign(v))
 }
 
+/// Hold the run's folders (checkpoints, metrics) for the whole run: a second
+/// run on one of them fails at once instead of overwriting this one's files.
+fn lock_folders(opts: &TrainOptions) -> Result<Vec<FolderLock>> {
+    let mut dirs: Vec<&PathBuf> = opts.checkpoint_dir.iter().chain(opts.run_dir.iter()).collect();
+    dirs.dedup();
+    dirs.into_iter()
+        .map(|dir| FolderLock::acquire(dir, &format!("{} (training)", opts.label)))
+        .collect()
+}
+
 /// Train for `opts.steps` steps (continuing from a checkpoint when one exists
 /// and `opts.resume`). Keeps the best evaluated state when `keep` is Best.
 pub fn train(
@@ -317,6 +328,7 @@ pub fn train(
     }
     let batcher = Batcher::new(tasks, opts.batch.clone())?;
     let mut groups = param_groups(model, opts)?;
+    let _locks = lock_folders(opts)?;
     model.dropout().set_p(opts.dropout);
     model.dropout().reseed(opts.batch.seed)?;
     let mut history = History::default();
