@@ -115,9 +115,14 @@ fn write_dir(dir: &Path, name: &str, tensors: &HashMap<String, Tensor>, meta: &M
     fsio::ensure_dir(dir)?;
     let tmp = dir.join(format!(".{name}.partial"));
     let _ = std::fs::remove_dir_all(&tmp);
-    fsio::ensure_dir(&tmp)?;
-    fsio::save_safetensors(&tmp.join("state.safetensors"), tensors)?;
-    fsio::write_json(&tmp.join("state.json"), &serde_json::to_value(meta)?)?;
+    let written = fsio::ensure_dir(&tmp)
+        .and_then(|()| fsio::save_safetensors(&tmp.join("state.safetensors"), tensors))
+        .and_then(|()| fsio::write_json(&tmp.join("state.json"), &serde_json::to_value(meta)?));
+    if let Err(e) = written {
+        // (A full disk: leave no partial checkpoint taking space; the previous one is untouched.)
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
     let final_dir = dir.join(name);
     let _ = std::fs::remove_dir_all(&final_dir);
     std::fs::rename(&tmp, &final_dir).map_err(|e| Error::file(&final_dir, e))?;

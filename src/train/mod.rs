@@ -64,6 +64,9 @@ pub struct TrainOptions {
     /// Save a checkpoint every this many steps (0: only at evaluations and the end).
     pub save_every: usize,
     pub resume: bool,
+    /// What the run is (promot's build, model, options, data): written as
+    /// `run.json` in the run's folder once the run holds that folder.
+    pub run_record: Option<serde_json::Value>,
     /// The precision of the products in each step (evaluations run in f32).
     pub dtype: MatmulDtype,
     pub quiet: bool,
@@ -329,6 +332,9 @@ pub fn train(
     let batcher = Batcher::new(tasks, opts.batch.clone())?;
     let mut groups = param_groups(model, opts)?;
     let _locks = lock_folders(opts)?;
+    if let Some(record) = &opts.run_record {
+        metrics_log::write_run_record(opts.run_dir.as_deref(), opts.checkpoint_dir.as_deref(), record)?;
+    }
     model.dropout().set_p(opts.dropout);
     model.dropout().reseed(opts.batch.seed)?;
     let mut history = History::default();

@@ -5,6 +5,8 @@
 #![allow(dead_code)]
 
 pub mod fixtures;
+pub mod hostile;
+pub mod subprocess;
 pub mod llama_checks;
 pub mod t5_checks;
 
