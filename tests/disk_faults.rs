@@ -88,7 +88,10 @@ fn first_run(dir: &Path) {
     let o = run_limited(dir, &script, None);
     assert!(o.status.success(), "the first run failed:\n{}", stderr(&o));
     assert!(stdout(&o).contains("trained 2 steps"), "{}", stdout(&o));
-    assert_eq!(std::fs::read_to_string(dir.join("ck/latest")).unwrap().trim(), "step-000002");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("ck/latest")).unwrap().trim(),
+        "step-000002"
+    );
 }
 
 /// What must survive: the checkpoint folder's checkpoint files, the model, the results.
@@ -105,14 +108,21 @@ fn assert_one_error_naming(o: &Output, path: &str, what: &str) {
     assert!(!o.status.success(), "{what}: the run succeeded");
     let errors = error_lines(o);
     assert_eq!(errors.len(), 1, "{what}: expected one error, got:\n{}", stderr(o));
-    assert!(errors[0].contains(path), "{what}: the error does not name {path}:\n{}", stderr(o));
+    assert!(
+        errors[0].contains(path),
+        "{what}: the error does not name {path}:\n{}",
+        stderr(o)
+    );
 }
 
 /// No temporary files (`.NAME.tmpPID`) or partial checkpoints left under `dir`.
 fn assert_no_leftovers(dir: &Path) {
     for (p, _) in files_under(dir) {
         let name = p.to_string_lossy();
-        assert!(!name.contains(".tmp") && !name.contains(".partial"), "left behind: {name}");
+        assert!(
+            !name.contains(".tmp") && !name.contains(".partial"),
+            "left behind: {name}"
+        );
     }
 }
 
@@ -125,13 +135,21 @@ fn on_a_full_disk_every_writer_fails_naming_its_path_and_keeps_what_was_saved() 
     // Checkpointing: step 3's checkpoint does not fit.
     let more = write_script(&dir, "more.rhai", &train_script(4));
     let o = run_limited(&dir, &more, Some(FILE_LIMIT));
-    assert_one_error_naming(&o, "ck/.step-000003.partial/state.safetensors", "a checkpoint on a full disk");
+    assert_one_error_naming(
+        &o,
+        "ck/.step-000003.partial/state.safetensors",
+        "a checkpoint on a full disk",
+    );
     assert!(stderr(&o).contains("File too large"), "{}", stderr(&o));
 
     // Saving a model, a prompt, results.
     let load = format!("let m = load_model(\"{TINY_MT5}\");\n");
     for (name, code, path) in [
-        ("save_model.rhai", format!("{load}m.save(\"model\");"), "model/model.safetensors"),
+        (
+            "save_model.rhai",
+            format!("{load}m.save(\"model\");"),
+            "model/model.safetensors",
+        ),
         (
             "save_prompt.rhai",
             format!("{load}let p = m.soft_prompt(600, \"uniform\"); p.save(\"results/prompt.safetensors\");"),
@@ -151,7 +169,11 @@ fn on_a_full_disk_every_writer_fails_naming_its_path_and_keeps_what_was_saved() 
 
     // The checkpoint kept is good: with room again, the run resumes from it and finishes.
     let o = run_limited(&dir, &more, None);
-    assert!(o.status.success(), "resuming after the full disk failed:\n{}", stderr(&o));
+    assert!(
+        o.status.success(),
+        "resuming after the full disk failed:\n{}",
+        stderr(&o)
+    );
     assert!(stdout(&o).contains("trained 4 steps"), "{}", stdout(&o));
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -203,7 +225,11 @@ fn in_a_read_only_folder_every_writer_fails_naming_its_path_and_keeps_what_was_s
             format!("{load}let p = m.soft_prompt(2, \"uniform\"); p.save(\"results/prompt.safetensors\");"),
             "results/prompt.safetensors",
         ),
-        ("write_json.rhai", "write_json(\"results/summary.json\", #{ again: true });".into(), "results/summary.json"),
+        (
+            "write_json.rhai",
+            "write_json(\"results/summary.json\", #{ again: true });".into(),
+            "results/summary.json",
+        ),
     ] {
         let script = write_script(&dir, name, &code);
         std::fs::set_permissions(dir.join(name), std::fs::Permissions::from_mode(0o644)).unwrap();

@@ -116,7 +116,18 @@ fn preamble() -> Vec<(String, String)> {
 
 /// Step counts, lengths, sizes: hostile, but never large enough to make a call slow.
 const BOUNDED: &[&str] = &[
-    "-1", "0", "1", "2", "3", "-9223372036854775807 - 1", "0.0 / 0.0", "1.0 / 0.0", "1.5", "\"2\"", "()", "[2]",
+    "-1",
+    "0",
+    "1",
+    "2",
+    "3",
+    "-9223372036854775807 - 1",
+    "0.0 / 0.0",
+    "1.0 / 0.0",
+    "1.5",
+    "\"2\"",
+    "()",
+    "[2]",
 ];
 const BOUNDED_KEYS: &[&str] = &[
     "steps",
@@ -217,9 +228,8 @@ impl Program {
     /// The program so far as a script: earlier statements that failed are
     /// wrapped in try/catch, so the script reaches the last one as the test did.
     fn script(&self, failed: &[bool]) -> String {
-        let mut out = String::from(
-            "// Reproduces a tests/fuzz.rs failure; run in an empty folder: promot run repro.rhai\n",
-        );
+        let mut out =
+            String::from("// Reproduces a tests/fuzz.rs failure; run in an empty folder: promot run repro.rhai\n");
         let last = self.lines.len().saturating_sub(1);
         for (i, line) in self.lines.iter().enumerate() {
             if i < last && failed.get(i).copied().unwrap_or(false) {
@@ -318,7 +328,8 @@ impl Gen<'_> {
             0 => "task".into(),
             1 => format!(
                 "toy_task({}, {}, {})",
-                self.rng.pick(&["\"rte\"", "\"en_fr\"", "\"triviaqa\"", "\"bogus\"", "\"\""]),
+                self.rng
+                    .pick(&["\"rte\"", "\"en_fr\"", "\"triviaqa\"", "\"bogus\"", "\"\""]),
                 self.rng.pick(&["0", "1", "2", "-1"]),
                 self.rng.pick(&["0", "-1", "9223372036854775807"])
             ),
@@ -326,8 +337,15 @@ impl Gen<'_> {
             _ => format!(
                 "#{{name: {}, metric: {}, kind: {}, max_new_tokens: {}, examples: {}}}",
                 self.string(),
-                self.rng
-                    .pick(&["\"accuracy\"", "\"bleu\"", "\"rouge2\"", "\"exact_match\"", "\"bogus\"", "3", "()"]),
+                self.rng.pick(&[
+                    "\"accuracy\"",
+                    "\"bleu\"",
+                    "\"rouge2\"",
+                    "\"exact_match\"",
+                    "\"bogus\"",
+                    "3",
+                    "()"
+                ]),
                 self.rng.pick(&["\"classification\"", "\"generation\"", "\"x\"", "()"]),
                 self.bounded(),
                 self.data_array()
@@ -339,7 +357,10 @@ impl Gen<'_> {
     /// the paper's real tasks, thousands of examples long).
     fn tasks(&mut self) -> String {
         if self.rng.chance(10) {
-            return self.rng.pick(&["()", "[]", "[()]", "#{}", "\"rte\"", "[[]]", "[1]"]).to_string();
+            return self
+                .rng
+                .pick(&["()", "[]", "[()]", "#{}", "\"rte\"", "[[]]", "[1]"])
+                .to_string();
         }
         let n = self.rng.next(3);
         let items: Vec<String> = (0..n).map(|_| self.task()).collect();
@@ -397,6 +418,17 @@ impl Gen<'_> {
         if pname == "tasks" {
             return self.tasks();
         }
+        // Sizes: small, or extreme enough to be refused at once; never an
+        // earlier result (a parameter count makes a legitimately long call).
+        if matches!(pname, "steps" | "n" | "k" | "length" | "units" | "total" | "k_max") {
+            return if self.rng.chance(70) {
+                self.bounded()
+            } else {
+                self.rng
+                    .pick(&["-1", "1 << 40", "9223372036854775807", "-9223372036854775807 - 1"])
+                    .to_string()
+            };
+        }
         if self.rng.chance(10) {
             return self.any();
         }
@@ -406,11 +438,6 @@ impl Gen<'_> {
                 return self.var_of("Model").unwrap_or_else(|| "m5".into())
             }
             "stage" => return format!("#{{steps: {}, label: {}}}", self.bounded(), self.string()),
-            "steps" | "n" | "k" | "length" if fname != "ones" && fname != "zeros" => {
-                if self.rng.chance(70) {
-                    return self.bounded();
-                }
-            }
             _ => {}
         }
         if fname == "train" && k == "array" {
@@ -442,11 +469,19 @@ impl Gen<'_> {
         };
         let fns = self.fns;
         let f = &fns[i];
-        let args: Vec<String> = f.params.iter().map(|(pname, ty)| self.arg(&f.name, pname, ty)).collect();
+        let args: Vec<String> = f
+            .params
+            .iter()
+            .map(|(pname, ty)| self.arg(&f.name, pname, ty))
+            .collect();
         let text = call_text(f, &args)?;
         if f.name.starts_with("set$") || f.name == "index$set$" {
             // An assignment: its target must be a variable.
-            return self.vars.iter().any(|v| v.name == args[0]).then(|| (format!("{text};"), false));
+            return self
+                .vars
+                .iter()
+                .any(|v| v.name == args[0])
+                .then(|| (format!("{text};"), false));
         }
         Some((format!("let {var} = {text};"), true))
     }
@@ -479,9 +514,11 @@ impl Worker {
             for (text, var) in jobs {
                 let r = catch_unwind(AssertUnwindSafe(|| engine.run_with_scope(&mut scope, &text)));
                 let outcome = match r {
-                    Ok(Ok(())) => Outcome::Ok(
-                        var.and_then(|v| scope.get(&v).map(|d: &Dynamic| kind(engine.map_type_name(d.type_name())))),
-                    ),
+                    Ok(Ok(())) => Outcome::Ok(var.and_then(|v| {
+                        scope
+                            .get(&v)
+                            .map(|d: &Dynamic| kind(engine.map_type_name(d.type_name())))
+                    })),
                     Ok(Err(e)) => Outcome::Err(e),
                     Err(_) => Outcome::Panicked(LAST_PANIC.lock().map(|s| s.clone()).unwrap_or_default()),
                 };
@@ -541,14 +578,21 @@ fn run_program(engine: &Arc<Engine>, gen: &mut Gen, tally: &mut Tally, running: 
     }
     for s in 0..STATEMENTS_PER_PROGRAM {
         let var = format!("v{s}");
-        let Some((line, binds)) = gen.statement(&var) else { continue };
+        let Some((line, binds)) = gen.statement(&var) else {
+            continue;
+        };
         program.lines.push(line.clone());
         let _ = std::fs::write(running, program.script(&failed));
         tally.calls += 1;
         match worker.run(&line, binds.then_some(var.as_str())) {
             None => {
                 interrupt::request_interrupt();
-                report(tally, &format!("did not return within {CALL_TIMEOUT:?}"), &program, &failed);
+                report(
+                    tally,
+                    &format!("did not return within {CALL_TIMEOUT:?}"),
+                    &program,
+                    &failed,
+                );
                 std::thread::sleep(Duration::from_secs(1));
                 interrupt::clear_interrupt();
                 return false;
@@ -603,9 +647,13 @@ fn generated_programs_never_panic_hang_or_lose_the_error_position() {
             !GLOBAL_STATE.contains(&base)
         })
         .collect();
-    let heavy: Vec<usize> = (0..fns.len()).filter(|&i| HEAVY.contains(&fns[i].name.as_str())).collect();
+    let heavy: Vec<usize> = (0..fns.len())
+        .filter(|&i| HEAVY.contains(&fns[i].name.as_str()))
+        .collect();
     assert!(heavy.len() >= 20, "the heavy functions were not all found: {heavy:?}");
-    let train_keys: Vec<String> = engine.eval::<rhai::Array>("train_option_names()").unwrap()
+    let train_keys: Vec<String> = engine
+        .eval::<rhai::Array>("train_option_names()")
+        .unwrap()
         .into_iter()
         .map(|k| k.to_string())
         .collect();

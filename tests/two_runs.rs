@@ -40,8 +40,14 @@ fn wait_until_training(dir: &Path, child: &mut Child) {
     let deadline = Instant::now() + Duration::from_secs(120);
     let log = dir.join("ck/metrics.jsonl");
     while std::fs::read_to_string(&log).map(|t| t.lines().count()).unwrap_or(0) < 3 {
-        assert!(child.try_wait().unwrap().is_none(), "the first run ended before training");
-        assert!(Instant::now() < deadline, "the first run did not start training within 120 s");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the first run ended before training"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the first run did not start training within 120 s"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -49,7 +55,11 @@ fn wait_until_training(dir: &Path, child: &mut Child) {
 /// The checkpoint files under ck (not the log the running run appends to).
 fn checkpoints(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut files = files_under(&dir.join("ck"));
-    files.retain(|(p, _)| p.components().any(|c| c.as_os_str().to_string_lossy().starts_with("step-")) || p.ends_with("latest"));
+    files.retain(|(p, _)| {
+        p.components()
+            .any(|c| c.as_os_str().to_string_lossy().starts_with("step-"))
+            || p.ends_with("latest")
+    });
     files
 }
 
@@ -75,19 +85,36 @@ fn a_second_run_on_a_folder_in_use_fails_clearly_and_a_killed_run_leaves_no_lock
         "the error should name the folder and the first run's process:\n{}",
         stderr(&o)
     );
-    assert_eq!(std::fs::read(dir.join("ck/run.json")).unwrap(), run_json, "the second run rewrote the first's run.json");
+    assert_eq!(
+        std::fs::read(dir.join("ck/run.json")).unwrap(),
+        run_json,
+        "the second run rewrote the first's run.json"
+    );
 
     // Clearing its checkpoints is refused too, and removes nothing.
     let o = promot(&dir, &["-e", "clear_checkpoints(\"ck\")"]).output().unwrap();
-    assert!(!o.status.success(), "clear_checkpoints ran on the folder of a run in progress");
+    assert!(
+        !o.status.success(),
+        "clear_checkpoints ran on the folder of a run in progress"
+    );
     assert!(stderr(&o).contains("in use by another run"), "{}", stderr(&o));
-    assert!(checkpoints(&dir) == saved, "clear_checkpoints removed checkpoints of a run in progress");
+    assert!(
+        checkpoints(&dir) == saved,
+        "clear_checkpoints removed checkpoints of a run in progress"
+    );
 
     drop(first); // SIGKILL: no chance to clean up
     let o = train(&dir, 4).output().unwrap();
-    assert!(o.status.success(), "a run after the first was killed failed:\n{}", stderr(&o));
+    assert!(
+        o.status.success(),
+        "a run after the first was killed failed:\n{}",
+        stderr(&o)
+    );
     assert!(stdout(&o).contains("trained"), "{}", stdout(&o));
-    assert_eq!(std::fs::read_to_string(dir.join("ck/latest")).unwrap().trim(), "step-000004");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("ck/latest")).unwrap().trim(),
+        "step-000004"
+    );
     let o = promot(&dir, &["-e", "clear_checkpoints(\"ck\")"]).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(checkpoints(&dir).is_empty(), "clear_checkpoints left checkpoints");

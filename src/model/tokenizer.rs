@@ -185,10 +185,7 @@ impl Tokenizer {
     /// Write `dir/tokenizer.json` (and `dir/spiece.model` when loaded from one), creating `dir` if needed.
     pub fn save(&self, dir: &Path) -> Result<()> {
         let json_path = dir.join("tokenizer.json");
-        let json = self
-            .inner
-            .to_string(true)
-            .map_err(|e| Error::file(&json_path, e))?;
+        let json = self.inner.to_string(true).map_err(|e| Error::file(&json_path, e))?;
         crate::fsio::write_atomic(&json_path, json.as_bytes())?;
         if let Some(bytes) = &self.spiece {
             crate::fsio::write_atomic(&dir.join("spiece.model"), bytes)?;

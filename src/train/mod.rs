@@ -353,6 +353,7 @@ pub fn train(
     )?;
 
     let mut k = start;
+    let mut saved_at = start;
     while k < opts.steps {
         if should_stop() {
             history.stopped_early = Some(format!("interrupted at step {k}"));
@@ -396,14 +397,16 @@ pub fn train(
                 }
             }
             save(model, &groups, opts, &history, k)?;
+            saved_at = k;
         } else if opts.save_every > 0 && k % opts.save_every == 0 {
             save(model, &groups, opts, &history, k)?;
+            saved_at = k;
         }
         metrics.write()?;
         progress.update(k, loss, &extra);
     }
-    // (A run resumed already finished has nothing new to save.)
-    if k == opts.steps && k > start && history.stopped_early.is_none() {
+    // (A run resumed already finished has nothing new to save, nor one whose last step is saved.)
+    if k == opts.steps && k > start && k != saved_at && history.stopped_early.is_none() {
         save(model, &groups, opts, &history, k)?;
     }
     progress.finish();

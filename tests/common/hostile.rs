@@ -39,9 +39,26 @@ pub const FIXTURES: &[(&str, &[&str])] = &[
     )]),
 ];
 
-pub const INTS: &[&str] = &["0", "1", "-1", "2", "-7", "1 << 40", "9223372036854775807", "-9223372036854775807 - 1"];
+pub const INTS: &[&str] = &[
+    "0",
+    "1",
+    "-1",
+    "2",
+    "-7",
+    "1 << 40",
+    "9223372036854775807",
+    "-9223372036854775807 - 1",
+];
 pub const FLOATS: &[&str] = &["0.5", "0.0", "-1.0", "1e300", "-1e300", "0.0 / 0.0", "1.0 / 0.0"];
-pub const NUMBERS: &[&str] = &["0", "-1", "9223372036854775807", "0.5", "-1e300", "0.0 / 0.0", "1.0 / 0.0"];
+pub const NUMBERS: &[&str] = &[
+    "0",
+    "-1",
+    "9223372036854775807",
+    "0.5",
+    "-1e300",
+    "0.0 / 0.0",
+    "1.0 / 0.0",
+];
 pub const ARRAYS: &[&str] = &[
     "[2, 3]",
     "[]",
@@ -57,7 +74,16 @@ pub const ARRAYS: &[&str] = &[
     "[[]]",
     "[[1, 2], [3, 4]]",
 ];
-pub const STRINGS: &[&str] = &["\"bogus\"", "\"\"", "\"f16\"", "\"cpu\"", "\"cuda\"", "\"/nonexistent_promot_dir/x\"", "\"*\"", "\"-1\""];
+pub const STRINGS: &[&str] = &[
+    "\"bogus\"",
+    "\"\"",
+    "\"f16\"",
+    "\"cpu\"",
+    "\"cuda\"",
+    "\"/nonexistent_promot_dir/x\"",
+    "\"*\"",
+    "\"-1\"",
+];
 pub const MAPS: &[&str] = &[
     "#{}",
     "#{a: 1}",
@@ -79,7 +105,10 @@ pub fn base_type(ty: &str) -> String {
 /// Expressions of malformed values for a parameter type ("A|B", a doc-only
 /// union, takes both); empty for a type with none.
 pub fn exprs_for(ty: &str) -> Vec<&'static str> {
-    ty.split('|').flat_map(|t| exprs_for_one(&base_type(t))).copied().collect()
+    ty.split('|')
+        .flat_map(|t| exprs_for_one(&base_type(t)))
+        .copied()
+        .collect()
 }
 
 fn exprs_for_one(ty: &str) -> &'static [&'static str] {

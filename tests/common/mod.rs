@@ -6,8 +6,8 @@
 
 pub mod fixtures;
 pub mod hostile;
-pub mod subprocess;
 pub mod llama_checks;
+pub mod subprocess;
 pub mod t5_checks;
 
 use serde_json::Value;
