@@ -17,6 +17,10 @@ use std::process::{Command, Output};
 
 mod common;
 use common::hostile::{scratch_dir, TINY_MT5};
+
+/// The fixture model, as the scripts name it: copied into each test's folder
+/// (where an unprivileged process can read it).
+const MODEL: &str = "tiny-mt5";
 use common::subprocess::{error_lines, files_under, promot, stderr, stdout};
 
 /// The limit on any one file's size: the fixture mT5's checkpoint (its
@@ -27,7 +31,7 @@ const FILE_LIMIT: u64 = 64 * 1024;
 /// checkpoint every step, and print how many losses its history has.
 fn train_script(steps: usize) -> String {
     format!(
-        "let m = load_model(\"{TINY_MT5}\");\n\
+        "let m = load_model(\"{MODEL}\");\n\
          let h = m.train([#{{input: \"a b\", target: \"True\"}}, #{{input: \"c d\", target: \"False\"}}],\n\
          \x20   #{{steps: {steps}, batch_size: 2, save_every: 1, checkpoint_dir: \"ck\", quiet: true}});\n\
          print(`trained ${{h.losses.len()}} steps`);\n"
@@ -82,8 +86,17 @@ fn run_limited(dir: &Path, script: &str, limit: Option<u64>) -> Output {
     cmd.output().unwrap()
 }
 
+/// Copy every file of `from` into `to`.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
 /// The first run, unlimited: it must succeed.
 fn first_run(dir: &Path) {
+    copy_dir(Path::new(TINY_MT5), &dir.join(MODEL));
     let script = write_script(dir, "first.rhai", &first_run_script());
     let o = run_limited(dir, &script, None);
     assert!(o.status.success(), "the first run failed:\n{}", stderr(&o));
@@ -143,7 +156,7 @@ fn on_a_full_disk_every_writer_fails_naming_its_path_and_keeps_what_was_saved() 
     assert!(stderr(&o).contains("File too large"), "{}", stderr(&o));
 
     // Saving a model, a prompt, results.
-    let load = format!("let m = load_model(\"{TINY_MT5}\");\n");
+    let load = format!("let m = load_model(\"{MODEL}\");\n");
     for (name, code, path) in [
         (
             "save_model.rhai",
@@ -196,13 +209,32 @@ fn set_writable(path: &Path, writable: bool) {
     }
 }
 
-/// Run as `nobody` when the tests run as root (root ignores permissions).
+/// Run as `nobody` when the tests run as root (root ignores permissions),
+/// from copies of the binary and the stdlib in `dir`: a checkout under a
+/// private home folder (/root) is out of `nobody`'s reach.
 fn run_unprivileged(dir: &Path, script: &str) -> Output {
-    let mut cmd: Command = promot(dir, &["run", script]);
     // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        cmd.uid(65534).gid(65534);
+    if unsafe { libc::geteuid() } != 0 {
+        return promot(dir, &["run", script]).output().unwrap();
     }
+    let bin = dir.join("bin/promot");
+    if !bin.exists() {
+        std::fs::create_dir_all(dir.join("bin")).unwrap();
+        std::fs::copy(env!("CARGO_BIN_EXE_promot"), &bin).unwrap();
+        copy_dir(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("stdlib"),
+            &dir.join("home/stdlib"),
+        );
+        set_writable(&dir.join("home"), true);
+    }
+    let mut cmd = Command::new(&bin);
+    cmd.args(["run", script])
+        .current_dir(dir)
+        .env("PROMOT_HOME", dir.join("home"))
+        .env("HF_HUB_OFFLINE", "1")
+        .env("PROMOT_CACHE", dir.join("cache"))
+        .uid(65534)
+        .gid(65534);
     cmd.output().unwrap()
 }
 
@@ -216,7 +248,7 @@ fn in_a_read_only_folder_every_writer_fails_naming_its_path_and_keeps_what_was_s
     for sub in ["ck", "model", "results"] {
         set_writable(&dir.join(sub), false);
     }
-    let load = format!("let m = load_model(\"{TINY_MT5}\");\n");
+    let load = format!("let m = load_model(\"{MODEL}\");\n");
     for (name, code, path) in [
         ("more.rhai", train_script(4), "ck"),
         ("save_model.rhai", format!("{load}m.save(\"model\");"), "model/"),
