@@ -39,7 +39,10 @@ fn replace_with(path: &Path, fill: impl FnOnce(&Path) -> std::result::Result<(),
     let tmp = temp_path(path);
     let written = fill(&tmp).and_then(|()| {
         // Data on disk before the rename makes it visible (a crash must not leave an empty file).
-        std::fs::File::open(&tmp)
+        // (Opened for writing: some systems refuse to flush a read-only handle.)
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&tmp)
             .and_then(|f| f.sync_all())
             .map_err(|e| e.to_string())
     });
