@@ -15,12 +15,13 @@
 //! `target/tmp/fuzz-running.rhai`.
 //!
 //! Functions with process-wide state (the default device, templates, the
-//! progress display) are left out so that each program reproduces alone;
-//! `no_panic.rs` covers them.
+//! progress display) are left out so that each program reproduces alone, and
+//! `data_path` (its paths point into the source tree, which the test checks
+//! it leaves untouched); `no_panic.rs` covers them.
 
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -54,6 +55,8 @@ const GLOBAL_STATE: &[&str] = &[
     "exit",
     // (not global, but it prints pages of text)
     "help",
+    // (a path into promot's home, the source tree: a later save there would write into it)
+    "data_path",
 ];
 
 /// Calls that train, evaluate or generate: drawn more often than the rest.
@@ -419,7 +422,7 @@ impl Gen<'_> {
             return self.tasks();
         }
         // Sizes: small, or extreme enough to be refused at once; never an
-        // earlier result (a parameter count makes a legitimately long call).
+        // earlier result (a parameter count as n makes a legitimately long call).
         if matches!(pname, "steps" | "n" | "k" | "length" | "units" | "total" | "k_max") {
             return if self.rng.chance(70) {
                 self.bounded()
@@ -428,6 +431,11 @@ impl Gen<'_> {
                     .pick(&["-1", "1 << 40", "9223372036854775807", "-9223372036854775807 - 1"])
                     .to_string()
             };
+        }
+        if pname == "shape" {
+            // Literal shapes only: an earlier result (token ids) as a shape can
+            // ask for gigabytes, legitimately slow rather than hostile.
+            return self.rng.pick(&exprs_for("Array")).to_string();
         }
         if self.rng.chance(10) {
             return self.any();
@@ -559,7 +567,7 @@ fn report(tally: &mut Tally, what: &str, program: &Program, failed: &[bool]) {
 }
 
 /// Run one generated program; false when the fuzz should stop (a hang).
-fn run_program(engine: &Arc<Engine>, gen: &mut Gen, tally: &mut Tally, running: &PathBuf) -> bool {
+fn run_program(engine: &Arc<Engine>, gen: &mut Gen, tally: &mut Tally, running: &Path, scratch: &Path) -> bool {
     let worker = Worker::start(engine.clone());
     let mut program = Program { lines: Vec::new() };
     let mut failed = Vec::new();
@@ -584,7 +592,12 @@ fn run_program(engine: &Arc<Engine>, gen: &mut Gen, tally: &mut Tally, running: 
         program.lines.push(line.clone());
         let _ = std::fs::write(running, program.script(&failed));
         tally.calls += 1;
-        match worker.run(&line, binds.then_some(var.as_str())) {
+        let outcome = worker.run(&line, binds.then_some(var.as_str()));
+        if std::env::current_dir().ok().as_deref() != Some(scratch) {
+            report(tally, "the working directory changed", &program, &failed);
+            return false;
+        }
+        match outcome {
             None => {
                 interrupt::request_interrupt();
                 report(
@@ -625,8 +638,18 @@ fn run_program(engine: &Arc<Engine>, gen: &mut Gen, tally: &mut Tally, running: 
 
 #[test]
 fn generated_programs_never_panic_hang_or_lose_the_error_position() {
-    let scratch = scratch_dir("fuzz");
+    let scratch = scratch_dir("fuzz").canonicalize().unwrap();
     std::env::set_current_dir(&scratch).unwrap();
+    let source_tree = || -> Vec<PathBuf> {
+        let mut names: Vec<PathBuf> = std::fs::read_dir(env!("CARGO_MANIFEST_DIR"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        names.sort();
+        names
+    };
+    let tree_before = source_tree();
     std::env::set_var("PROMOT_CACHE", scratch.join("cache"));
     std::env::set_var("HF_HUB_OFFLINE", "1");
     std::panic::set_hook(Box::new(|info| {
@@ -670,7 +693,7 @@ fn generated_programs_never_panic_hang_or_lose_the_error_position() {
     let start = Instant::now();
     while tally.calls < MAX_CALLS && start.elapsed() < TIME_BUDGET {
         tally.programs += 1;
-        if !run_program(&engine, &mut gen, &mut tally, &running) {
+        if !run_program(&engine, &mut gen, &mut tally, &running, &scratch) {
             break;
         }
     }
@@ -685,6 +708,8 @@ fn generated_programs_never_panic_hang_or_lose_the_error_position() {
         tally.failures.len()
     );
     let _ = std::fs::remove_file(&running);
+    let stray: Vec<_> = source_tree().into_iter().filter(|p| !tree_before.contains(p)).collect();
+    assert!(stray.is_empty(), "the fuzz wrote into the source tree: {stray:?}");
     let _ = std::fs::remove_dir_all(&scratch);
     assert!(
         tally.failures.is_empty(),
