@@ -1,6 +1,12 @@
-//! Atomic file writes: a crash or Ctrl-C while saving never leaves a
-//! half-written checkpoint behind; the old file stays until the new one is
+//! Atomic file writes: a crash, Ctrl-C or a full disk while saving never
+//! leaves a half-written file behind; the old file stays until the new one is
 //! complete on disk.
+//!
+//! Every writer goes the same way: write a temporary file beside the target
+//! (`.NAME.tmpPID`), fsync it, rename it over the target, fsync the folder. A
+//! write that fails (no space, a file-size limit, a read-only folder) removes
+//! its temporary file and returns one error naming the path it could not
+//! write; the target keeps its previous contents.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -18,8 +24,37 @@ fn temp_path(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.tmp{}", std::process::id()))
 }
 
-fn commit(tmp: &Path, path: &Path) -> Result<()> {
-    std::fs::rename(tmp, path).map_err(|e| Error::file(path, e))
+/// The folder `path` is in ("." for a bare name).
+fn parent_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+/// Write the temporary file with `fill`, make it durable and move it into
+/// place; on any failure remove it and name `path` (what the caller asked
+/// to write) in the error.
+fn replace_with(path: &Path, fill: impl FnOnce(&Path) -> std::result::Result<(), String>) -> Result<()> {
+    ensure_dir(parent_of(path))?;
+    let tmp = temp_path(path);
+    let written = fill(&tmp).and_then(|()| {
+        // Data on disk before the rename makes it visible (a crash must not leave an empty file).
+        // (Opened for writing: some systems refuse to flush a read-only handle.)
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| e.to_string())
+    });
+    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path).map_err(|e| e.to_string())) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::file(path, format!("cannot write: {e}")));
+    }
+    // The rename itself durable (best effort: some file systems refuse to sync a folder).
+    if let Ok(dir) = std::fs::File::open(parent_of(path)) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
 }
 
 pub fn ensure_dir(dir: &Path) -> Result<()> {
@@ -28,24 +63,17 @@ pub fn ensure_dir(dir: &Path) -> Result<()> {
 
 /// Write bytes to `path` atomically (temp file, fsync, rename).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        ensure_dir(parent)?;
-    }
-    let tmp = temp_path(path);
-    let mut f = std::fs::File::create(&tmp).map_err(|e| Error::file(&tmp, e))?;
-    f.write_all(bytes).map_err(|e| Error::file(&tmp, e))?;
-    f.sync_all().map_err(|e| Error::file(&tmp, e))?;
-    commit(&tmp, path)
+    replace_with(path, |tmp| {
+        let mut f = std::fs::File::create(tmp).map_err(|e| e.to_string())?;
+        f.write_all(bytes).map_err(|e| e.to_string())
+    })
 }
 
 /// Save named tensors as safetensors atomically.
 pub fn save_safetensors(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<()> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        ensure_dir(parent)?;
-    }
-    let tmp = temp_path(path);
-    candle_core::safetensors::save(tensors, &tmp).map_err(|e| Error::file(&tmp, e))?;
-    commit(&tmp, path)
+    replace_with(path, |tmp| {
+        candle_core::safetensors::save(tensors, tmp).map_err(|e| e.to_string())
+    })
 }
 
 /// Load every tensor of a safetensors file onto `device`.

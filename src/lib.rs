@@ -7,6 +7,7 @@ pub mod data;
 pub mod device;
 pub mod error;
 pub mod eval;
+pub mod folder_lock;
 pub mod fsio;
 pub mod home;
 pub mod interrupt;

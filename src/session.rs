@@ -27,7 +27,7 @@ use crate::model::{loading, GenerateOptions, Generation, LanguageModel, Model};
 use crate::prompt::SoftPrompt;
 use crate::provenance::{self, Build};
 use crate::tokenizer::Tokenizer;
-use crate::train::{metrics_log, TaskData, TrainConfig, TrainOptions};
+use crate::train::{TaskData, TrainConfig, TrainOptions};
 use serde_json::{json, Value};
 
 /// How `Session::load` (and `load_model`) loads.
@@ -194,12 +194,12 @@ impl Session {
         config.build()
     }
 
-    /// Describe a `train` call in its run folder (`run.json` beside
-    /// `metrics.jsonl`): promot's build, the model and a hash of its weights as
-    /// the call starts, the options, the prompts and a hash of each task's data.
-    pub fn describe_run(&self, opts: &TrainOptions, config: &TrainConfig, tasks: &[TaskData]) -> Result<()> {
-        let (run_dir, checkpoint_dir) = (opts.run_dir.as_deref(), opts.checkpoint_dir.as_deref());
-        if run_dir.or(checkpoint_dir).is_none() {
+    /// Describe a `train` call for its run folder (`run.json` beside
+    /// `metrics.jsonl`, written by `train` once it holds the folder): promot's
+    /// build, the model and a hash of its weights as the call starts, the
+    /// options, the prompts and a hash of each task's data.
+    pub fn describe_run(&self, opts: &mut TrainOptions, config: &TrainConfig, tasks: &[TaskData]) -> Result<()> {
+        if opts.run_dir.is_none() && opts.checkpoint_dir.is_none() {
             return Ok(());
         }
         let prompts: Vec<Value> = opts
@@ -232,7 +232,8 @@ impl Session {
             "data": data,
             "started_unix": provenance::unix_time(),
         });
-        metrics_log::write_run_record(run_dir, checkpoint_dir, &record)
+        opts.run_record = Some(record);
+        Ok(())
     }
 
     /// A one-line description, as the REPL shows it.

@@ -2,7 +2,7 @@
 //! arguments, must return (Ok or Err) and never panic or hang. The function
 //! list comes from the engine's metadata, so functions registered later are
 //! covered automatically. To cover a new custom type, add an expression that
-//! builds one to FIXTURES.
+//! builds one to FIXTURES (tests/common/hostile.rs, shared with tests/fuzz.rs).
 
 use std::collections::BTreeSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -13,87 +13,15 @@ use promot::script::help::{functions, FnDoc};
 use promot::script::{interrupt, new_engine};
 use rhai::{Dynamic, Engine, Scope};
 
-/// Expressions that build a value of a custom type, by the type's script name.
-const FIXTURES: &[(&str, &[&str])] = &[
-    ("Tensor", &[
-        "zeros([2, 3])",
-        "ones([4])",
-        "tensor(1.5)",
-        "zeros([0])",
-        "zeros([2, 0])",
-        "ones([2, 3], \"f16\")",
-        "ones([3], \"u8\")",
-        "ones([3], \"i64\")",
-        "tensor([[1, 2], [3, 4]]).argmax(1)",
-        "randn([1, 2, 1, 3], 1)",
-        "tensor([0.0, -1.0]).log()",
-    ]),
-    ("Model", &[concat!("load_model(\"", env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny-mt5\")")]),
-    ("Prompt", &[concat!("soft_prompt(load_model(\"", env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny-mt5\"), 3, \"uniform\")")]),
-    ("Results", &[concat!(
-        "load_model(\"", env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny-mt5\").evaluate(",
-        "#{name: \"t\", metric: \"accuracy\", kind: \"classification\", max_new_tokens: 2, examples: [#{input: \"a\", target: \"True\"}]},",
-        "#{shots: [0], quiet: true, cache: false})"
-    )]),
-];
+mod common;
+use common::hostile::{base_type, call_text, exprs_for, scratch_dir, Lcg};
 
-/// Malformed values for a parameter type; "A|B" (a doc-only union) takes both.
+/// Malformed values for a parameter type (the shared pools, evaluated).
 fn pool_for(engine: &Engine, ty: &str) -> Vec<Dynamic> {
-    ty.split('|')
-        .flat_map(|t| pool_for_one(engine, &base_type(t)))
+    exprs_for(ty)
+        .into_iter()
+        .filter_map(|src| engine.eval::<Dynamic>(src).ok())
         .collect()
-}
-
-/// "&mut Model" -> "Model".
-fn base_type(ty: &str) -> String {
-    ty.trim()
-        .trim_start_matches('&')
-        .trim()
-        .trim_start_matches("mut ")
-        .trim()
-        .to_string()
-}
-
-fn pool_for_one(engine: &Engine, ty: &str) -> Vec<Dynamic> {
-    let e = |src: &str| engine.eval::<Dynamic>(src).ok();
-    let exprs: &[&str] = match ty {
-        "i64" | "int" | "INT" | "usize" | "i32" | "u64" => {
-            &["0", "1", "-1", "2", "-7", "1 << 40", "9223372036854775807", "-9223372036854775807 - 1"]
-        }
-        "f64" | "float" | "FLOAT" | "f32" => &["0.5", "0.0", "-1.0", "1e300", "-1e300", "0.0 / 0.0", "1.0 / 0.0"],
-        "number" => &["0", "-1", "9223372036854775807", "0.5", "-1e300", "0.0 / 0.0", "1.0 / 0.0"],
-        "bool" => &["true", "false"],
-        "Array" | "array" | "Vec<Dynamic>" => &[
-            "[2, 3]",
-            "[]",
-            "[[1], [2, 3]]",
-            "[\"x\"]",
-            "[-1]",
-            "[1 << 40, 1 << 40]",
-            "[9223372036854775807]",
-            "[0]",
-            "[zeros([2])]",
-            "[()]",
-            "[1.5]",
-            "[[]]",
-            "[[1, 2], [3, 4]]",
-        ],
-        "String" | "str" | "ImmutableString" | "string" => {
-            &["\"bogus\"", "\"\"", "\"f16\"", "\"cpu\"", "\"cuda\"", "\"/nonexistent_promot_dir/x\"", "\"*\"", "\"-1\""]
-        }
-        "Map" | "map" => &[
-            "#{}",
-            "#{a: 1}",
-            "#{dtype: \"bogus\", device: \"tpu\", seed: -1, steps: -1, lr: -1.0, batch_size: 0, beams: 0, max_new_tokens: -1}",
-            "#{steps: \"x\", lr: \"y\", prompt: 3, train: 5}",
-        ],
-        "FnPtr" | "Fn" => &["Fn(\"zeros\")", "|x| x"],
-        _ => match FIXTURES.iter().find(|(name, _)| *name == ty) {
-            Some((_, list)) => list,
-            None => return Vec::new(),
-        },
-    };
-    exprs.iter().filter_map(|s| e(s)).collect()
 }
 
 /// A few values of assorted types for parameters of unknown type.
@@ -104,32 +32,6 @@ fn mixed_pool(engine: &Engine) -> Vec<Dynamic> {
     }
     v.push(Dynamic::UNIT);
     v
-}
-
-/// The script text calling `f` with scope variables a0, a1, ...
-fn call_text(f: &FnDoc, n: usize) -> Option<String> {
-    let args: Vec<String> = (0..n).map(|i| format!("a{i}")).collect();
-    let name = f.name.as_str();
-    if let Some(prop) = name.strip_prefix("get$") {
-        return (n == 1).then(|| format!("a0.{prop}"));
-    }
-    if let Some(prop) = name.strip_prefix("set$") {
-        return (n == 2).then(|| format!("a0.{prop} = a1"));
-    }
-    if name == "index$get$" {
-        return (n == 2).then(|| "a0[a1]".to_string());
-    }
-    if name == "index$set$" {
-        return (n == 3).then(|| "a0[a1] = a2".to_string());
-    }
-    if f.is_plain_function() {
-        return Some(format!("{name}({})", args.join(", ")));
-    }
-    match n {
-        1 => Some(format!("{name} a0")),
-        2 => Some(format!("a0 {name} a1")),
-        _ => None,
-    }
 }
 
 /// Outcome of one call: Ok(reached) when it returned (reached: the function
@@ -183,28 +85,11 @@ fn describe(args: &[Dynamic]) -> String {
     parts.join(", ")
 }
 
-/// Small deterministic generator for argument combinations.
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self, n: usize) -> usize {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((self.0 >> 33) as usize) % n.max(1)
-    }
-}
-
 #[test]
 fn no_registered_function_panics_on_malformed_arguments() {
-    // Functions that write files get junk paths like "bogus": keep them out of the source tree.
-    let scratch = std::env::temp_dir().join(format!("promot-no-panic-{}", std::process::id()));
-    std::fs::create_dir_all(&scratch).unwrap();
-    std::env::set_current_dir(&scratch).unwrap();
-    // Anything a function writes for a bogus path lands in a scratch directory;
-    // nothing may reach the network.
-    let scratch = std::env::temp_dir().join(format!("promot-no-panic-{}", std::process::id()));
-    std::fs::create_dir_all(&scratch).unwrap();
+    // Anything a function writes for a bogus path lands in a scratch directory,
+    // out of the source tree; nothing may reach the network.
+    let scratch = scratch_dir("no-panic");
     std::env::set_current_dir(&scratch).unwrap();
     std::env::set_var("HF_HUB_OFFLINE", "1");
     let quiet = std::env::var_os("PROMOT_TEST_SHOW_PANICS").is_none();
@@ -231,7 +116,8 @@ fn no_registered_function_panics_on_malformed_arguments() {
 
     for f in &fns {
         let n = f.params.len();
-        let Some(text) = call_text(f, n) else { continue };
+        let names: Vec<String> = (0..n).map(|i| format!("a{i}")).collect();
+        let Some(text) = call_text(f, &names) else { continue };
         let pools: Vec<Vec<Dynamic>> = f
             .params
             .iter()

@@ -127,10 +127,12 @@ pub fn render(header: &[String], rows: &[Vec<String>], markdown: bool) -> String
         let cells: Vec<String> = (0..cols)
             .map(|i| {
                 let c = r.get(i).map(String::as_str).unwrap_or("");
+                // Padded by hand: `format!`'s width panics past 65535 (a cell can be a long text).
+                let pad = " ".repeat(width[i].saturating_sub(c.chars().count()));
                 if i == 0 {
-                    format!("{c:<w$}", w = width[i])
+                    format!("{c}{pad}")
                 } else {
-                    format!("{c:>w$}", w = width[i])
+                    format!("{pad}{c}")
                 }
             })
             .collect();

@@ -6,7 +6,7 @@
 //! T5's `<extra_id_N>` sentinels appended at the end (`<extra_id_0>` gets the highest id), the precompiled
 //! SentencePiece normalizer, whitespace splitting + Metaspace ("▁", prepend always), and `$A </s>`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use tokenizers::decoders::byte_fallback::ByteFallback;
 use tokenizers::decoders::sequence::Sequence as DecoderSequence;
@@ -184,14 +184,11 @@ impl Tokenizer {
 
     /// Write `dir/tokenizer.json` (and `dir/spiece.model` when loaded from one), creating `dir` if needed.
     pub fn save(&self, dir: &Path) -> Result<()> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::file(dir, e))?;
         let json_path = dir.join("tokenizer.json");
-        self.inner
-            .save(&json_path, true)
-            .map_err(|e| Error::file(&json_path, e))?;
+        let json = self.inner.to_string(true).map_err(|e| Error::file(&json_path, e))?;
+        crate::fsio::write_atomic(&json_path, json.as_bytes())?;
         if let Some(bytes) = &self.spiece {
-            let spm_path: PathBuf = dir.join("spiece.model");
-            std::fs::write(&spm_path, bytes).map_err(|e| Error::file(&spm_path, e))?;
+            crate::fsio::write_atomic(&dir.join("spiece.model"), bytes)?;
         }
         Ok(())
     }

@@ -169,10 +169,10 @@ fn history_map(h: &train::History) -> Map {
 }
 
 fn run_train(ctx: NativeCallContext, m: &mut ScriptModel, data: Dynamic, o: Map) -> RResult<Map> {
-    let opts = train_options(m, &o)?;
+    let mut opts = train_options(m, &o)?;
     let tasks = task_data(&data, &o)?;
     let config: TrainConfig = options::parse("train", &o, &TRAIN_EXTRA)?;
-    m.describe_run(&opts, &config, &tasks)?;
+    m.describe_run(&mut opts, &config, &tasks)?;
     let eval_fn: Option<FnPtr> = match o.get("evaluate") {
         None => None,
         Some(f) => Some(f.clone().try_cast::<FnPtr>().ok_or_else(|| {

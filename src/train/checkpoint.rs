@@ -6,6 +6,9 @@
 //! naming the newest complete one. A step directory is written under a
 //! temporary name and renamed when complete, then `latest` is replaced
 //! atomically, so a crash at any moment leaves the previous checkpoint usable.
+//! A directory replaced under the same name (DIR/best, or a step saved
+//! again) is first moved aside to `.NAME.old` and removed only once the new
+//! one is in place; readers fall back to it, so no moment lacks a complete copy.
 //! With keep-best, DIR/best holds the best-evaluated trainable values the
 //! same way, so a resumed run still ends on its best state.
 
@@ -16,6 +19,7 @@ use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::folder_lock::FolderLock;
 use crate::fsio;
 use crate::params::Param;
 
@@ -83,17 +87,18 @@ pub fn save_best(dir: &Path, params: &[Param], meta: &Meta) -> Result<PathBuf> {
 
 /// The best-evaluated values saved under `dir`, if any.
 pub fn load_best(dir: &Path, device: &candle_core::Device) -> Result<Option<Checkpoint>> {
-    if !dir.join(BEST).join("state.json").exists() {
-        return Ok(None);
+    match complete_dir(dir, BEST) {
+        Some(best) => load_dir(&best, device).map(Some),
+        None => Ok(None),
     }
-    load_dir(&dir.join(BEST), device).map(Some)
 }
 
 /// Remove DIR/best (a fresh run must not end on an older run's best).
 pub fn clear_best(dir: &Path) -> Result<()> {
-    let best = dir.join(BEST);
-    if best.exists() {
-        std::fs::remove_dir_all(&best).map_err(|e| Error::file(&best, e))?;
+    for best in [dir.join(BEST), aside(dir, BEST)] {
+        if best.exists() {
+            std::fs::remove_dir_all(&best).map_err(|e| Error::file(&best, e))?;
+        }
     }
     Ok(())
 }
@@ -114,23 +119,49 @@ fn write_dir(dir: &Path, name: &str, tensors: &HashMap<String, Tensor>, meta: &M
     fsio::ensure_dir(dir)?;
     let tmp = dir.join(format!(".{name}.partial"));
     let _ = std::fs::remove_dir_all(&tmp);
-    fsio::ensure_dir(&tmp)?;
-    fsio::save_safetensors(&tmp.join("state.safetensors"), tensors)?;
-    fsio::write_json(&tmp.join("state.json"), &serde_json::to_value(meta)?)?;
+    let written = fsio::ensure_dir(&tmp)
+        .and_then(|()| fsio::save_safetensors(&tmp.join("state.safetensors"), tensors))
+        .and_then(|()| fsio::write_json(&tmp.join("state.json"), &serde_json::to_value(meta)?));
+    if let Err(e) = written {
+        // (A full disk: leave no partial checkpoint taking space; the previous one is untouched.)
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
     let final_dir = dir.join(name);
-    let _ = std::fs::remove_dir_all(&final_dir);
+    let old = aside(dir, name);
+    if final_dir.exists() {
+        // Moved aside, not removed: until the new one is in place it is the copy readers use.
+        let _ = std::fs::remove_dir_all(&old);
+        std::fs::rename(&final_dir, &old).map_err(|e| Error::file(&final_dir, e))?;
+    }
     std::fs::rename(&tmp, &final_dir).map_err(|e| Error::file(&final_dir, e))?;
+    let _ = std::fs::remove_dir_all(&old);
     Ok(final_dir)
 }
 
+/// Where `write_dir` moves DIR/NAME while it puts a new one in its place.
+fn aside(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!(".{name}.old"))
+}
+
+/// DIR/NAME if complete, else the copy moved aside while it was being replaced.
+fn complete_dir(dir: &Path, name: &str) -> Option<PathBuf> {
+    [dir.join(name), aside(dir, name)]
+        .into_iter()
+        .find(|d| d.join("state.json").exists())
+}
+
 /// Remove every checkpoint under `dir` (a fresh start); other files stay.
+/// Fails, removing nothing, while a run holds the folder (`FolderLock`).
 pub fn clear(dir: &Path) -> Result<()> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
+    if !dir.is_dir() {
         return Ok(());
-    };
+    }
+    let _lock = FolderLock::acquire(dir, "clearing its checkpoints")?;
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::file(dir, e))?;
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().to_string();
-        if name.starts_with("step-") || name.starts_with(".step-") || name == BEST || name == ".best.partial" {
+        if name.starts_with("step-") || name.starts_with(".step-") || name == BEST || name.starts_with(".best.") {
             std::fs::remove_dir_all(e.path()).map_err(|err| Error::file(e.path(), err))?;
         } else if name == "latest" {
             std::fs::remove_file(e.path()).map_err(|err| Error::file(e.path(), err))?;
@@ -149,7 +180,8 @@ fn latest_name(dir: &Path) -> Option<String> {
 /// The newest complete checkpoint under `dir`, if any.
 pub fn load_latest(dir: &Path, device: &candle_core::Device) -> Result<Option<Checkpoint>> {
     let Some(name) = latest_name(dir) else { return Ok(None) };
-    load_dir(&dir.join(&name), device).map(Some)
+    let step_dir = complete_dir(dir, &name).unwrap_or_else(|| dir.join(&name));
+    load_dir(&step_dir, device).map(Some)
 }
 
 fn load_dir(step_dir: &Path, device: &candle_core::Device) -> Result<Checkpoint> {

@@ -225,6 +225,7 @@ impl TrainConfig {
             run_dir: self.run_dir.clone(),
             save_every: self.save_every,
             resume: self.resume,
+            run_record: None,
             dtype: self.dtype,
             quiet: self.quiet,
             label: self.label.clone(),

@@ -22,6 +22,7 @@ use candle_core::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::folder_lock::FolderLock;
 use crate::kernels::precision::{self, MatmulDtype};
 use crate::model::{pad_batch, LanguageModel};
 use crate::optim::{clip_grad_norm, grad_norm, GroupSettings, Optimizer, Schedule};
@@ -63,6 +64,9 @@ pub struct TrainOptions {
     /// Save a checkpoint every this many steps (0: only at evaluations and the end).
     pub save_every: usize,
     pub resume: bool,
+    /// What the run is (promot's build, model, options, data): written as
+    /// `run.json` in the run's folder once the run holds that folder.
+    pub run_record: Option<serde_json::Value>,
     /// The precision of the products in each step (evaluations run in f32).
     pub dtype: MatmulDtype,
     pub quiet: bool,
@@ -296,6 +300,16 @@ fn restore(params: &[Param], values: &[Tensor]) -> Result<()> {
     params.iter().zip(values).try_for_each(|(p, v)| p.assign(v))
 }
 
+/// Hold the run's folders (checkpoints, metrics) for the whole run: a second
+/// run on one of them fails at once instead of overwriting this one's files.
+fn lock_folders(opts: &TrainOptions) -> Result<Vec<FolderLock>> {
+    let mut dirs: Vec<&PathBuf> = opts.checkpoint_dir.iter().chain(opts.run_dir.iter()).collect();
+    dirs.dedup();
+    dirs.into_iter()
+        .map(|dir| FolderLock::acquire(dir, &format!("{} (training)", opts.label)))
+        .collect()
+}
+
 /// Train for `opts.steps` steps (continuing from a checkpoint when one exists
 /// and `opts.resume`). Keeps the best evaluated state when `keep` is Best.
 pub fn train(
@@ -317,6 +331,10 @@ pub fn train(
     }
     let batcher = Batcher::new(tasks, opts.batch.clone())?;
     let mut groups = param_groups(model, opts)?;
+    let _locks = lock_folders(opts)?;
+    if let Some(record) = &opts.run_record {
+        metrics_log::write_run_record(opts.run_dir.as_deref(), opts.checkpoint_dir.as_deref(), record)?;
+    }
     model.dropout().set_p(opts.dropout);
     model.dropout().reseed(opts.batch.seed)?;
     let mut history = History::default();
@@ -335,6 +353,7 @@ pub fn train(
     )?;
 
     let mut k = start;
+    let mut saved_at = start;
     while k < opts.steps {
         if should_stop() {
             history.stopped_early = Some(format!("interrupted at step {k}"));
@@ -378,14 +397,16 @@ pub fn train(
                 }
             }
             save(model, &groups, opts, &history, k)?;
+            saved_at = k;
         } else if opts.save_every > 0 && k % opts.save_every == 0 {
             save(model, &groups, opts, &history, k)?;
+            saved_at = k;
         }
         metrics.write()?;
         progress.update(k, loss, &extra);
     }
-    // (A run resumed already finished has nothing new to save.)
-    if k == opts.steps && k > start && history.stopped_early.is_none() {
+    // (A run resumed already finished has nothing new to save, nor one whose last step is saved.)
+    if k == opts.steps && k > start && k != saved_at && history.stopped_early.is_none() {
         save(model, &groups, opts, &history, k)?;
     }
     progress.finish();

@@ -1,11 +1,15 @@
 //! Helpers shared by the test files: fixture readers and comparisons
 //! (`fixtures`), the parity checks run on both kernel paths (`t5_checks`,
-//! `llama_checks`), and reproduction summaries (below). Each test file uses
-//! some of them.
+//! `llama_checks`), hostile script values (`hostile`, for `no_panic` and
+//! `fuzz`), running the `promot` binary (`subprocess`, for the kill, disk and
+//! lock tests), and reproduction summaries (below). Each test file uses some
+//! of them.
 #![allow(dead_code)]
 
 pub mod fixtures;
+pub mod hostile;
 pub mod llama_checks;
+pub mod subprocess;
 pub mod t5_checks;
 
 use serde_json::Value;
