@@ -186,19 +186,9 @@ mod tests {
     use super::*;
 
     fn table(task: &str, hits: &[u8]) -> ResultTable {
-        let cell = Cell {
-            task: task.into(),
-            shots: 1,
-            metric: "accuracy".into(),
-            value: 100.0 * hits.iter().map(|&h| h as f64).sum::<f64>() / hits.len() as f64,
-            n: hits.len(),
-            label_share: None,
-            samples: vec![],
-            example_stats: hits.iter().map(|&h| vec![h as f64]).collect(),
-            probe_hits: vec![],
-            provenance: None,
-        };
-        ResultTable { cells: vec![cell] }
+        ResultTable {
+            cells: vec![crate::eval::table::accuracy_cell(task, hits)],
+        }
     }
 
     #[test]

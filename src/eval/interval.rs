@@ -179,22 +179,7 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 mod tests {
     use super::*;
 
-    /// An accuracy cell whose examples are `hits` (1 correct, 0 wrong).
-    fn cell(task: &str, hits: &[u8]) -> Cell {
-        let stats: Vec<Vec<f64>> = hits.iter().map(|&h| vec![h as f64]).collect();
-        Cell {
-            task: task.into(),
-            shots: 1,
-            metric: "accuracy".into(),
-            value: 100.0 * hits.iter().map(|&h| h as f64).sum::<f64>() / hits.len() as f64,
-            n: hits.len(),
-            label_share: None,
-            samples: vec![],
-            example_stats: stats,
-            probe_hits: vec![],
-            provenance: None,
-        }
-    }
+    use crate::eval::table::accuracy_cell as cell;
 
     #[test]
     fn a_constant_cell_has_a_zero_width_interval() {
@@ -226,7 +211,7 @@ mod tests {
         let cells: Vec<Cell> = (0..3).map(|s| cell("qa", &[1, 0, 1, (s % 2) as u8, 0, 0, 1])).collect();
         let per_seed: Vec<&Cell> = cells.iter().collect();
         let d = Bootstrap::default()
-            .difference(&[per_seed.clone()], &[per_seed])
+            .difference(std::slice::from_ref(&per_seed), std::slice::from_ref(&per_seed))
             .unwrap();
         assert_eq!((d.mean, d.lo, d.hi), (0.0, 0.0, 0.0));
     }

@@ -96,6 +96,23 @@ impl Cell {
     }
 }
 
+/// A 1-shot accuracy cell whose examples are `hits` (1 correct, 0 wrong), for tests.
+#[cfg(test)]
+pub(crate) fn accuracy_cell(task: &str, hits: &[u8]) -> Cell {
+    Cell {
+        task: task.into(),
+        shots: 1,
+        metric: "accuracy".into(),
+        value: 100.0 * hits.iter().map(|&h| f64::from(h)).sum::<f64>() / hits.len() as f64,
+        n: hits.len(),
+        label_share: None,
+        samples: vec![],
+        example_stats: hits.iter().map(|&h| vec![f64::from(h)]).collect(),
+        probe_hits: vec![],
+        provenance: None,
+    }
+}
+
 /// The metric name of a probe's share cells (values 0-1).
 pub const SHARE: &str = "share";
 
