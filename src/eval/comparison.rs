@@ -137,17 +137,14 @@ impl Comparison {
         for (task, k) in self.rows() {
             let mut row = vec![task.clone(), k.to_string()];
             for (name, _) in &self.methods {
-                let cell = self.per_seed(name, &task, k)?;
-                // Shares (0-1) need more digits than scores (0-100).
-                let digits = if cell.as_ref().is_some_and(|c| c[0].metric == super::table::SHARE) {
-                    2
-                } else {
-                    1
-                };
-                row.push(
-                    self.cell(name, &task, k)?
-                        .map_or_else(|| "-".into(), |e| e.render(digits)),
-                );
+                row.push(match self.per_seed(name, &task, k)? {
+                    // Shares (0-1) need more digits than scores (0-100).
+                    Some(cells) => {
+                        let digits = if cells[0].metric == super::table::SHARE { 2 } else { 1 };
+                        self.bootstrap.estimate(&cells)?.render(digits)
+                    }
+                    None => "-".into(),
+                });
             }
             rows.push(row);
         }
