@@ -75,7 +75,7 @@ fn train_writes_one_metrics_line_per_step_with_its_evaluations() {
     let mut o = opts(4, &dir);
     o.eval_every = 2;
     o.weights.optimizer.set_lr(2e-3);
-    let mut evaluate = |step: usize| -> promot::Result<f64> { Ok(step as f64 / 10.0) };
+    let mut evaluate = |step: usize| -> promot::Result<train::Evaluation> { Ok((step as f64 / 10.0).into()) };
     let h = train::train(
         m.as_ref(),
         &tok,

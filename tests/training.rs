@@ -237,10 +237,10 @@ fn keep_best_restores_the_best_evaluated_state() {
     let mut snapshots = Vec::new();
     let scores = [3.0, 1.0, 2.0];
     let mut calls = 0;
-    let mut eval = |_step: usize| -> promot::Result<f64> {
+    let mut eval = |_step: usize| -> promot::Result<train::Evaluation> {
         snapshots.push(m.params().to_tensors().unwrap());
         calls += 1;
-        Ok(scores[calls - 1])
+        Ok(scores[calls - 1].into())
     };
     let h = train::train(
         m.as_ref(),
@@ -272,12 +272,12 @@ fn keep_best_survives_interruption_and_resumption() {
     let run_with_stop = |stop_after: Option<usize>| {
         let (m, tok) = fixture();
         let steps = std::cell::Cell::new(0usize);
-        let mut eval = |step: usize| -> promot::Result<f64> {
+        let mut eval = |step: usize| -> promot::Result<train::Evaluation> {
             steps.set(step);
             if step == 4 {
                 *best_state.borrow_mut() = Some(m.params().to_tensors().unwrap());
             }
-            Ok(scores[step / 2 - 1])
+            Ok(scores[step / 2 - 1].into())
         };
         let stop = || stop_after.is_some_and(|s| steps.get() >= s);
         let h = train::train(
@@ -301,6 +301,57 @@ fn keep_best_survives_interruption_and_resumption() {
         let best = best_state.borrow();
         assert_holds_best(&m, best.as_ref().unwrap());
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// An evaluation that says the goal is reached ends the run at that step,
+/// with the state of that step (or the best one, under keep-best); the
+/// checkpoint records it, so the same command again trains no further.
+#[test]
+fn a_run_ends_at_its_goal_and_a_rerun_does_not_train_on() {
+    let dir = std::env::temp_dir().join(format!("promot-goal-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut o = opts(8);
+    o.eval_every = 2;
+    o.keep = train::Keep::Best;
+    o.checkpoint_dir = Some(dir.clone());
+    // Scores 1, 3, 2: the goal is declared at step 6, after the best (step 4).
+    let run_once = || {
+        let (m, tok) = fixture();
+        let calls = Cell::new(0usize);
+        let best = std::cell::RefCell::new(None);
+        let mut eval = |step: usize| -> promot::Result<train::Evaluation> {
+            calls.set(calls.get() + 1);
+            if step == 4 {
+                *best.borrow_mut() = Some(m.params().to_tensors().unwrap());
+            }
+            let score = [1.0, 3.0, 2.0, 0.0][step / 2 - 1];
+            Ok(train::Evaluation { score, stop: step == 6 })
+        };
+        let h = train::train(
+            m.as_ref(),
+            &tok,
+            data(),
+            &o,
+            Hooks {
+                evaluate: Some(&mut eval),
+                should_stop: &never,
+            },
+        )
+        .unwrap();
+        (m, h, calls.get(), best.into_inner())
+    };
+    let (m, h, calls, best) = run_once();
+    assert_eq!(h.goal_step, Some(6));
+    assert_eq!(h.losses.len(), 6, "no step after the goal");
+    assert_eq!(calls, 3);
+    assert_eq!(h.best, Some((4, 3.0)));
+    assert_holds_best(&m, best.as_ref().unwrap());
+    // The same run again: resumed at its goal, nothing trained or evaluated.
+    let (m2, h2, calls2, _) = run_once();
+    assert_eq!((h2.goal_step, h2.losses.len(), calls2), (Some(6), 6, 0));
+    assert_eq!(h2.losses, h.losses);
+    assert_holds_best(&m2, best.as_ref().unwrap());
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -11,7 +11,7 @@ use super::options;
 use super::tensor::reg;
 use super::{to_rhai, RResult};
 use crate::prompt::{Init, SoftPrompt};
-use crate::train::{self, gradients, Example, Hooks, TaskData, TrainConfig, TrainOptions};
+use crate::train::{self, gradients, Evaluation, Example, Hooks, TaskData, TrainConfig, TrainOptions};
 
 /// A prompt for model `m`, seeded by `seed` and its name (see `SoftPrompt::new`).
 fn make_prompt(m: &mut ScriptModel, length: INT, init: Dynamic, name: &str, seed: INT) -> RResult<SoftPrompt> {
@@ -82,7 +82,8 @@ const TRAIN_EXTRA: [(&str, &str); 4] = [
     ),
     (
         "evaluate",
-        "a function |step| -> score, called every eval_every steps (none)",
+        "a function |step| -> score (or #{score, stop}: stop = true ends the run there, its goal reached), called every \
+         eval_every steps (none)",
     ),
 ];
 
@@ -165,7 +166,32 @@ fn history_map(h: &train::History) -> Map {
         "stopped".into(),
         h.stopped_early.clone().map(Dynamic::from).unwrap_or(Dynamic::UNIT),
     );
+    m.insert(
+        "goal_step".into(),
+        h.goal_step.map(|s| Dynamic::from(s as INT)).unwrap_or(Dynamic::UNIT),
+    );
     m
+}
+
+/// What an `evaluate` function returned: a score, or #{score, stop}.
+fn evaluation(r: &Dynamic) -> std::result::Result<Evaluation, String> {
+    let number = |v: &Dynamic| v.as_float().ok().or_else(|| v.as_int().ok().map(|i| i as f64));
+    if let Some(score) = number(r) {
+        return Ok(score.into());
+    }
+    let bad = || {
+        format!(
+            "eval function must return a number or #{{score: number, stop: bool}}, got {}",
+            r.type_name()
+        )
+    };
+    let map = r.read_lock::<Map>().ok_or_else(bad)?;
+    let score = map.get("score").and_then(number).ok_or_else(bad)?;
+    let stop = match map.get("stop") {
+        None => false,
+        Some(s) => s.as_bool().map_err(|_| bad())?,
+    };
+    Ok(Evaluation { score, stop })
 }
 
 fn run_train(ctx: NativeCallContext, m: &mut ScriptModel, data: Dynamic, o: Map) -> RResult<Map> {
@@ -180,16 +206,14 @@ fn run_train(ctx: NativeCallContext, m: &mut ScriptModel, data: Dynamic, o: Map)
         })?),
     };
     let mut script_error = None;
-    let mut eval_closure = |step: usize| -> crate::Result<f64> {
+    let mut eval_closure = |step: usize| -> crate::Result<Evaluation> {
         let f = eval_fn.as_ref().ok_or_else(|| crate::Error::msg("no eval function"))?;
         let r: Dynamic = f.call_within_context(&ctx, (step as INT,)).map_err(|e| {
             let msg = format!("eval function failed: {e}");
             script_error = Some(e);
             crate::Error::msg(msg)
         })?;
-        r.as_float()
-            .or_else(|_| r.as_int().map(|i| i as f64))
-            .map_err(|t| crate::Error::msg(format!("eval function must return a number, got {t}")))
+        evaluation(&r).map_err(crate::Error::msg)
     };
     let hooks = Hooks {
         evaluate: if eval_fn.is_some() {

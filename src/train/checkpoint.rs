@@ -33,6 +33,10 @@ pub struct Meta {
     pub losses: Vec<f32>,
     pub evals: Vec<(usize, f64)>,
     pub best: Option<(usize, f64)>,
+    /// The step at which the run reached its goal and ended (absent in
+    /// checkpoints from before goals existed).
+    #[serde(default)]
+    pub goal_step: Option<usize>,
 }
 
 pub struct Checkpoint {

@@ -81,11 +81,31 @@ pub struct History {
     pub best: Option<(usize, f64)>,
     pub steps_per_sec: f64,
     pub stopped_early: Option<String>,
+    /// The step whose evaluation said the run had reached its goal (it
+    /// ended there, before its step budget).
+    pub goal_step: Option<usize>,
 }
 
-/// Hooks the caller provides: an evaluation (higher is better) and a stop request (Ctrl-C).
+/// What one evaluation of a run says: its score (higher is better; keep-best
+/// keeps the state that scored highest) and whether the run has reached its
+/// goal and ends here (e.g. a prompt that already puts the target's format
+/// on nearly every output).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Evaluation {
+    pub score: f64,
+    pub stop: bool,
+}
+
+impl From<f64> for Evaluation {
+    /// A score alone: the run goes on.
+    fn from(score: f64) -> Self {
+        Evaluation { score, stop: false }
+    }
+}
+
+/// Hooks the caller provides: an evaluation every `eval_every` steps and a stop request (Ctrl-C).
 pub struct Hooks<'a> {
-    pub evaluate: Option<&'a mut dyn FnMut(usize) -> Result<f64>>,
+    pub evaluate: Option<&'a mut dyn FnMut(usize) -> Result<Evaluation>>,
     pub should_stop: &'a dyn Fn() -> bool,
 }
 
@@ -198,6 +218,7 @@ fn resume(
     history.losses = ck.meta.losses.iter().map(|l| *l as f64).collect();
     history.evals = ck.meta.evals.clone();
     history.best = ck.meta.best;
+    history.goal_step = ck.meta.goal_step;
     if !opts.quiet {
         eprintln!(
             "{}: resuming from {} at step {}",
@@ -223,6 +244,7 @@ fn meta(model: &dyn LanguageModel, groups: &[ParamGroup], history: &History, ste
         losses: history.losses.iter().map(|l| *l as f32).collect(),
         evals: history.evals.clone(),
         best: history.best,
+        goal_step: history.goal_step,
     })
 }
 
@@ -310,8 +332,10 @@ fn lock_folders(opts: &TrainOptions) -> Result<Vec<FolderLock>> {
         .collect()
 }
 
-/// Train for `opts.steps` steps (continuing from a checkpoint when one exists
-/// and `opts.resume`). Keeps the best evaluated state when `keep` is Best.
+/// Train for `opts.steps` steps, or until an evaluation says the run reached
+/// its goal (continuing from a checkpoint when one exists and `opts.resume`;
+/// a run that ended at its goal is not continued). Keeps the best evaluated
+/// state when `keep` is Best.
 pub fn train(
     model: &dyn LanguageModel,
     tok: &Tokenizer,
@@ -354,7 +378,7 @@ pub fn train(
 
     let mut k = start;
     let mut saved_at = start;
-    while k < opts.steps {
+    while k < opts.steps && history.goal_step.is_none() {
         if should_stop() {
             history.stopped_early = Some(format!("interrupted at step {k}"));
             save(model, &groups, opts, &history, k)?;
@@ -381,10 +405,15 @@ pub fn train(
         let mut extra = String::new();
         let eval_due = opts.eval_every > 0 && (k % opts.eval_every == 0 || k == opts.steps);
         if let (true, Some(eval)) = (eval_due, evaluate.as_deref_mut()) {
-            let score = eval(k)?;
+            let Evaluation { score, stop } = eval(k)?;
             history.evals.push((k, score));
             metrics.eval(score);
             extra = format!(" | eval {score:.3}");
+            if stop {
+                // Saved with the checkpoint below, so a rerun does not train on.
+                history.goal_step = Some(k);
+                extra += " | goal reached";
+            }
             if history.best.is_none_or(|(_, b)| score > b) {
                 history.best = Some((k, score));
                 if opts.keep == Keep::Best {
@@ -404,6 +433,12 @@ pub fn train(
         }
         metrics.write()?;
         progress.update(k, loss, &extra);
+    }
+    if let Some(at) = history.goal_step {
+        progress.message(&format!(
+            "{}: reached its goal at step {at} of {}; the run ends there",
+            opts.label, opts.steps
+        ));
     }
     // (A run resumed already finished has nothing new to save, nor one whose last step is saved.)
     if k == opts.steps && k > start && k != saved_at && history.stopped_early.is_none() {
