@@ -44,7 +44,15 @@ fn quick_real_reproduction_runs_resumes_and_shows_format_specialization() {
     std::fs::create_dir_all(&work).unwrap();
     let (ok, stdout, stderr) = run(&work);
     assert!(ok, "reproduce_real quick failed:\n{stdout}\n{stderr}");
-    for header in ["Fine-tuned on rte", "True/False share", "Table 1", "ProMoT+1-shot"] {
+    for header in [
+        "Fine-tuned on rte",
+        "Share of outputs in rte's format",
+        "Table 1",
+        "ProMoT+1-shot",
+        "preconditions",
+        "Headline",
+        "At a matched target score",
+    ] {
         assert!(stdout.contains(header), "output lacks {header}:\n{stdout}");
     }
     let dir = work.join("runs/real-quick-smollm2");
@@ -55,6 +63,7 @@ fn quick_real_reproduction_runs_resumes_and_shows_format_specialization() {
         "fig3.png",
         "table-rte.md",
         "table1.md",
+        "tradeoff-rte.svg",
         "summary.json",
         "figures.json",
     ] {

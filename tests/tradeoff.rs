@@ -2,7 +2,9 @@
 //! `matched_points`, `plot_tradeoff`) on the built-in toy model: a point per
 //! keep-best evaluation, scored on the model as it is at that step; prompt
 //! tuning's curve is flat (the model is frozen); the matched point is the
-//! first within the tolerance of the reference's best.
+//! first within the tolerance of the reference's best; `stage1_until` ends a
+//! prompt-only stage at its goal; `plot_tradeoff_over_seeds` averages each
+//! step over seeds and bands it.
 
 use rhai::{Dynamic, Map};
 
@@ -127,6 +129,71 @@ matched_points(curves, "ft", 2.0)"#,
         .try_cast::<Map>()
         .unwrap();
     assert!(empty["pm"].is_unit(), "an empty reference curve matches nothing");
+    assert!(path.exists() && dir.join("t.png").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn stage1_until_ends_prompt_tuning_at_the_first_evaluation_where_the_format_holds() {
+    // Any share is >= 0: the goal holds at the first evaluation (step 2 of 4).
+    let h = eval(r#"let r = prompt_tuning(m, data, o + #{ stage1_until: 0.0 }); r.history[0]"#)
+        .try_cast::<Map>()
+        .unwrap();
+    assert_eq!(h["goal_step"].as_int().unwrap(), 2);
+    assert_eq!(
+        h["losses"].clone().into_array().unwrap().len(),
+        2,
+        "no step after the goal"
+    );
+    // No share exceeds 1: the stage runs its whole budget.
+    let h = eval(r#"let r = promot(m, data, o + #{ stage1_until: 1.01 }); r.history[0]"#)
+        .try_cast::<Map>()
+        .unwrap();
+    assert!(h["goal_step"].is_unit());
+    assert_eq!(h["losses"].clone().into_array().unwrap().len(), 4);
+    // The goal is read at keep-best evaluations, so it needs a validation task.
+    let engine = promot::script::new_engine();
+    let err = engine
+        .eval::<Dynamic>(
+            r#"let m = load_model("toy");
+prompt_tuning(m, toy_examples("rte", "train", 8, 3), #{ prompt_steps: 1, batch_size: 8, quiet: true, stage1_until: 0.95 })"#,
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("needs a validation task"), "{err}");
+}
+
+#[test]
+fn the_tradeoff_over_seeds_averages_each_step_and_bands_it() {
+    let dir = std::env::temp_dir().join(format!("promot-tradeoff-seeds-{}", std::process::id()));
+    let path = dir.join("t.svg");
+    let out = eval(&format!(
+        r#"let curves = [];
+for seed in [3, 4] {{
+    let mm = load_model("toy");
+    let rr = curve_recorder(mm, others, #{{ shots: [1], beams: 1, seed: seed }});
+    fine_tuning(mm, data, o + #{{ seed: seed, curve: rr }});
+    curves.push(rr.points.call());
+}}
+[curves, plot_tradeoff_over_seeds("{}", "t", #{{ ft: curves }}, ["en_fr", "triviaqa"])]"#,
+        path.display()
+    ))
+    .into_array()
+    .unwrap();
+    let curves: Vec<Vec<Map>> = out[0].clone().into_array().unwrap().into_iter().map(points).collect();
+    let rows = points(out[1].clone().try_cast::<Map>().unwrap()["ft"].clone());
+    assert_eq!(rows.len(), 2, "one row per evaluation step");
+    for (i, row) in rows.iter().enumerate() {
+        assert_eq!(row["seeds"].as_int().unwrap(), 2);
+        assert_eq!(row["step"].as_int().unwrap(), curves[0][i]["step"].as_int().unwrap());
+        let target = (f(&curves[0][i], "target") + f(&curves[1][i], "target")) / 2.0;
+        assert!((f(row, "target") - target).abs() < 1e-9);
+        // The mean over seeds of each seed's in-context mean, inside its interval.
+        let e = row["in_context"].clone().try_cast::<Map>().unwrap();
+        let mean = (f(&curves[0][i], "mean") + f(&curves[1][i], "mean")) / 2.0;
+        assert!((f(&e, "mean") - mean).abs() < 1e-9, "{e:?} vs {mean}");
+        assert!(f(&e, "lo") <= f(&e, "mean") && f(&e, "mean") <= f(&e, "hi"), "{e:?}");
+    }
     assert!(path.exists() && dir.join("t.png").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
