@@ -15,9 +15,10 @@ use crate::model::LanguageModel;
 
 /// d loss / d param on one batch, dropout off: for every model parameter, or
 /// with `only`, for the parameters of those names. The others are held
-/// frozen for the measurement, so the forward pass keeps no activations
-/// below the first parameter asked for (gradients of the last layer keep one
-/// layer's, not all of them), and no gradient is computed for them. Whether
+/// frozen for the measurement, so no gradient is computed for them and,
+/// unless a trainable prompt is attached (it starts the graph at the input),
+/// the forward pass keeps no activations below the first parameter asked for
+/// (gradients of the last layer keep one layer's, not all of them). Whether
 /// each parameter trains is restored after.
 pub fn batch_gradients(
     model: &dyn LanguageModel,
