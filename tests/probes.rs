@@ -102,7 +102,12 @@ fn every_smollm2_probe_runs_at_a_tiny_size() {
     let dir = root().join("docs/real");
     assert_eq!(
         scripts_in(&dir),
-        ["decode_probe.rhai", "ft_share_probe.rhai", "prompt_lr_probe.rhai"],
+        [
+            "decode_probe.rhai",
+            "ft_share_probe.rhai",
+            "memory_probe.rhai",
+            "prompt_lr_probe.rhai"
+        ],
         "a probe in docs/real has no run here (or one here is gone)"
     );
     let work = work_dir("real");
@@ -123,5 +128,15 @@ fn every_smollm2_probe_runs_at_a_tiny_size() {
         stdout.contains("step 2: held-out accuracy") && stdout.contains("losses: "),
         "{stdout}"
     );
+    for args in [
+        &["eval", "tiny"][..],
+        &["train", "tiny"],
+        &["train", "wmt14_en_fr", "tiny"],
+        &["repeat", "tiny"],
+        &["figures", "all", "tiny"],
+    ] {
+        let stdout = run(&dir.join("memory_probe.rhai"), args, &work);
+        assert!(stdout.contains("done in "), "memory_probe {args:?}: {stdout}");
+    }
     let _ = std::fs::remove_dir_all(&work);
 }

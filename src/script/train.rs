@@ -231,6 +231,13 @@ fn run_train(ctx: NativeCallContext, m: &mut ScriptModel, data: Dynamic, o: Map)
 }
 
 fn gradients_of(m: &mut ScriptModel, data: Array, o: Map) -> RResult<Map> {
+    // `params`: only these parameters' gradients (the probe then keeps only
+    // the activations above the first of them); the rest are train options.
+    let mut o = o;
+    let only = match o.remove("params") {
+        Some(names) if !names.is_unit() => Some(strings("gradients params", &names)?),
+        _ => None,
+    };
     let mut opts = train_options(m, &o)?;
     // A gradient probe measures the plain loss unless told otherwise.
     opts.label_smoothing = map_float(&o, "label_smoothing", 0.0)?;
@@ -246,7 +253,7 @@ fn gradients_of(m: &mut ScriptModel, data: Array, o: Map) -> RResult<Map> {
         )?,
         tasks: exs.iter().map(|e| e.task.clone()).collect(),
     };
-    let g = gradients::batch_gradients(m.lm(), &batch, &opts).map_err(to_rhai)?;
+    let g = gradients::batch_gradients(m.lm(), &batch, &opts, only.as_deref()).map_err(to_rhai)?;
     Ok(g.into_iter().map(|(k, v)| (k.into(), Dynamic::from(v))).collect())
 }
 
@@ -420,7 +427,7 @@ pub fn register(engine: &mut Engine) {
         engine,
         "gradients",
         &["m: Model", "data: Array", "opts: Map", "Map"],
-        "Gradient of the loss on a batch for every model parameter, by name (dropout off).",
+        "Gradient of the loss on a batch for every model parameter, by name (dropout off); with opts.params (names), for those only.",
         gradients_of,
     );
     reg(

@@ -295,6 +295,10 @@ fn step(
         return Err(not_finite(loss_value.to_string()));
     }
     let mut grads = loss.backward()?;
+    // The loss holds the forward graph, and with it every activation the
+    // backward pass read: free them before the update allocates its own
+    // temporaries, so the step's peak is one of the two, not both.
+    drop(loss);
     let norm = grad_norm(&params, &grads)?;
     if !norm.is_finite() {
         return Err(not_finite(format!("unstable (its gradient norm is {norm})")));
