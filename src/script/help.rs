@@ -360,9 +360,15 @@ pub const TOPICS: &[Topic] = &[
         ],
     },
     Topic {
+        name: "reports",
+        about:
+            "a reproduction's report over seeds (stdlib/report.rhai): intervals, preconditions, headline, matched score",
+        functions: &["seed_report", "matched_states", "interval_text", "joined", "answers_of"],
+    },
+    Topic {
         name: "plotting",
         about: "figures as SVG and PNG",
-        functions: &["plot_lines", "plot_tradeoff"],
+        functions: &["plot_lines", "plot_tradeoff", "plot_tradeoff_over_seeds"],
     },
     Topic {
         name: "files",
