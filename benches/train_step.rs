@@ -182,7 +182,7 @@ fn train_step(
     opt: &mut dyn Optimizer,
     params: &[Param],
 ) -> Result<Phases> {
-    let _dtype = precision::scope(dtype())?;
+    let _dtype = precision::scope(dtype(), batch.ids.device())?;
     let t0 = Instant::now();
     let embeds = model.embed(&batch.ids)?;
     let (embeds, mask) = match prompt {
@@ -470,7 +470,7 @@ fn main() -> Result<()> {
         return Err(Error::msg("PROMOT_BENCH_DTYPE must be f32 or bf16"));
     }
     println!("matmul backend: {}", blas::backend());
-    println!("products: {}", precision::describe(dtype()));
+    println!("products: {}", precision::describe(dtype(), &device));
     if device.is_cpu() {
         ops::gemm_rates(&device)?;
     }
@@ -509,7 +509,7 @@ fn main() -> Result<()> {
             results.push((s.name.clone(), setting.to_string(), t));
         }
         if only.as_deref().is_none_or(|o| o == "generate") {
-            let _dtype = precision::scope(dtype())?;
+            let _dtype = precision::scope(dtype(), &device)?;
             let reps = env_usize("PROMOT_BENCH_GEN_REPS", 2);
             let (tokens, secs) = generation::beam4(s.model.as_ref(), &batch.ids, &batch.mask, s.target_len, reps)?;
             println!(

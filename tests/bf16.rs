@@ -167,7 +167,7 @@ fn linear_in_a_bf16_scope_multiplies_the_rounded_operands() {
     let g = Tensor::from_vec(values(rows * o, 3), (rows, o), &dev).unwrap();
 
     let (y, grads) = {
-        let _bf16 = precision::scope(MatmulDtype::Bf16).unwrap();
+        let _bf16 = precision::scope(MatmulDtype::Bf16, &Device::Cpu).unwrap();
         let y = blas::linear_wt(x.as_tensor(), w.as_tensor()).unwrap();
         let grads = (&y * &g).unwrap().sum_all().unwrap().backward().unwrap();
         (y, grads)
@@ -194,12 +194,12 @@ fn linear_in_a_bf16_scope_multiplies_the_rounded_operands() {
 fn the_precision_belongs_to_the_thread_that_sets_it() {
     // A bf16 scope needs the library (without it asking for bf16 is an error).
     assert!(blas::get().is_some(), "no BLAS library: {}", blas::backend());
-    let _bf16 = precision::scope(MatmulDtype::Bf16).unwrap();
+    let _bf16 = precision::scope(MatmulDtype::Bf16, &Device::Cpu).unwrap();
     assert_eq!(precision::current(), MatmulDtype::Bf16);
     let other = std::thread::spawn(precision::current).join().unwrap();
     assert_eq!(other, MatmulDtype::F32);
     {
-        let _f32 = precision::scope(MatmulDtype::F32).unwrap();
+        let _f32 = precision::scope(MatmulDtype::F32, &Device::Cpu).unwrap();
         assert_eq!(precision::current(), MatmulDtype::F32);
     }
     assert_eq!(

@@ -155,7 +155,7 @@ pub fn gemm_rates(device: &Device) -> Result<()> {
             if !blas::applies(&x, &w) {
                 return Ok(format!("{:>10}", "-"));
             }
-            let _dtype = precision::scope(dtype)?;
+            let _dtype = precision::scope(dtype, &Device::Cpu)?;
             let rate = gflop / (time_op(reps, || blas::linear_wt(&x, &w))? / 1e3);
             Ok(format!("{rate:>10.1}"))
         };

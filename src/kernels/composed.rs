@@ -12,6 +12,20 @@ use super::rope::HeadLayout;
 use super::{Dropout, Heads};
 use crate::error::{Error, Result};
 
+/// a b (candle's matmul, batched over leading dimensions) at this thread's
+/// precision: under bf16, f32 operands are multiplied as bf16 copies (the
+/// device sums in f32: cuBLAS on a GPU) and the product comes back in f32;
+/// the casts' backward turns the gradients back into f32 for the f32
+/// operands, which stay the master copy (`precision.rs`).
+pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let f32_pair = a.dtype() == DType::F32 && b.dtype() == DType::F32;
+    if f32_pair && super::precision::current() == super::precision::MatmulDtype::Bf16 {
+        let product = a.to_dtype(DType::BF16)?.matmul(&b.to_dtype(DType::BF16)?)?;
+        return Ok(product.to_dtype(DType::F32)?);
+    }
+    Ok(a.matmul(b)?)
+}
+
 /// exp(x - max x) / Σ exp(x - max x) over the last dimension.
 pub fn softmax(x: &Tensor) -> Result<Tensor> {
     Ok(candle_nn::ops::softmax(x, D::Minus1)?)

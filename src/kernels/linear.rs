@@ -8,7 +8,7 @@
 //! where only the prompt trains) through `InputGradOnly`, since autograd's
 //! matmul rule would also compute W's gradient, a third of the layer's
 //! backward cost, only to drop it; candle's matmul otherwise (every other
-//! device and dtype).
+//! device and dtype; bf16 copies under a bf16 scope, `composed::matmul`).
 
 use candle_core::Tensor;
 
@@ -29,7 +29,7 @@ pub fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
         let y = x2.detach().matmul(&w.t()?)?.contiguous()?;
         x2.apply_op2(&y, InputGradOnly { weight: w.clone() })?
     } else {
-        x2.matmul(&w.t()?)?
+        super::composed::matmul(&x2, &w.t()?)?
     };
     Ok(y.reshape((b, n, w.dim(0)?))?)
 }

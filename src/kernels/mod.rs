@@ -17,7 +17,7 @@
 //!
 //! | path | when | files |
 //! |---|---|---|
-//! | bf16 products | a BLAS product below, under `precision::scope(Bf16)` | `precision.rs`, `bf16.rs` |
+//! | bf16 products | a BLAS product below, under `precision::scope(Bf16)` (the generic path's products: bf16 copies, `composed::matmul`) | `precision.rs`, `bf16.rs` |
 //! | BLAS products, one-op attention | f32 on the CPU with a BLAS library loaded | `blas.rs`, `batched.rs`, `attention.rs`, `linear.rs` |
 //! | few-row products | f32 on the CPU, a few rows outside autograd (decoding) | `gemv.rs` |
 //! | fused CPU ops | f32 on the CPU | `fused.rs`, `activation.rs`, `rope.rs`, `dropout.rs` |
@@ -137,7 +137,7 @@ pub fn batched_matmul(a: &Tensor, b: &Tensor, ta: bool, tb: bool) -> Result<Tens
         return batched::batched_matmul(a, b, ta, tb);
     }
     let op = |t: &Tensor, tr: bool| if tr { t.t() } else { Ok(t.clone()) };
-    Ok(op(a, ta)?.matmul(&op(b, tb)?)?)
+    composed::matmul(&op(a, ta)?, &op(b, tb)?)
 }
 
 /// Softmax over the last dimension (any rank).

@@ -1,11 +1,14 @@
 //! The precision of the weight and attention products: `dtype: "f32"` (the
 //! default) or `"bf16"`, mixed precision as PyTorch's CPU autocast does it.
 //!
-//! With bf16, every product that goes through the BLAS path (`blas.rs`: the
-//! linear maps, the tied vocabulary projection, attention's q·kᵀ and p·v,
-//! forward and backward) rounds its operands to bf16 and sums in f32
-//! (`bf16.rs`); the weights stay f32 (the optimiser's master copy), and so do
-//! the activations between products, the norms, softmaxes and the loss.
+//! With bf16, every product of a training step (the linear maps, the tied
+//! vocabulary projection, attention's q·kᵀ and p·v, forward and backward)
+//! rounds its operands to bf16 and sums in f32: on the CPU through the BLAS
+//! path (`blas.rs`, `bf16.rs`), on a GPU and on the forced device-generic path
+//! through candle's bf16 matmul (cuBLAS there) on bf16 copies of the operands,
+//! whose casts carry the gradients back to f32 (`composed::matmul`). The
+//! weights stay f32 (the optimiser's master copy), and so do the activations
+//! between products, the norms, softmaxes and the loss.
 //!
 //! The setting belongs to a thread: the one that runs the graph sets it with
 //! [`scope`] (the trainer does, around each step), and a product reads it when
@@ -14,6 +17,7 @@
 
 use std::cell::Cell;
 
+use candle_core::Device;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -45,11 +49,14 @@ impl Drop for Scope {
     }
 }
 
-/// Run this thread's products at `dtype` until the returned guard drops. bf16
-/// needs the BLAS path (`scripts/get-blas.sh`): without it the products would
-/// silently stay f32, so that is an error.
-pub fn scope(dtype: MatmulDtype) -> Result<Scope> {
-    if dtype == MatmulDtype::Bf16 && super::blas::get().is_none() {
+/// Run this thread's products, for tensors on `device`, at `dtype` until the
+/// returned guard drops. On the CPU, bf16 needs the BLAS path
+/// (`scripts/get-blas.sh`) or the forced device-generic one: without either
+/// some products would silently stay f32, so that is an error. Other devices
+/// always take the generic path.
+pub fn scope(dtype: MatmulDtype, device: &Device) -> Result<Scope> {
+    let rounds = !device.is_cpu() || super::generic_forced() || super::blas::get().is_some();
+    if dtype == MatmulDtype::Bf16 && !rounds {
         return Err(Error::msg(
             "dtype 'bf16' runs the products on promot's BLAS path, and no BLAS library is loaded: \
              run `bash scripts/get-blas.sh` (or unset PROMOT_BLAS=off), or use dtype 'f32'",
@@ -59,9 +66,12 @@ pub fn scope(dtype: MatmulDtype) -> Result<Scope> {
 }
 
 /// In words, for the backend line of benchmarks and `help`.
-pub fn describe(dtype: MatmulDtype) -> String {
+pub fn describe(dtype: MatmulDtype, device: &Device) -> String {
     match dtype {
         MatmulDtype::F32 => "f32".to_string(),
+        MatmulDtype::Bf16 if !device.is_cpu() || super::generic_forced() => {
+            "bf16 operands, f32 sums (bf16 copies through the device's matmul)".to_string()
+        }
         MatmulDtype::Bf16 if super::bf16::has_kernel() => "bf16 operands, f32 sums (AVX512-BF16 kernel)".to_string(),
         MatmulDtype::Bf16 => "bf16 operands, f32 sums (no AVX512-BF16 here: rounded copies through sgemm)".to_string(),
     }

@@ -90,7 +90,8 @@ pub struct TrainConfig {
     /// Shorthand, Adafactor on prompts: scale each step by the prompt's RMS.
     pub prompt_multiply_by_parameter_scale: Option<bool>,
     /// "f32", or "bf16": products with bf16 operands and f32 sums, f32
-    /// weights and loss (mixed precision, as PyTorch's autocast).
+    /// weights and loss (mixed precision, as PyTorch's autocast), on the CPU
+    /// (BLAS path) and on a GPU (bf16 copies through cuBLAS).
     pub dtype: MatmulDtype,
     pub quiet: bool,
     /// Name shown in progress lines.

@@ -351,12 +351,9 @@ pub fn train(
         mut evaluate,
         should_stop,
     } = hooks;
-    if opts.dtype == MatmulDtype::Bf16 && !model.params().device().is_cpu() {
-        // The bf16 products are CPU kernels; on a GPU they would silently stay f32.
-        return Err(Error::msg(
-            "dtype 'bf16' is for CPU training: this model is on a GPU; use dtype 'f32'",
-        ));
-    }
+    let device = model.params().device();
+    // Checked before any work: bf16 on a CPU without BLAS is an error.
+    drop(precision::scope(opts.dtype, &device)?);
     let batcher = Batcher::new(tasks, opts.batch.clone())?;
     let mut groups = param_groups(model, opts)?;
     let _locks = lock_folders(opts)?;
@@ -395,7 +392,7 @@ pub fn train(
             break;
         }
         let batch = batcher.batch(k, tok, model)?;
-        let (loss, norm) = precision::scope(opts.dtype)
+        let (loss, norm) = precision::scope(opts.dtype, &device)
             .and_then(|_dtype| step(model, &batch, &mut groups, opts, k))
             .inspect_err(|_| progress.finish())?;
         k += 1;
