@@ -284,3 +284,21 @@ fn an_error_inside_a_stdlib_method_names_its_file_line_and_the_bad_option() {
         "{shown}"
     );
 }
+
+/// A reproduction's SEEDS argument: parsed with spaces allowed, written back
+/// as the argument that names them, and a part that is no integer is an
+/// error naming it.
+#[test]
+fn seeds_arguments_round_trip_and_a_bad_seed_is_named() {
+    let engine = promot::script::new_engine();
+    let seeds = engine.eval::<rhai::Array>(r#"parse_seeds(" 21, 22,23 ")"#).unwrap();
+    let seeds: Vec<i64> = seeds.into_iter().map(|d| d.as_int().unwrap()).collect();
+    assert_eq!(seeds, [21, 22, 23]);
+    let text = engine.eval::<String>(r#"seeds_text(parse_seeds("5,6,7"))"#).unwrap();
+    assert_eq!(text, "5,6,7");
+    let err = engine
+        .eval::<Dynamic>(r#"parse_seeds("7,x8")"#)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("'x8' is not an integer seed"), "{err}");
+}

@@ -363,7 +363,15 @@ pub const TOPICS: &[Topic] = &[
         name: "reports",
         about:
             "a reproduction's report over seeds (stdlib/report.rhai): intervals, preconditions, headline, matched score",
-        functions: &["seed_report", "matched_states", "interval_text", "joined", "answers_of"],
+        functions: &[
+            "seed_report",
+            "matched_states",
+            "interval_text",
+            "joined",
+            "answers_of",
+            "parse_seeds",
+            "seeds_text",
+        ],
     },
     Topic {
         name: "plotting",
