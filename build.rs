@@ -1,6 +1,11 @@
 //! Embeds the git commit promot is built from (`PROMOT_GIT_COMMIT`, read by
 //! `provenance::COMMIT`), so saved results can name it. Without git, or
 //! outside a checkout, the commit is "unknown": the build never fails on it.
+//!
+//! Built with `--features cuda`, it also compiles the fused ops' CUDA kernels
+//! (src/kernels/cuda/*.cu) to PTX with nvcc (found as candle's kernels find
+//! it: CUDA_ROOT, CUDA_HOME or PATH; CUDA_COMPUTE_CAP picks the GPU
+//! generation), as OUT_DIR/ptx.rs, read by src/kernels/cuda.rs.
 
 use std::process::Command;
 
@@ -13,8 +18,23 @@ fn git(args: &[&str]) -> Option<String> {
     (!text.is_empty()).then_some(text)
 }
 
+#[cfg(feature = "cuda")]
+fn cuda_kernels() {
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let ptx = cudaforge::KernelBuilder::new()
+        .source_dir("src/kernels/cuda")
+        .arg("-O3")
+        .arg("-std=c++17")
+        .build_ptx()
+        .unwrap_or_else(|e| panic!("compiling src/kernels/cuda to PTX: {e}"));
+    ptx.write(out.join("ptx.rs"))
+        .unwrap_or_else(|e| panic!("writing {}: {e}", out.join("ptx.rs").display()));
+}
+
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    #[cfg(feature = "cuda")]
+    cuda_kernels();
     let commit = git(&["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".to_string());
     println!("cargo:rustc-env=PROMOT_GIT_COMMIT={commit}");
     // Rebuild when HEAD moves: HEAD itself (a branch switch) and the branch's ref

@@ -3,7 +3,9 @@
 # driver and PyTorch's Python, no Rust, no network), within 8 minutes:
 #   (a) parity   CUDA against the CPU on the tiny T5 and Llama fixtures (and SmolLM2 where its GGUF is
 #                there): logits within 1e-3 relative (f32), the gradients of a batch within 1e-3, one
-#                Adafactor step's update within 1e-2, greedy and beam-4 outputs equal (scripts/gpu/parity.rhai);
+#                Adafactor step's update within 1e-2, greedy and beam-4 outputs equal (scripts/gpu/parity.rhai),
+#                as built (the fused CUDA ops: softmax, RMS norm, cross-entropy) and again on the
+#                device-generic path alone (PROMOT_KERNELS=generic, the fixtures);
 #                and `promot --device cuda` putting a script's tensors on the GPU;
 #   (b) speed    the training step (full fine-tuning, ProMoT stage 1, stage 2; f32 and bf16) of an
 #                mT5-base-shaped T5 v1.1 and SmolLM2-135M at batch 64, random weights (benches/shapes_gpu.json),
@@ -147,6 +149,10 @@ smollm2=()
 if [[ " $parts " == *" a "* ]]; then
     run_part parity 120 "$bin/promot" run scripts/gpu/parity.rhai cpu "$dev" "$out/parity.json" \
         tests/fixtures/tiny-t5 tests/fixtures/tiny-llama "${smollm2[@]}"
+    # The same on the device-generic path alone (PROMOT_KERNELS=generic: no fused CUDA op, on either side),
+    # so both of the GPU's paths are checked.
+    PROMOT_KERNELS=generic run_part parity_generic 60 "$bin/promot" run scripts/gpu/parity.rhai cpu "$dev" \
+        "$out/parity-generic.json" tests/fixtures/tiny-t5 tests/fixtures/tiny-llama
     # The --device flag: a script's tensors and models on the device.
     run_part device_flag 30 "$bin/promot" --device "$dev" -e \
         "let t = tensor([1.0, 2.0]); let m = load_model(\"tests/fixtures/tiny-t5\"); if !t.device().starts_with(\"$dev\") || !m.param(\"shared.weight\").device().starts_with(\"$dev\") { throw \`on \${t.device()}, not $dev\`; } t.device()"
@@ -213,10 +219,13 @@ lines += ["```", open(os.path.join(out, "env.txt")).read().strip(), "```", ""]
 lines += ["| part | exit |", "|---|---|"] + [f"| {k} | {v}{'' if v == 0 else ' FAILED'} |" for k, v in sorted(status.items())]
 
 parity = load("parity.json")
-if parity:
-    lines += ["", f"## (a) {parity['device']} against {parity['reference']} (relative L2; tolerances {parity['tolerances']})", "",
+parity_generic = load("parity-generic.json")
+for path, p in (("as built (fused CUDA ops)", parity), ("device-generic path forced", parity_generic)):
+    if not p:
+        continue
+    lines += ["", f"## (a) {p['device']} against {p['reference']}, {path} (relative L2; tolerances {p['tolerances']})", "",
               "| model | logits | grads | step | greedy equal | beam-4 equal | |", "|---|---|---|---|---|---|---|"]
-    for name, r in parity["models"].items():
+    for name, r in p["models"].items():
         lines.append(f"| {name} | {r['logits_rel']:.2e} | {r['grads_rel']:.2e} | {r['step_rel']:.2e} | {r['greedy_equal']} | "
                      f"{r['beam4_equal']} | {'ok' if r['ok'] else 'FAIL'} |")
 
@@ -251,7 +260,8 @@ ok = bool(status) and all(v == 0 for v in status.values())
 lines += ["", f"**{'passed' if ok else 'FAILED'}**"]
 text = "\n".join(lines) + "\n"
 open(os.path.join(out, "summary.md"), "w").write(text)
-json.dump({"ok": ok, "status": status, "parity": parity, "bench": benches, "promot_rte": run},
+json.dump({"ok": ok, "status": status, "parity": parity, "parity_generic": parity_generic, "bench": benches,
+           "promot_rte": run},
           open(os.path.join(out, "summary.json"), "w"), indent=2)
 print(text)
 sys.exit(0 if ok else 1)

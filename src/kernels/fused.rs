@@ -1,6 +1,7 @@
-//! Fused CPU kernels, forward and backward side by side: softmax over the
-//! last dimension, RMS norm and the label-smoothed cross-entropy (the
-//! activations are in `activation.rs`).
+//! Fused kernels, forward and backward side by side: softmax over the last
+//! dimension, RMS norm and the label-smoothed cross-entropy (the activations
+//! are in `activation.rs`). The CPU code is here; built with CUDA, each op's
+//! `cuda_fwd` runs the same formula as one kernel (`cuda.rs`, `cuda/fused.cu`).
 //!
 //! candle builds each of these from several elementwise ops, and each op
 //! reads and writes the whole tensor (and allocates its result): a softmax
@@ -19,12 +20,16 @@
 //! (rows, vocabulary) logits are the only tensor of that size a step holds.
 //!
 //! `kernels::softmax`, `kernels::rms_norm` and `kernels::cross_entropy` take
-//! these for contiguous f32 tensors on the CPU and the composed candle ops
-//! (`composed.rs`) otherwise, so every device and dtype computes the same
-//! function. tests/fused.rs checks values and gradients against the composed ops.
+//! these for contiguous f32 tensors on the CPU (and, built with CUDA, on a
+//! GPU) and the composed candle ops (`composed.rs`) otherwise, so every
+//! device and dtype computes the same function. tests/fused.rs checks values
+//! and gradients against the composed ops; scripts/gpu-check.sh the CUDA side
+//! against the CPU.
 //!
 //! Shape legend: n rows, d the last (normalized / softmaxed) dimension.
 
+#[cfg(feature = "cuda")]
+use candle_core::CudaStorage;
 use candle_core::{CpuStorage, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -132,6 +137,11 @@ impl candle_core::CustomOp1 for Softmax {
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(&self, s: &CudaStorage, l: &Layout) -> candle_core::Result<(CudaStorage, Shape)> {
+        super::cuda::softmax(s, l)
+    }
+
     fn bwd(&self, _x: &Tensor, y: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
         Ok(Some(softmax_grad(y, g)?))
     }
@@ -162,6 +172,17 @@ impl candle_core::CustomOp2 for SoftmaxGrad {
             }
         });
         Ok((CpuStorage::F32(dx), yl.shape().clone()))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        ys: &CudaStorage,
+        yl: &Layout,
+        gs: &CudaStorage,
+        gl: &Layout,
+    ) -> candle_core::Result<(CudaStorage, Shape)> {
+        super::cuda::softmax_grad(ys, yl, gs, gl)
     }
 }
 
@@ -206,6 +227,17 @@ impl candle_core::CustomOp2 for RmsNorm {
             }
         });
         Ok((CpuStorage::F32(y), xl.shape().clone()))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        xs: &CudaStorage,
+        xl: &Layout,
+        ws: &CudaStorage,
+        wl: &Layout,
+    ) -> candle_core::Result<(CudaStorage, Shape)> {
+        super::cuda::rms_norm(xs, xl, ws, wl, self.eps)
     }
 
     fn bwd(
@@ -263,6 +295,19 @@ impl candle_core::CustomOp3 for RmsNormGradX {
         });
         Ok((CpuStorage::F32(dx), xl.shape().clone()))
     }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        xs: &CudaStorage,
+        xl: &Layout,
+        ws: &CudaStorage,
+        wl: &Layout,
+        gs: &CudaStorage,
+        gl: &Layout,
+    ) -> candle_core::Result<(CudaStorage, Shape)> {
+        super::cuda::rms_norm_grad_x((xs, xl), (ws, wl), (gs, gl), self.eps)
+    }
 }
 
 /// (x, g) -> dw = Σ_rows g ⊙ x r, summed over row blocks in parallel.
@@ -307,6 +352,17 @@ impl candle_core::CustomOp2 for RmsNormGradW {
                 },
             );
         Ok((CpuStorage::F32(dw), Shape::from(d)))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        xs: &CudaStorage,
+        xl: &Layout,
+        gs: &CudaStorage,
+        gl: &Layout,
+    ) -> candle_core::Result<(CudaStorage, Shape)> {
+        super::cuda::rms_norm_grad_w(xs, xl, gs, gl, self.eps)
     }
 }
 
@@ -380,6 +436,17 @@ impl candle_core::CustomOp2 for CrossEntropy {
         Ok((CpuStorage::F32(loss), Shape::from(n)))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        xs: &CudaStorage,
+        xl: &Layout,
+        ts: &CudaStorage,
+        tl: &Layout,
+    ) -> candle_core::Result<(CudaStorage, Shape)> {
+        super::cuda::cross_entropy(xs, xl, ts, tl, self.eps)
+    }
+
     fn bwd(
         &self,
         x: &Tensor,
@@ -425,6 +492,19 @@ impl candle_core::CustomOp3 for CrossEntropyGrad {
             out[targets[i] as usize] -= g[i] * (1.0 - self.eps);
         });
         Ok((CpuStorage::F32(dx), xl.shape().clone()))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        xs: &CudaStorage,
+        xl: &Layout,
+        ts: &CudaStorage,
+        tl: &Layout,
+        gs: &CudaStorage,
+        gl: &Layout,
+    ) -> candle_core::Result<(CudaStorage, Shape)> {
+        super::cuda::cross_entropy_grad((xs, xl), (ts, tl), (gs, gl), self.eps)
     }
 }
 

@@ -21,15 +21,18 @@
 //! | BLAS products, one-op attention | f32 on the CPU with a BLAS library loaded | `blas.rs`, `batched.rs`, `attention.rs`, `linear.rs` |
 //! | few-row products | f32 on the CPU, a few rows outside autograd (decoding) | `gemv.rs` |
 //! | fused CPU ops | f32 on the CPU | `fused.rs`, `activation.rs`, `rope.rs`, `dropout.rs` |
+//! | fused CUDA ops | softmax, RMS norm, cross-entropy: f32 on a GPU, built with CUDA | `fused.rs`, `cuda.rs`, `cuda/fused.cu` |
 //! | device-generic | every other device and dtype, or when forced | `composed.rs` |
 //!
-//! The device-generic path is what CUDA and Metal run. It is built only from
-//! candle ops that have a backward pass: candle's own fused `softmax_last_dim`,
-//! `rms_norm`, `layer_norm`, rotary and `sdpa` ops have none (gradients would
-//! stop there silently) and are never used. [`force_generic`] (or
-//! `PROMOT_KERNELS=generic` in the environment) makes the CPU take it too, so
-//! the path a GPU takes is checked against transformers on any machine
-//! (tests/generic_kernels.rs).
+//! The device-generic path is what Metal runs, and CUDA for everything but
+//! the three fused CUDA ops. It is built only from candle ops that have a
+//! backward pass: candle's own fused `softmax_last_dim`, `rms_norm`,
+//! `layer_norm`, rotary and `sdpa` ops have none (gradients would stop there
+//! silently) and are never used; promot's fused ops carry their own backward.
+//! [`force_generic`] (or `PROMOT_KERNELS=generic` in the environment) makes
+//! every device take it, the CPU included, so the path a GPU takes is checked
+//! against transformers on any machine (tests/generic_kernels.rs), and on a
+//! GPU the fused CUDA ops can be compared with it.
 
 pub mod activation;
 pub mod attention;
@@ -37,6 +40,8 @@ pub mod batched;
 pub mod bf16;
 pub mod blas;
 pub mod composed;
+#[cfg(feature = "cuda")]
+mod cuda;
 mod dropout;
 pub mod fused;
 pub mod gemv;
@@ -79,13 +84,13 @@ pub fn generic_forced() -> bool {
     forced().load(Ordering::Relaxed)
 }
 
-/// How many times a fast CPU path (fused, BLAS, bf16, gemv) was chosen in
+/// How many times a fast path (fused, BLAS, bf16, gemv) was chosen in
 /// this process: a test that forces the generic path checks it stays 0.
 pub fn fast_paths_taken() -> usize {
     FAST_PATHS_TAKEN.load(Ordering::Relaxed)
 }
 
-/// The one gate of every fast CPU path: `ok` (the path's own conditions)
+/// The one gate of every fast path: `ok` (the path's own conditions)
 /// and the generic path not forced. Counts the paths taken.
 fn fast(ok: bool) -> bool {
     let take = ok && !generic_forced();
@@ -98,6 +103,14 @@ fn fast(ok: bool) -> bool {
 /// f32, contiguous, on the CPU: what the fused CPU ops read.
 fn cpu_f32(t: &Tensor) -> bool {
     t.device().is_cpu() && t.dtype() == DType::F32 && t.is_contiguous() && t.rank() >= 1
+}
+
+/// What `fused.rs`'s softmax, RMS norm and cross-entropy read: f32,
+/// contiguous and not empty, on the CPU or, built with CUDA, on a GPU (where
+/// each runs as one kernel, `cuda.rs`).
+fn fused_f32(t: &Tensor) -> bool {
+    let device_ok = t.device().is_cpu() || (cfg!(feature = "cuda") && t.device().is_cuda());
+    device_ok && t.dtype() == DType::F32 && t.is_contiguous() && t.rank() >= 1 && t.elem_count() > 0
 }
 
 // ---------------------------------------------------------------- entry points
@@ -142,7 +155,7 @@ pub fn batched_matmul(a: &Tensor, b: &Tensor, ta: bool, tb: bool) -> Result<Tens
 
 /// Softmax over the last dimension (any rank).
 pub fn softmax(x: &Tensor) -> Result<Tensor> {
-    if fast(cpu_f32(x)) {
+    if fast(fused_f32(x)) {
         return fused::softmax_last_dim(x);
     }
     composed::softmax(x)
@@ -151,7 +164,8 @@ pub fn softmax(x: &Tensor) -> Result<Tensor> {
 /// RMS norm over the last dimension, scaled by w (d): x / sqrt(mean(x²) + eps) · w,
 /// computed in f32 whatever the dtype (as transformers does).
 pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
-    if fast(cpu_f32(x) && cpu_f32(w) && w.rank() == 1 && x.dims().last() == Some(&w.dim(0)?)) {
+    let same_device = x.device().same_device(w.device());
+    if fast(fused_f32(x) && fused_f32(w) && same_device && w.rank() == 1 && x.dims().last() == Some(&w.dim(0)?)) {
         return fused::rms_norm(x, w, eps);
     }
     composed::rms_norm(x, w, eps)
@@ -163,10 +177,10 @@ pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
 ///   loss_i = (1 - eps)(-log p[y_i]) + eps · mean_v(-log p[v])
 pub fn cross_entropy(logits: &Tensor, targets: &Tensor, eps: f64) -> Result<Tensor> {
     let targets = targets.to_dtype(DType::U32)?;
-    let ok = cpu_f32(logits)
+    let ok = fused_f32(logits)
         && logits.rank() == 2
         && targets.is_contiguous()
-        && targets.device().is_cpu()
+        && targets.device().same_device(logits.device())
         && targets.dims() == [logits.dim(0)?];
     if fast(ok) {
         return fused::cross_entropy_rows(logits, &targets, eps);
