@@ -61,6 +61,11 @@ fn quick_reproduction_runs_and_shows_format_specialization() {
     ] {
         assert!(dir.join(f).exists(), "missing {f}");
     }
+    // The markdown tables: the preconditions, the scores and the shares, as three tables.
+    let tables = std::fs::read_to_string(dir.join("table-fr_en.md")).unwrap();
+    assert!(!tables.contains("\\n"), "a literal \\n in table-fr_en.md:\n{tables}");
+    let separators = tables.lines().filter(|l| l.starts_with("| ---")).count();
+    assert_eq!(separators, 3, "expected three tables:\n{tables}");
     let figures: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("figures.json")).unwrap()).unwrap();
     let share: Vec<f64> = figures["share"]
