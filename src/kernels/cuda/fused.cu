@@ -12,35 +12,38 @@
 #define ROW_THREADS 256
 #define WARPS (ROW_THREADS / 32)
 
-__device__ __forceinline__ float warp_sum(float v) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+struct Sum {
+    __device__ __forceinline__ float operator()(float a, float b) const { return a + b; }
+    static constexpr float identity = 0.0f;
+};
+
+struct Max {
+    __device__ __forceinline__ float operator()(float a, float b) const { return fmaxf(a, b); }
+    static constexpr float identity = -INFINITY;
+};
+
+template <typename Op>
+__device__ __forceinline__ float warp_reduce(float v, Op op) {
+    for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;
 }
 
-__device__ __forceinline__ float warp_max(float v) {
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-    return v;
-}
-
-// The block's sum (max) of v, returned to every thread. The first barrier lets
-// an earlier call's readers of `scratch` finish before it is written again.
-__device__ float block_sum(float v, float* scratch) {
+// The block's reduction (sum or max) of v, returned to every thread. The first
+// barrier lets an earlier call's readers of `scratch` finish before it is
+// written again.
+template <typename Op>
+__device__ float block_reduce(float v, float* scratch, Op op) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    v = warp_sum(v);
+    v = warp_reduce(v, op);
     __syncthreads();
     if (lane == 0) scratch[warp] = v;
     __syncthreads();
-    return warp_sum(lane < WARPS ? scratch[lane] : 0.0f);
+    return warp_reduce(lane < WARPS ? scratch[lane] : Op::identity, op);
 }
 
-__device__ float block_max(float v, float* scratch) {
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    v = warp_max(v);
-    __syncthreads();
-    if (lane == 0) scratch[warp] = v;
-    __syncthreads();
-    return warp_max(lane < WARPS ? scratch[lane] : -INFINITY);
-}
+__device__ float block_sum(float v, float* scratch) { return block_reduce(v, scratch, Sum()); }
+
+__device__ float block_max(float v, float* scratch) { return block_reduce(v, scratch, Max()); }
 
 // The row's max and Σ exp(x - max).
 __device__ void row_max_sum_exp(const float* x, int d, float* scratch, float* max_out, float* sum_out) {
