@@ -35,8 +35,7 @@ fn view<'a, T: candle_core::cuda_backend::CudaDType>(
 
 /// (rows, last dimension) of a layout, as the kernels take them.
 fn rows(l: &Layout) -> candle_core::Result<(usize, i32)> {
-    let d = *l.dims().last().unwrap_or(&1);
-    let n = l.shape().elem_count().checked_div(d).unwrap_or(0);
+    let (n, d) = super::fused::last_dim(l)?;
     let d = i32::try_from(d).map_err(|_| candle_core::Error::Msg(format!("fused (cuda): a row of {d} elements")))?;
     Ok((n, d))
 }

@@ -71,7 +71,8 @@ fn par_rows(n: usize, d: usize, f: impl Fn(usize, &mut [f32]) + Sync) -> Vec<f32
     out
 }
 
-fn last_dim(l: &Layout) -> candle_core::Result<(usize, usize)> {
+/// (rows, the last dimension) of a layout: what a row kernel iterates over.
+pub(super) fn last_dim(l: &Layout) -> candle_core::Result<(usize, usize)> {
     let d = *l.dims().last().unwrap_or(&1);
     Ok((l.shape().elem_count().checked_div(d).unwrap_or(0), d))
 }
