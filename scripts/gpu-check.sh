@@ -3,7 +3,8 @@
 # driver and PyTorch's Python, no Rust, no network), within 8 minutes:
 #   (a) parity   CUDA against the CPU on the tiny T5 and Llama fixtures (and SmolLM2 where its GGUF is
 #                there): logits within 1e-3 relative (f32), the gradients of a batch within 1e-3, one
-#                Adafactor step's update within 1e-2, greedy and beam-4 outputs equal (scripts/gpu/parity.rhai),
+#                Adafactor step's update within 1e-2 (also with dropout: the same masks on both devices),
+#                greedy and beam-4 outputs equal (scripts/gpu/parity.rhai),
 #                as built (the fused CUDA ops: softmax, RMS norm, cross-entropy) and again on the
 #                device-generic path alone (PROMOT_KERNELS=generic, the fixtures);
 #                and `promot --device cuda` putting a script's tensors on the GPU;
@@ -224,9 +225,11 @@ for path, p in (("as built (fused CUDA ops)", parity), ("device-generic path for
     if not p:
         continue
     lines += ["", f"## (a) {p['device']} against {p['reference']}, {path} (relative L2; tolerances {p['tolerances']})", "",
-              "| model | logits | grads | step | greedy equal | beam-4 equal | |", "|---|---|---|---|---|---|---|"]
+              "| model | logits | grads | step | step, dropout | greedy equal | beam-4 equal | |",
+              "|---|---|---|---|---|---|---|---|"]
     for name, r in p["models"].items():
-        lines.append(f"| {name} | {r['logits_rel']:.2e} | {r['grads_rel']:.2e} | {r['step_rel']:.2e} | {r['greedy_equal']} | "
+        lines.append(f"| {name} | {r['logits_rel']:.2e} | {r['grads_rel']:.2e} | {r['step_rel']:.2e} | "
+                     f"{r['dropout_rel']:.2e} | {r['greedy_equal']} | "
                      f"{r['beam4_equal']} | {'ok' if r['ok'] else 'FAIL'} |")
 
 def num(x, digits=1):

@@ -6,6 +6,9 @@
 //! against the CPU through the models' logits and gradients.
 //!
 //! Row kernels run one block of `ROW_THREADS` threads per row.
+//!
+//! Dropout (`dropout.rs`'s `StreamMask`) runs `cuda/dropout.cu`: each thread
+//! makes one 16-word block of the CPU's ChaCha8 stream and drops with it.
 
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaView, LaunchConfig, PushKernelArg};
@@ -21,6 +24,8 @@ const ROW_THREADS: u32 = 256;
 /// Rows a block of the weight-gradient kernel sums: `GRAD_W_ROWS` in fused.cu.
 const GRAD_W_ROWS: usize = 64;
 const MODULE: &str = "promot_fused";
+/// Threads per block of the dropout kernel: `BLOCK_THREADS` in dropout.cu.
+const DROPOUT_THREADS: u32 = 256;
 
 /// A contiguous operand's elements on the device.
 fn view<'a, T: candle_core::cuda_backend::CudaDType>(
@@ -232,4 +237,44 @@ pub(super) fn cross_entropy_grad(
     // SAFETY: x and dx hold n·v elements, the targets and g n.
     unsafe { b.launch(per_row(n)?) }.w()?;
     Ok(wrap(dx, dev, xl.shape().clone()))
+}
+
+/// x ⊙ mask, the mask from words [start, start + n) of the ChaCha8 stream
+/// under `key` (n = x's elements): `scale` where a word is below `threshold`.
+pub(super) fn dropout(
+    xs: &CudaStorage,
+    xl: &Layout,
+    key: [u32; 8],
+    start: u64,
+    threshold: u32,
+    scale: f32,
+) -> candle_core::Result<(CudaStorage, Shape)> {
+    let dev = xs.device();
+    let x = view::<f32>(xs, xl)?;
+    let n = xl.shape().elem_count();
+    let y = output(dev, n)?;
+    let stream_blocks = ((start % 16) as usize + n).div_ceil(16);
+    let grid = u32::try_from(stream_blocks.div_ceil(DROPOUT_THREADS as usize))
+        .map_err(|_| candle_core::Error::Msg(format!("dropout (cuda): {n} elements")))?;
+    let cfg = LaunchConfig {
+        grid_dim: (grid.max(1), 1, 1),
+        block_dim: (DROPOUT_THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    let n = n as u64;
+    let func = dev.get_or_load_custom_func("promot_dropout", "promot_dropout", ptx::DROPOUT)?;
+    let mut b = func.builder();
+    b.arg(&x);
+    b.arg(&y);
+    b.arg(&n);
+    b.arg(&start);
+    for k in &key {
+        b.arg(k);
+    }
+    b.arg(&threshold);
+    b.arg(&scale);
+    // SAFETY: x and y hold n elements; the kernel writes y[i] for each i < n and
+    // touches nothing past it.
+    unsafe { b.launch(cfg) }.w()?;
+    Ok(wrap(y, dev, xl.shape().clone()))
 }

@@ -22,6 +22,7 @@
 //! | few-row products | f32 on the CPU, a few rows outside autograd (decoding) | `gemv.rs` |
 //! | fused CPU ops | f32 on the CPU | `fused.rs`, `activation.rs`, `rope.rs`, `dropout.rs` |
 //! | fused CUDA ops | softmax, RMS norm, cross-entropy: f32 on a GPU, built with CUDA | `fused.rs`, `cuda.rs`, `cuda/fused.cu` |
+//! | stream dropout | dropout anywhere but the fused CPU path: its mask made from the stream where the tensor lives | `dropout.rs`, `cuda.rs`, `cuda/dropout.cu` |
 //! | device-generic | every other device and dtype, or when forced | `composed.rs` |
 //!
 //! The device-generic path is what Metal runs, and CUDA for everything but
