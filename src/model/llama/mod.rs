@@ -294,9 +294,10 @@ impl Llama {
 
     /// Additive attention bias (b, 1, n, c), f32, for n new queries after c - n
     /// cached positions: key j is visible to query i when it is real
-    /// (`valid[row][j]`) and not in the future.
+    /// (`valid[row][j]`) and not in the future. Made on the device from the
+    /// b·c validity flags, so a GPU receives c bytes a row, not the bias.
     fn attention_bias(&self, valid: &[Vec<bool>], n: usize, device: &Device) -> Result<Tensor> {
-        let c = valid.first().map_or(0, Vec::len);
+        let (b, c) = (valid.len(), valid.first().map_or(0, Vec::len));
         if let Some(w) = self.cfg.active_window() {
             if c > w {
                 return Err(Error::msg(format!(
@@ -305,18 +306,19 @@ impl Llama {
                 )));
             }
         }
-        let mut bias = Vec::with_capacity(valid.len() * n * c);
-        for row in valid {
-            for i in 0..n {
-                let last = c - n + i;
-                bias.extend(
-                    row.iter()
-                        .enumerate()
-                        .map(|(j, &ok)| if ok && j <= last { 0.0 } else { MASKED }),
-                );
-            }
+        if n > c || valid.iter().any(|row| row.len() != c) {
+            return Err(Error::msg(format!("llama: {n} queries over rows of {c} keys")));
         }
-        Ok(Tensor::from_vec(bias, (valid.len(), 1, n, c), device)?)
+        let real: Vec<u8> = valid.iter().flatten().map(|&ok| u8::from(ok)).collect();
+        let real = Tensor::from_vec(real, (b, 1, 1, c), device)?;
+        // Query i sits at position c - n + i and sees keys up to it.
+        let keys = Tensor::arange(0u32, c as u32, device)?.reshape((1, 1, 1, c))?;
+        let queries = Tensor::arange((c - n) as u32, c as u32, device)?.reshape((1, 1, n, 1))?;
+        let visible = real.broadcast_mul(&keys.broadcast_le(&queries)?)?;
+        // 1 -> 0 and 0 -> MASKED, exactly.
+        Ok(visible
+            .to_dtype(DType::F32)?
+            .affine(-f64::from(MASKED), f64::from(MASKED))?)
     }
 
     /// The decoder stack: x (b, n, d) at `positions`, with the cache holding
@@ -479,6 +481,34 @@ mod tests {
         assert!(diff < 1e-5, "cached decoding differs from the full forward by {diff}");
         assert_eq!(m.eos_ids(), &[3, 4]);
         assert_eq!(m.hf_config()["architectures"][0], "LlamaForCausalLM");
+    }
+
+    /// The bias made from the flags on the device is 0 exactly where a key is
+    /// real and not after its query, MASKED elsewhere, for every query count.
+    #[test]
+    fn attention_bias_masks_padding_and_the_future() {
+        let m = Llama::random(tiny(serde_json::json!({})), 1, &Device::Cpu).unwrap();
+        let valid = vec![
+            vec![false, false, true, true, true, true],
+            vec![true, true, true, false, true, true],
+        ];
+        for n in 1..=6 {
+            let got = m.attention_bias(&valid, n, &Device::Cpu).unwrap();
+            assert_eq!(got.dims(), [2, 1, n, 6]);
+            let got = got.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let want: Vec<f32> = valid
+                .iter()
+                .flat_map(|row| {
+                    (0..n).flat_map(move |i| {
+                        row.iter()
+                            .enumerate()
+                            .map(move |(j, &ok)| if ok && j <= 6 - n + i { 0.0 } else { MASKED })
+                    })
+                })
+                .collect();
+            assert_eq!(got, want, "{n} queries");
+        }
+        assert!(m.attention_bias(&valid, 7, &Device::Cpu).is_err());
     }
 
     #[test]
