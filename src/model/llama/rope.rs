@@ -16,26 +16,18 @@ pub(super) struct Rope {
 
 impl Rope {
     /// Tables for per-row positions (b rows of n each) and the model's
-    /// inverse frequencies (k / 2 of them).
+    /// inverse frequencies (k / 2 of them), made on the device from the b·n
+    /// positions: angle = position · frequency in f32, each frequency twice
+    /// (the two halves a head rotates together).
     pub(super) fn new(inv_freq: &[f32], positions: &[Vec<u32>], dtype: DType, device: &Device) -> Result<Rope> {
         let (b, n, half) = (positions.len(), positions.first().map_or(0, Vec::len), inv_freq.len());
-        let mut cos = Vec::with_capacity(b * n * 2 * half);
-        let mut sin = Vec::with_capacity(b * n * 2 * half);
-        for row in positions {
-            for &p in row {
-                for _ in 0..2 {
-                    for f in inv_freq {
-                        let angle = p as f32 * f;
-                        cos.push(angle.cos());
-                        sin.push(angle.sin());
-                    }
-                }
-            }
-        }
-        let shape = (b, 1, n, 2 * half);
+        let at: Vec<f32> = positions.iter().flatten().map(|&p| p as f32).collect();
+        let at = Tensor::from_vec(at, (b, 1, n, 1), device)?;
+        let freq = Tensor::from_slice(inv_freq, (1, 1, 1, half), device)?;
+        let angle = at.broadcast_mul(&Tensor::cat(&[&freq, &freq], 3)?)?;
         Ok(Rope {
-            cos: Tensor::from_vec(cos, shape, device)?.to_dtype(dtype)?,
-            sin: Tensor::from_vec(sin, shape, device)?.to_dtype(dtype)?,
+            cos: angle.cos()?.to_dtype(dtype)?,
+            sin: angle.sin()?.to_dtype(dtype)?,
         })
     }
 
@@ -61,6 +53,27 @@ mod tests {
             .map(|i| ((i as u64 * 2654435761 + seed) % 1000) as f32 / 500.0 - 1.0)
             .collect();
         Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    /// The tables hold cos and sin of position · frequency (f32), each
+    /// frequency twice, bit for bit.
+    #[test]
+    fn tables_are_the_cos_and_sin_of_each_angle() {
+        let (positions, inv_freq) = (vec![vec![0, 1, 7], vec![2, 0, 511]], [1.0f32, 0.1, 0.003]);
+        let rope = Rope::new(&inv_freq, &positions, DType::F32, &Device::Cpu).unwrap();
+        assert_eq!(rope.cos.dims(), [2, 1, 3, 6]);
+        let want = |f: fn(f32) -> f32| -> Vec<f32> {
+            let row = |p: u32| inv_freq.iter().chain(&inv_freq).map(move |q| f(p as f32 * q));
+            positions.iter().flatten().flat_map(|&p| row(p)).collect()
+        };
+        assert_eq!(
+            rope.cos.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            want(f32::cos)
+        );
+        assert_eq!(
+            rope.sin.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            want(f32::sin)
+        );
     }
 
     /// The fused rotation against the composed ops, values and input gradient.
