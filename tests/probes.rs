@@ -121,11 +121,22 @@ fn every_smollm2_probe_runs_at_a_tiny_size() {
     assert!(stdout.contains("step 20: TriviaQA True/False share"), "{stdout}");
     let stdout = run(
         &dir.join("prompt_lr_probe.rhai"),
-        &["0.03", "scaled", "0.1", "adafactor", "2", "1"],
+        &[
+            "0.03",
+            "scaled",
+            "0.1",
+            "adafactor",
+            "2",
+            "1",
+            "4",
+            "text:True or False?",
+        ],
         &work,
     );
     assert!(
-        stdout.contains("step 2: held-out accuracy") && stdout.contains("losses: "),
+        stdout.contains("step 0: held-out accuracy")
+            && stdout.contains("step 2: held-out accuracy")
+            && stdout.contains("losses: "),
         "{stdout}"
     );
     for args in [
